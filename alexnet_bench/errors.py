@@ -1,0 +1,19 @@
+"""Exceptions whose message is a single line naming the problem and the fix."""
+
+from __future__ import annotations
+
+
+class BenchError(Exception):
+    """Base class: a user-facing error; the CLI prints ``error: <message>`` and exits 2."""
+
+
+class ConfigError(BenchError):
+    """The configuration is malformed, has an unknown key, a wrong type or value."""
+
+
+class DataError(BenchError):
+    """The data source is missing, empty, single-class or contains a corrupt file."""
+
+
+class DeviceError(BenchError):
+    """The job needs a device (GPU) or more devices than this machine has."""
