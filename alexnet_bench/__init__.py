@@ -1,2 +1,3 @@
 """AlexNet benchmark and ablation suite."""
+
 __version__ = "0.1.0"

@@ -50,8 +50,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return f"config key '{where}' has value {error.instance!r}; choose one of: {allowed}"
     if error.validator == "type":
         return (
-            f"config key '{where}' must be of type {error.validator_value}, "
-            f"got {error.instance!r}"
+            f"config key '{where}' must be of type {error.validator_value}, got {error.instance!r}"
         )
     return f"config key '{where}': {error.message}"
 
@@ -103,7 +102,9 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 def parse_override(text: str) -> dict[str, Any]:
     """Turn ``section.key=value`` (value parsed as YAML) into a nested dict."""
     if "=" not in text:
-        raise ConfigError(f"override '{text}' must look like section.key=value, e.g. train.epochs=5")
+        raise ConfigError(
+            f"override '{text}' must look like section.key=value, e.g. train.epochs=5"
+        )
     dotted, value = text.split("=", 1)
     keys = dotted.strip().split(".")
     nested: dict[str, Any] = {keys[-1]: yaml.safe_load(value)}

@@ -1,0 +1,302 @@
+"""Command-line interface: ``alexnet-bench train | report | list-failed | preview-data``.
+
+Every user-facing error is one line, ``error: <what is wrong>; <how to fix it>``, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import RunConfig, deep_merge, parse_override
+from .errors import BenchError, DeviceError
+from .gpu_lock import GpuLease, acquire_gpus, visible_gpu_pool
+from .metrics import write_history, write_metrics
+
+log = logging.getLogger("alexnet_bench")
+EXIT_USER_ERROR = 2
+
+
+def _parse_labels(items: Sequence[str]) -> dict[str, Any]:
+    labels: dict[str, Any] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        labels[key] = int(value) if value.isdigit() else value
+    return labels
+
+
+def load_run_config(args: argparse.Namespace) -> RunConfig:
+    """Merge ``--config`` (YAML), ``--config-json`` and ``--set`` overrides, then validate."""
+    from .config import load_yaml
+
+    data: dict[str, Any] = {}
+    if args.config:
+        loaded = load_yaml(args.config) or {}
+        if not isinstance(loaded, dict):
+            raise BenchError(f"config file '{args.config}' must hold a mapping of sections")
+        data = loaded
+    if args.config_json:
+        try:
+            data = deep_merge(data, json.loads(args.config_json))
+        except json.JSONDecodeError as exc:
+            raise BenchError(
+                f"--config-json is not valid JSON ({exc.msg}); pass a JSON object"
+            ) from None
+    for text in args.set or []:
+        data = deep_merge(data, parse_override(text))
+    return RunConfig(data)
+
+
+def _record(
+    out: Path, status: str, reason: str, cfg: RunConfig | None, labels: dict[str, Any]
+) -> None:
+    """Write a metrics.json for a run that did not train (failed or skipped), atomically."""
+    write_metrics(
+        out / "metrics.json",
+        {
+            "status": status,
+            "reason": reason,
+            "run": labels,
+            "config": cfg.to_dict() if cfg else None,
+            "config_hash": cfg.hash if cfg else None,
+            "epochs_completed": 0,
+        },
+    )
+    if not (out / "history.csv").exists():
+        write_history(out / "history.csv", [])
+
+
+def _torchrun_command(args: argparse.Namespace, nprocs: int) -> list[str]:
+    argv = [a for a in sys.argv[1:]]
+    return [
+        sys.executable, "-m", "torch.distributed.run", "--standalone",
+        f"--nproc_per_node={nprocs}", "-m", "alexnet_bench.cli", *argv,
+    ]  # fmt: skip
+
+
+def _install_signal_handlers() -> None:
+    """Turn SIGTERM into SystemExit so ``finally`` blocks (telemetry, locks) run on kill."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train one run (relaunching under torchrun when it is a multi-process DDP job)."""
+    from .runtime import DistContext, resolve_device_type
+
+    out = Path(args.out)
+    labels = _parse_labels(args.label or [])
+    cfg: RunConfig | None = None
+    try:
+        cfg = load_run_config(args)
+        rt = cfg.runtime
+        dist = DistContext.from_env()
+        lease = _lease_gpus(args, cfg) if not dist.distributed else None
+        try:
+            device_kind = resolve_device_type(rt.device, rt.gpus)
+            if rt.gpus > 1 and rt.parallel == "ddp" and not dist.distributed:
+                return _launch_ddp(args, cfg, device_kind, out, labels)
+            return _train_here(cfg, out, labels, dist, device_kind)
+        finally:
+            if lease is not None:
+                lease.release()
+    except DeviceError as exc:
+        if args.on_insufficient_gpus == "skip" and cfg is not None:
+            _record(out, "skipped", str(exc), cfg, labels)
+            print(f"skipped: {exc}", file=sys.stderr)
+            return 0
+        return _fail(out, exc, cfg, labels, args.record_failures)
+    except BenchError as exc:
+        return _fail(out, exc, cfg, labels, args.record_failures)
+
+
+def _launch_ddp(
+    args: argparse.Namespace, cfg: RunConfig, device_kind: str, out: Path, labels: dict[str, Any]
+) -> int:
+    """Re-run this command under torchrun with one process per device."""
+    nprocs = cfg.runtime.gpus
+    log.info("launching %d DDP processes (%s) via torch.distributed.run", nprocs, device_kind)
+    env = dict(os.environ)
+    if device_kind == "cpu" and not cfg.runtime.threads:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 2) // nprocs))
+    code = subprocess.call(_torchrun_command(args, nprocs), env=env)
+    if code != 0 and not (out / "metrics.json").exists():
+        reason = f"DDP worker group exited with status {code}; see the job log"
+        return _fail(out, BenchError(reason), cfg, labels, args.record_failures)
+    return code
+
+
+def _train_here(
+    cfg: RunConfig, out: Path, labels: dict[str, Any], dist: Any, device_kind: str
+) -> int:
+    """Train in this process (a single-process job or one DDP rank)."""
+    if dist.distributed:
+        from .distributed import init_distributed
+
+        dist = init_distributed(dist, device_kind)
+    from .train import run_training
+
+    metrics = run_training(cfg, out, labels, dist)
+    if dist.is_main:
+        final = metrics.get("final", {})
+        print(
+            f"{metrics['status']}: {metrics['epochs_completed']} epochs, "
+            f"val top-1 error {final.get('val_top1_error')}, wrote {out / 'metrics.json'}"
+        )
+    return 0
+
+
+def _lease_gpus(args: argparse.Namespace, cfg: RunConfig) -> GpuLease | None:
+    """Lock this job's GPUs and expose only them (before CUDA is initialised in this process)."""
+    if not args.gpu_lock_dir or cfg.runtime.device == "cpu":
+        return None
+    pool = visible_gpu_pool()
+    if not pool:
+        return None  # no GPU here: device auto falls back to CPU, device cuda fails later
+    lease = acquire_gpus(cfg.runtime.gpus, args.gpu_lock_dir, pool, timeout_s=args.gpu_wait_s)
+    os.environ["CUDA_VISIBLE_DEVICES"] = lease.cuda_visible_devices
+    log.info("locked GPU(s) %s (CUDA_VISIBLE_DEVICES)", lease.cuda_visible_devices)
+    return lease
+
+
+def _fail(
+    out: Path, exc: Exception, cfg: RunConfig | None, labels: dict[str, Any], record: bool
+) -> int:
+    print(f"error: {exc}", file=sys.stderr)
+    if record:
+        _record(out, "failed", str(exc), cfg, labels)
+        print(f"recorded failure in {out / 'metrics.json'}", file=sys.stderr)
+        return 0
+    return EXIT_USER_ERROR
+
+
+def cmd_list_failed(args: argparse.Namespace) -> int:
+    """Print the metrics.json paths of runs that did not complete (for ``snakemake -R``)."""
+    for path in sorted(Path(args.results).rglob("metrics.json")):
+        try:
+            status = json.loads(path.read_text()).get("status")
+        except (OSError, json.JSONDecodeError):
+            status = "unparseable"
+        if status not in ("completed",) and (args.status is None or status in args.status):
+            print(path)
+    return 0
+
+
+def cmd_preview_data(args: argparse.Namespace) -> int:
+    """Save a PNG grid with examples of every class of the embedded data set."""
+    from .data.preview import save_preview
+
+    path = save_preview(Path(args.out), size=args.size, per_class=args.per_class)
+    print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="alexnet-bench",
+        description="AlexNet benchmark and ablation suite: train one configured run, render reports.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser(
+        "train",
+        help="train and evaluate one run",
+        description=(
+            "Train one run and write history.csv, metrics.json (atomically), gpu.csv (NVML telemetry, "
+            "when available) and checkpoint.pt into --out. Rerunning with the same config resumes "
+            "from the last complete epoch. Config = schema defaults <- --config YAML <- --config-json "
+            "<- --set overrides (see alexnet_bench/schemas/run.schema.yaml for every key)."
+        ),
+    )
+    train.add_argument(
+        "--config",
+        help="run config YAML (sections model/data/augment/eval/train/runtime/telemetry)",
+    )
+    train.add_argument("--config-json", help="run config as a JSON object, merged over --config")
+    train.add_argument(
+        "--set", action="append", metavar="SECTION.KEY=VALUE",
+        help="override one setting, value parsed as YAML (repeatable), e.g. --set train.epochs=5",
+    )  # fmt: skip
+    train.add_argument("--out", required=True, help="output directory of this run")
+    train.add_argument(
+        "--label", action="append", metavar="KEY=VALUE",
+        help="label stored under 'run' in metrics.json (repeatable), e.g. --label ablation=tanh",
+    )  # fmt: skip
+    train.add_argument(
+        "--record-failures", action="store_true",
+        help="on a user error write metrics.json with status 'failed' and exit 0 (workflow mode)",
+    )  # fmt: skip
+    train.add_argument(
+        "--on-insufficient-gpus", choices=["fail", "skip"], default="fail",
+        help="when the job needs more GPUs than visible: fail (exit 2) or record status 'skipped'",
+    )  # fmt: skip
+    train.add_argument(
+        "--gpu-lock-dir", metavar="DIR",
+        help="acquire runtime.gpus free GPUs via lock files in DIR and set CUDA_VISIBLE_DEVICES to them",
+    )  # fmt: skip
+    train.add_argument(
+        "--gpu-wait-s", type=float, default=None,
+        help="give up waiting for free GPUs after this many seconds (default: wait)",
+    )  # fmt: skip
+    train.set_defaults(func=cmd_train)
+
+    failed = sub.add_parser(
+        "list-failed", help="list metrics.json files of runs that did not complete"
+    )
+    failed.add_argument("results", help="results directory, e.g. results/default")
+    failed.add_argument(
+        "--status", action="append", help="only these statuses (failed, diverged, skipped, ...)"
+    )
+    failed.set_defaults(func=cmd_list_failed)
+
+    preview = sub.add_parser(
+        "preview-data", help="save example images of the embedded shapes10 data set"
+    )
+    preview.add_argument("--out", default="reports/shapes10.png")
+    preview.add_argument("--size", type=int, default=37)
+    preview.add_argument("--per-class", type=int, default=10)
+    preview.set_defaults(func=cmd_preview_data)
+
+    try:
+        from .reports.cli import add_report_parser
+    except ImportError:  # reports extra not importable: keep training usable
+        pass
+    else:
+        add_report_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    _install_signal_handlers()
+    try:
+        return int(args.func(args) or 0)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

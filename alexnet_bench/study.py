@@ -1,0 +1,83 @@
+"""The study: presets x ablations x seeds -> one validated run config per cell.
+
+``config.yaml`` (validated by ``workflow/schemas/config.schema.yaml``) names a preset (scale:
+data source, image size, epochs, ...), the ablations to run (each a difference from the
+baseline, i.e. the paper's settings) and the seeds. This module turns it into run configs;
+the Snakemake workflow only calls these functions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .config import RunConfig, deep_merge
+from .errors import ConfigError, DataError
+
+
+def _preset(study: dict[str, Any], name: str) -> dict[str, Any]:
+    presets = study.get("presets", {})
+    if name not in presets:
+        raise ConfigError(f"unknown preset '{name}'; choose one of: {', '.join(sorted(presets))}")
+    return presets[name]
+
+
+def ablation_def(study: dict[str, Any], name: str) -> dict[str, Any]:
+    """The definition (family, description, overrides) of ablation ``name``."""
+    defs = study.get("ablation_defs", {})
+    if name not in defs:
+        raise ConfigError(
+            f"unknown ablation '{name}'; choose from ablation_defs: {', '.join(sorted(defs))}"
+        )
+    return defs[name]
+
+
+def resolve_run(study: dict[str, Any], preset: str, ablation: str, seed: int) -> RunConfig:
+    """Validated run config of one cell: preset.run <- study.run <- ablation overrides <- seed."""
+    cfg = deep_merge(_preset(study, preset).get("run", {}), study.get("run", {}) or {})
+    cfg = deep_merge(cfg, ablation_def(study, ablation).get("overrides", {}))
+    cfg = deep_merge(cfg, {"train": {"seed": int(seed)}})
+    try:
+        return RunConfig(cfg)
+    except ConfigError as exc:
+        raise ConfigError(f"preset '{preset}', ablation '{ablation}': {exc}") from None
+
+
+def cells(study: dict[str, Any]) -> list[tuple[str, int]]:
+    """(ablation, seed) pairs of the study, in config order."""
+    return [(a, int(s)) for a in study["ablations"] for s in study["seeds"]]
+
+
+def check_study(study: dict[str, Any], base_dir: Path | None = None) -> None:
+    """Fail fast (before any job starts) on unknown ablations/presets, bad run configs, missing data."""
+    preset = study["preset"]
+    _preset(study, preset)
+    if study["baseline"] not in study["ablation_defs"]:
+        raise ConfigError(f"baseline '{study['baseline']}' is not defined in ablation_defs")
+    roots: set[str] = set()
+    for ablation, seed in cells(study):
+        cfg = resolve_run(study, preset, ablation, seed)
+        if cfg.data.source != "synthetic":
+            if not cfg.data.root:
+                raise DataError(
+                    f"preset '{preset}' uses data.source={cfg.data.source} without data.root; set "
+                    f"presets.{preset}.run.data.root"
+                )
+            roots.add(cfg.data.root)
+    for root in sorted(roots):
+        path = Path(root).expanduser()
+        if base_dir is not None and not path.is_absolute():
+            path = base_dir / path
+        if not path.exists():
+            raise DataError(
+                f"data directory '{root}' (preset '{preset}') does not exist; put the data there "
+                f"or pass --config 'run={{data: {{root: /path/to/data}}}}'"
+            )
+
+
+def family_ablations(study: dict[str, Any], family: str) -> list[str]:
+    """The baseline plus the study's ablations of one family (e.g. 'lrn')."""
+    chosen = [
+        a for a in study["ablations"] if study["ablation_defs"][a].get("family") == family
+    ]
+    return [study["baseline"], *[a for a in chosen if a != study["baseline"]]]

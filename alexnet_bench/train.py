@@ -1,0 +1,466 @@
+"""Training and evaluation of one configured run: seeded, checkpointed, resumable, measured.
+
+One call of :func:`run_training` trains one ablation cell and writes, into its output
+directory, ``history.csv`` and ``metrics.json`` (atomically), ``gpu.csv`` when NVML telemetry is
+available, and ``checkpoint.pt`` at every epoch end so that a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as tdist
+import torch.nn.functional as F
+from torch import nn
+
+from .checkpoint import load_latest, save_checkpoint
+from .config import RunConfig
+from .data import DataBundle, build_data
+from .data.loaders import epoch_generator
+from .metrics import summarise_history, time_to_target, write_history, write_metrics
+from .model import build_model, count_parameters
+from .runtime import (
+    DistContext,
+    configure_threads,
+    device_for,
+    resolve_device_type,
+    seed_everything,
+)
+from .telemetry.environment import collect_environment
+from .telemetry.flops import device_peak_flops, mfu, train_flops_per_image
+from .telemetry.host import HostStats
+from .telemetry.nvml import GpuSampler
+from .telemetry.timing import StepTimer
+
+log = logging.getLogger(__name__)
+DIVERGENCE_CHECK_EVERY = 25
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class EpochStats:
+    """Reduced statistics of one pass over a split."""
+
+    loss: float
+    top1_error: float
+    top5_error: float | None = None
+    images: int = 0
+    seconds: float = 0.0
+    finite: bool = True
+
+
+@dataclass
+class RunState:
+    """What a checkpoint restores."""
+
+    epoch: int = 0
+    elapsed_s: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    resumed_from: int | None = None
+    notes: list[str] = field(default_factory=list)
+    images_this_session: int = 0
+
+
+def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager[Any]:
+    if amp == "off":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[amp])
+
+
+def _topk_errors(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Number of top-1 and top-5 misses in a batch (as tensors, no host sync)."""
+    k = min(5, logits.shape[1])
+    top = logits.topk(k, dim=1).indices
+    hit = top.eq(target[:, None])
+    return (~hit[:, 0]).sum(), (~hit.any(dim=1)).sum()
+
+
+def _all_reduce(values: torch.Tensor, dist: DistContext) -> torch.Tensor:
+    if dist.distributed:
+        tdist.all_reduce(values, op=tdist.ReduceOp.SUM)
+    return values
+
+
+def build_optimizer(
+    model: nn.Module, cfg: RunConfig, device: torch.device
+) -> torch.optim.Optimizer:
+    """SGD with momentum and weight decay (fused kernel when requested and supported)."""
+    t = cfg.train
+    kwargs: dict[str, Any] = {"lr": t.lr, "momentum": t.momentum, "weight_decay": t.weight_decay}
+    if cfg.runtime.fused_optimizer and device.type == "cuda":
+        kwargs["fused"] = True
+    return torch.optim.SGD(model.parameters(), **kwargs)
+
+
+def build_scheduler(
+    opt: torch.optim.Optimizer, cfg: RunConfig
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Step-down schedule (divide by 1/gamma every ``lr_step_epochs``) or constant."""
+    t = cfg.train
+    if t.lr_schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=t.lr_step_epochs, gamma=t.lr_gamma)
+    return torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
+
+
+class Trainer:
+    """Owns model, optimiser, data and telemetry for one run."""
+
+    def __init__(self, cfg: RunConfig, out_dir: Path, dist: DistContext | None = None) -> None:
+        self.cfg = cfg
+        self.out_dir = Path(out_dir)
+        self.dist = dist or DistContext()
+        rt = cfg.runtime
+        configure_threads(rt.threads)
+        seed_everything(cfg.train.seed, cfg.train.deterministic)
+        kind = resolve_device_type(rt.device, rt.gpus)
+        self.device = device_for(kind, self.dist)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+            torch.backends.cudnn.benchmark = rt.cudnn_benchmark and not cfg.train.deterministic
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        self.data: DataBundle = build_data(cfg, self.device, self.dist.rank, self.dist.world_size)
+        self.model = self._build_model()
+        self.train_model = self._wrap_model(self.model)
+        self.optimizer = build_optimizer(self.model, cfg, self.device)
+        self.scheduler = build_scheduler(self.optimizer, cfg)
+        self.scaler = torch.amp.GradScaler(enabled=rt.amp == "fp16" and self.device.type == "cuda")
+        self.memory_format = torch.channels_last if rt.channels_last else torch.contiguous_format
+        self.timer = StepTimer(
+            self.device, cfg.telemetry.warmup_steps, sync=cfg.telemetry.sync_timing
+        )
+        self.compile_status = "off"
+        self.state = RunState()
+
+    # -- set-up -----------------------------------------------------------------------------
+    def _build_model(self) -> nn.Module:
+        m = build_model(self.cfg.model, self.data.num_classes, self.cfg.data.image_size)
+        return m.to(
+            self.device,
+            memory_format=torch.channels_last
+            if self.cfg.runtime.channels_last
+            else torch.contiguous_format,
+        )
+
+    def _wrap_model(self, model: nn.Module) -> nn.Module:
+        wrapped: nn.Module = model
+        if self.dist.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            wrapped = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        if self.cfg.runtime.compile:
+            try:
+                wrapped = torch.compile(wrapped)
+                self.compile_status = "on"
+            except Exception as exc:  # torch.compile unavailable on this platform/python
+                self.compile_status = f"unavailable: {type(exc).__name__}: {exc}"[:200]
+                log.warning("torch.compile failed, running eager: %s", exc)
+        return wrapped
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def _restore(self) -> RunState:
+        state = RunState()
+        if not self.cfg.train.checkpoint:
+            return state
+        ckpt, notes = load_latest(self.out_dir, self.cfg.hash)
+        state.notes.extend(notes)
+        for note in notes:
+            log.warning(note)
+        if ckpt is None:
+            return state
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        state.epoch = int(ckpt["epoch"])
+        state.elapsed_s = float(ckpt["elapsed_s"])
+        state.history = list(ckpt["history"])
+        state.resumed_from = state.epoch
+        log.info("resumed from checkpoint at epoch %d", state.epoch)
+        return state
+
+    def _save(self, state: RunState) -> None:
+        if not (self.cfg.train.checkpoint and self.dist.is_main):
+            return
+        save_checkpoint(
+            self.out_dir,
+            {
+                "config_hash": self.cfg.hash,
+                "epoch": state.epoch,
+                "elapsed_s": state.elapsed_s,
+                "history": state.history,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+            },
+        )
+
+    # -- one epoch --------------------------------------------------------------------------
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        it = iter(self.data.train)
+        while True:
+            with self.timer.phase("data"):
+                batch = next(it, None)
+            if batch is None:
+                return
+            yield batch
+
+    def train_epoch(self, epoch: int) -> EpochStats:
+        """One pass over the training split; stops early once the loss is non-finite."""
+        cfg, device = self.cfg, self.device
+        self.train_model.train()
+        self.data.train.set_epoch(epoch)
+        torch.manual_seed(cfg.train.seed * 7919 + epoch)  # dropout stream, resumable per epoch
+        gen = torch.Generator(device=device).manual_seed(
+            int(epoch_generator(cfg.train.seed, epoch, stream=1 + self.dist.rank).initial_seed())
+        )
+        sums = torch.zeros(3, device=device, dtype=torch.float64)  # loss*n, top1 misses, n
+        start = time.perf_counter()
+        finite = True
+        for step, (images, target) in enumerate(self._batches(), start=1):
+            n = target.shape[0]
+            with self.timer.phase("augment"):
+                x = self.data.augment(images, train=True, generator=gen)
+                x = x.contiguous(memory_format=self.memory_format)
+            with self.timer.phase("forward"), _autocast(device, cfg.runtime.amp):
+                logits = self.train_model(x)
+                loss = F.cross_entropy(logits, target)
+            with self.timer.phase("backward"):
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scaler.scale(loss).backward()
+            with self.timer.phase("optimizer"):
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            top1_miss = (logits.detach().argmax(1) != target).sum()
+            sums += torch.stack(
+                [loss.detach().double() * n, top1_miss.double(), sums.new_tensor(n)]
+            )
+            self.timer.end_step(n)
+            if step % DIVERGENCE_CHECK_EVERY == 0 and not torch.isfinite(sums[0]).item():
+                finite = False
+                break
+        sums = _all_reduce(sums, self.dist)
+        loss_sum, misses, count = sums.tolist()
+        seconds = time.perf_counter() - start
+        finite = finite and math.isfinite(loss_sum)
+        count = max(count, 1.0)
+        return EpochStats(loss_sum / count, misses / count, None, int(count), seconds, finite)
+
+    @torch.no_grad()
+    def evaluate(self, ten_crop: bool = False) -> EpochStats:
+        """Loss and top-1/top-5 error on the full validation split (centre crop or 10-crop)."""
+        model = self.model
+        model.eval()
+        sums = torch.zeros(4, device=self.device, dtype=torch.float64)
+        start = time.perf_counter()
+        for images, target in self.data.val:
+            with _autocast(self.device, self.cfg.runtime.amp):
+                if ten_crop:
+                    crops = self.data.augment.ten_crop(images)
+                    probs = torch.stack(
+                        [
+                            model(c.contiguous(memory_format=self.memory_format)).float().softmax(1)
+                            for c in crops
+                        ]
+                    ).mean(0)
+                    logits = probs.log()
+                else:
+                    x = self.data.augment(images, train=False).contiguous(
+                        memory_format=self.memory_format
+                    )
+                    logits = model(x).float()
+            loss = (
+                F.nll_loss(logits, target, reduction="sum")
+                if ten_crop
+                else F.cross_entropy(logits, target, reduction="sum")
+            )
+            top1, top5 = _topk_errors(logits, target)
+            sums += torch.stack(
+                [loss.double(), top1.double(), top5.double(), sums.new_tensor(target.shape[0])]
+            )
+        loss_sum, top1, top5, count = sums.tolist()
+        count = max(count, 1.0)
+        return EpochStats(
+            loss_sum / count, top1 / count, top5 / count, int(count), time.perf_counter() - start
+        )
+
+    # -- whole run --------------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        """Train to ``train.epochs`` (or divergence), evaluate, return the metrics dict."""
+        cfg = self.cfg
+        state = self.state = self._restore()
+        status, diverged_epoch = "completed", None
+        for epoch in range(state.epoch + 1, cfg.train.epochs + 1):
+            lr = self.optimizer.param_groups[0]["lr"]
+            stats = self.train_epoch(epoch)
+            state.elapsed_s += stats.seconds
+            state.images_this_session += stats.images
+            row: dict[str, Any] = {
+                "epoch": epoch,
+                "train_loss": stats.loss if stats.finite else float("nan"),
+                "train_top1_error": stats.top1_error,
+                "lr": lr,
+                "epoch_time_s": round(stats.seconds, 4),
+                "elapsed_s": round(state.elapsed_s, 4),
+                "images_per_s": round(stats.images / max(stats.seconds, 1e-9), 2),
+            }
+            if not stats.finite:
+                row.update(
+                    val_loss=float("nan"), val_top1_error=float("nan"), val_top5_error=float("nan")
+                )
+                state.history.append(row)
+                status, diverged_epoch = "diverged", epoch
+                log.warning(
+                    "loss became non-finite in epoch %d; stopping (status: diverged)", epoch
+                )
+                break
+            val = self.evaluate()
+            row.update(
+                val_loss=val.loss, val_top1_error=val.top1_error, val_top5_error=val.top5_error
+            )
+            state.history.append(row)
+            self.scheduler.step()
+            state.epoch = epoch
+            log.info(
+                "epoch %d/%d train loss %.4f err %.4f | val err %.4f top5 %.4f | %.1fs %.0f img/s",
+                epoch, cfg.train.epochs, stats.loss, stats.top1_error, val.top1_error,
+                val.top5_error, stats.seconds, row["images_per_s"],
+            )  # fmt: skip
+            self._save(state)
+        ten_crop = None
+        if cfg.eval.ten_crop and status == "completed":
+            tc = self.evaluate(ten_crop=True)
+            ten_crop = {
+                "val_top1_error_10crop": tc.top1_error,
+                "val_top5_error_10crop": tc.top5_error,
+            }
+        return self._metrics(state, status, diverged_epoch, ten_crop)
+
+    def _metrics(
+        self,
+        state: RunState,
+        status: str,
+        diverged_epoch: int | None,
+        ten_crop: dict[str, float] | None,
+    ) -> dict[str, Any]:
+        summary = summarise_history(state.history)
+        summary["final"].update(
+            ten_crop or {"val_top1_error_10crop": None, "val_top5_error_10crop": None}
+        )
+        step = self.timer.summary()
+        ips = step.get("images_per_s_median")
+        epoch_ips = [r["images_per_s"] for r in state.history if r.get("images_per_s")]
+        world = self.dist.world_size
+        global_ips = ips * world if ips else None
+        flops = self._flops(global_ips)
+        return {
+            "status": status,
+            "reason": f"loss became non-finite in epoch {diverged_epoch}" if diverged_epoch else None,
+            "epochs_completed": state.epoch,
+            "diverged_epoch": diverged_epoch,
+            "resumed_from_epoch": state.resumed_from,
+            "notes": state.notes,
+            **summary,
+            "time_to_target": time_to_target(state.history, self.cfg.train.target_train_error),
+            "train_time_s": round(state.elapsed_s, 4),
+            "throughput": {
+                "images_per_s_median": global_ips,
+                "images_per_s_mean": (sum(epoch_ips) / len(epoch_ips)) if epoch_ips else None,
+                "scope": f"global over {world} process(es), median over timed steps",
+            },
+            "step_time": step,
+            "flops": flops,
+            "model": {"num_params": count_parameters(self.model), **getattr(self.model, "config", {})},
+            "device": self._device_info(),
+            "runtime": {"compile": self.compile_status, "amp": self.cfg.runtime.amp,
+                        "channels_last": self.cfg.runtime.channels_last},
+            "data": {**{k: v for k, v in self.data.info.items() if k != "skipped_at_load"},
+                     "skipped_files": len(self.data.skipped_files),
+                     "skipped_examples": self.data.skipped_files[:10]},
+        }  # fmt: skip
+
+    def _flops(self, images_per_s: float | None) -> dict[str, Any]:
+        per_image = train_flops_per_image(self.model, self.cfg.data.image_size, self.device)
+        dtype = AMP_DTYPES.get(self.cfg.runtime.amp, torch.float32)
+        peak = device_peak_flops(self.device, dtype)
+        peak_total = (
+            peak["peak_flops"] * self.dist.world_size
+            if self.device.type == "cuda"
+            else peak["peak_flops"]
+        )
+        achieved = per_image * images_per_s if images_per_s else None
+        return {
+            "train_flops_per_image": per_image,
+            "achieved_flops_per_s": achieved,
+            "peak_flops_per_s": peak_total,
+            "peak_source": peak["source"],
+            "mfu": mfu(achieved, peak_total) if achieved else None,
+        }
+
+    def _device_info(self) -> dict[str, Any]:
+        if self.device.type == "cuda":
+            return {
+                "type": "cuda",
+                "name": torch.cuda.get_device_name(self.device),
+                "count": self.dist.world_size,
+            }
+        return {"type": "cpu", "name": "cpu", "count": self.dist.world_size}
+
+    def nvml_indices(self) -> list[int]:
+        """Job-local CUDA indices this process's telemetry should sample (rank 0 samples all)."""
+        if self.device.type != "cuda":
+            return []
+        return (
+            list(range(self.dist.world_size)) if self.dist.distributed else [self.device.index or 0]
+        )
+
+
+def run_training(cfg: RunConfig, out_dir: Path, labels: dict[str, Any] | None = None,
+                 dist: DistContext | None = None) -> dict[str, Any]:  # fmt: skip
+    """Train one run and write ``history.csv`` and ``metrics.json`` into ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dist = dist or DistContext()
+    host = HostStats()
+    host.start()
+    wall_start = time.perf_counter()
+    trainer = Trainer(cfg, out_dir, dist)
+    telemetry_on = cfg.telemetry.enabled and dist.is_main
+    sampler = GpuSampler(
+        trainer.nvml_indices() if telemetry_on else [],
+        interval_s=cfg.telemetry.interval_ms / 1000.0,
+        csv_path=out_dir / "gpu.csv",
+    )
+    sampler.start()
+    try:
+        metrics = trainer.fit()
+    finally:
+        sampler.stop()
+    host.stop()
+    gpu = sampler.summary(images=trainer.state.images_this_session or None)
+    if not cfg.telemetry.enabled:
+        gpu = {
+            "available": False,
+            "reason": "telemetry disabled in config (telemetry.enabled: false)",
+        }
+    metrics.update(
+        run=labels or {},
+        config=cfg.to_dict(),
+        config_hash=cfg.hash,
+        total_time_s=round(time.perf_counter() - wall_start, 4),
+        gpu=gpu,
+        host=host.summary(),
+        parallel={"mode": "ddp" if dist.distributed else "none", "world_size": dist.world_size,
+                  "backend": dist.backend},
+        environment=collect_environment(trainer.device),
+    )  # fmt: skip
+    if dist.is_main:
+        write_history(out_dir / "history.csv", trainer.state.history)
+        write_metrics(out_dir / "metrics.json", metrics)
+    return metrics
