@@ -1,0 +1,75 @@
+# Helpers shared by the rules. Study logic lives in the alexnet_bench package (study.py);
+# this file validates the config and exposes small functions for inputs/params/resources.
+import json
+from pathlib import Path
+
+from snakemake.utils import min_version, validate
+
+from alexnet_bench.errors import BenchError
+from alexnet_bench.gpu_lock import physical_gpu_count
+from alexnet_bench.study import cells, check_study, family_ablations, resolve_run
+
+min_version("8.0")
+
+
+validate(config, workflow.source_path("../schemas/config.schema.yaml"))
+
+try:
+    check_study(config, base_dir=Path.cwd())
+except BenchError as exc:
+    raise WorkflowError(f"config.yaml: {exc}") from None
+
+PRESET = config["preset"]
+RESULTS = f"results/{PRESET}"
+REPORTS = "reports"
+REPORT_FILES = [f"{REPORTS}/index.html", f"{REPORTS}/summary.md"]
+USE_GPU_RESOURCE = config["gpu_jobs"] == "yes" or (
+    config["gpu_jobs"] == "auto" and physical_gpu_count() > 0
+)
+
+
+wildcard_constraints:
+    preset=r"[A-Za-z0-9_\-]+",
+    ablation=r"[A-Za-z0-9_\-]+",
+    seed=r"\d+",
+
+
+def run_config(wildcards):
+    """The validated run config of one cell, as a JSON string for the CLI."""
+    try:
+        cfg = resolve_run(config, wildcards.preset, wildcards.ablation, int(wildcards.seed))
+    except BenchError as exc:
+        raise WorkflowError(str(exc)) from None
+    return json.dumps(cfg.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
+def run_gpus(wildcards):
+    """Devices the cell uses (runtime.gpus)."""
+    cfg = resolve_run(config, wildcards.preset, wildcards.ablation, int(wildcards.seed))
+    return cfg.runtime.gpus
+
+
+def gpu_resource(wildcards):
+    """Snakemake `gpu` resource of a cell: its device count on GPU hosts, else 0."""
+    return run_gpus(wildcards) if USE_GPU_RESOURCE else 0
+
+
+def job_threads(wildcards):
+    """CPU threads: threads_per_job for each process of the job."""
+    return config["threads_per_job"] * run_gpus(wildcards)
+
+
+def metrics_path(ablation, seed, preset=PRESET):
+    return f"results/{preset}/{ablation}/seed{seed}/metrics.json"
+
+
+def study_metrics():
+    """metrics.json of every cell of the study."""
+    return [metrics_path(a, s) for a, s in cells(config)]
+
+
+def family_metrics(family):
+    """metrics.json of the baseline and the study's ablations of one family."""
+    return [
+        metrics_path(a, s) for a in family_ablations(config, family) for s in config["seeds"]
+    ]
