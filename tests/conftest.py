@@ -1,0 +1,55 @@
+"""Shared fixtures: tiny data directories and run configs."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+torch.set_num_threads(1)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_run(**sections: dict) -> dict:
+    """A run config small enough to train in about a second on one CPU thread."""
+    cfg: dict = {
+        "model": {"width": 0.125},
+        "data": {"source": "synthetic", "image_size": 32, "num_train": 160, "num_val": 40},
+        "train": {"epochs": 2, "batch_size": 32, "lr": 0.02},
+        "eval": {"batch_size": 40},
+        "runtime": {"device": "cpu", "threads": 1},
+        "telemetry": {"warmup_steps": 1},
+    }
+    for name, values in sections.items():
+        cfg.setdefault(name, {}).update(values)
+    return cfg
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    """An ImageFolder tree: 3 classes x 6 PNG images of distinct colours (20x24 px)."""
+    root = tmp_path / "folder"
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(["cat", "dog", "fox"]):
+        (root / name).mkdir(parents=True)
+        for i in range(6):
+            arr = np.full((20, 24, 3), 60 * c, dtype=np.uint8) + rng.integers(0, 30, (20, 24, 3), dtype=np.uint8)
+            Image.fromarray(arr).save(root / name / f"{i}.png")
+    return root
+
+
+@pytest.fixture
+def cifar_dir(tmp_path: Path) -> Path:
+    """A CIFAR-10 python-pickle directory with 5 train batches of 20 images and a test batch of 10."""
+    base = tmp_path / "cifar-10-batches-py"
+    base.mkdir()
+    rng = np.random.default_rng(1)
+    for name, n in [(f"data_batch_{i}", 20) for i in range(1, 6)] + [("test_batch", 10)]:
+        batch = {b"data": rng.integers(0, 255, (n, 3072), dtype=np.uint8), b"labels": list(rng.integers(0, 10, n))}
+        with open(base / name, "wb") as fh:
+            pickle.dump(batch, fh)
+    return base

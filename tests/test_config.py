@@ -1,0 +1,58 @@
+"""Run-config validation: defaults, one-line errors naming the key, overrides, hashing."""
+
+from __future__ import annotations
+
+import pytest
+
+from alexnet_bench.config import RunConfig, config_hash, load_yaml, parse_override
+from alexnet_bench.errors import ConfigError
+
+
+def test_defaults_are_the_papers_settings() -> None:
+    cfg = RunConfig({})
+    assert (cfg.model.activation, cfg.model.lrn, cfg.model.dropout, cfg.model.pooling) == (
+        "relu", True, 0.5, "overlapping",
+    )  # fmt: skip
+    assert (cfg.train.lr, cfg.train.momentum, cfg.train.weight_decay, cfg.train.batch_size) == (
+        0.01, 0.9, 0.0005, 128,
+    )  # fmt: skip
+    assert cfg.augment.crop_flip and cfg.augment.pca_lighting and cfg.augment.lighting_std == 0.1
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        ({"model": {"activation": "sigmoid"}}, "model.activation"),
+        ({"modle": {}}, "unknown config key 'modle'"),
+        ({"model": {"lrm": True}}, "unknown config key 'model.lrm'"),
+        ({"train": {"lr": "fast"}}, "train.lr"),
+        ({"train": {"batch_size": 0}}, "train.batch_size"),
+        ({"train": {"batch_size": -4}}, "train.batch_size"),
+        ({"train": {"lr": 0}}, "train.lr"),
+        ({"train": {"lr": -0.1}}, "train.lr"),
+        ({"runtime": {"gpus": 0}}, "runtime.gpus"),
+    ],
+)
+def test_bad_values_name_the_key(raw: dict, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        RunConfig(raw)
+    message = str(info.value)
+    assert fragment in message and "\n" not in message
+
+
+def test_malformed_yaml_is_one_line(tmp_path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  activation: [relu\n")
+    with pytest.raises(ConfigError, match=r"malformed YAML .* line \d+") as info:
+        load_yaml(bad)
+    assert "\n" not in str(info.value)
+
+
+def test_overrides_and_hash(tmp_path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  epochs: 3\n")
+    cfg = RunConfig.from_file(path, ["model.activation=tanh", "train.lr=0.05"])
+    assert cfg.train.epochs == 3 and cfg.model.activation == "tanh" and cfg.train.lr == 0.05
+    assert parse_override("a.b.c=[1, 2]") == {"a": {"b": {"c": [1, 2]}}}
+    assert cfg.hash == RunConfig(cfg.to_dict()).hash == config_hash(cfg.to_dict())
+    assert cfg.hash != RunConfig({}).hash
