@@ -20,7 +20,6 @@ except BenchError as exc:
     raise WorkflowError(f"config.yaml: {exc}") from None
 
 PRESET = config["preset"]
-RESULTS = f"results/{PRESET}"
 REPORTS = "reports"
 REPORT_FILES = [f"{REPORTS}/index.html", f"{REPORTS}/summary.md"]
 USE_GPU_RESOURCE = config["gpu_jobs"] == "yes" or (
@@ -37,7 +36,9 @@ wildcard_constraints:
 def run_config(wildcards):
     """The validated run config of one cell, as a JSON string for the CLI."""
     try:
-        cfg = resolve_run(config, wildcards.preset, wildcards.ablation, int(wildcards.seed))
+        cfg = resolve_run(
+            config, wildcards.preset, wildcards.ablation, int(wildcards.seed)
+        )
     except BenchError as exc:
         raise WorkflowError(str(exc)) from None
     return json.dumps(cfg.to_dict(), sort_keys=True, separators=(",", ":"))
@@ -63,6 +64,11 @@ def metrics_path(ablation, seed, preset=PRESET):
     return f"results/{preset}/{ablation}/seed{seed}/metrics.json"
 
 
+def results_dir(metrics_files):
+    """results/<preset> from a list of results/<preset>/<ablation>/seed<n>/metrics.json."""
+    return str(Path(metrics_files[0]).parents[2])
+
+
 def study_metrics():
     """metrics.json of every cell of the study."""
     return [metrics_path(a, s) for a, s in cells(config)]
@@ -71,5 +77,7 @@ def study_metrics():
 def family_metrics(family):
     """metrics.json of the baseline and the study's ablations of one family."""
     return [
-        metrics_path(a, s) for a in family_ablations(config, family) for s in config["seeds"]
+        metrics_path(a, s)
+        for a in family_ablations(config, family)
+        for s in config["seeds"]
     ]

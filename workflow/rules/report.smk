@@ -15,9 +15,12 @@ rule report:
         "logs/report.log",
     benchmark:
         "logs/benchmark/report.tsv"
+    conda:
+        "../envs/alexnet-bench.yaml"
     params:
-        results=RESULTS,
+        results=lambda wc, input: results_dir(input.metrics),
+        out=subpath(output.html, parent=True),
         study=lambda wc: json.dumps(config, sort_keys=True),
     shell:
-        "alexnet-bench report --results {params.results} --out {REPORTS}"
+        "alexnet-bench report --results {params.results} --out {params.out}"
         " --study-json {params.study:q} --expected {input.metrics} > {log} 2>&1"

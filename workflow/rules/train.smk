@@ -9,15 +9,19 @@ rule train:
         "logs/train/{preset}/{ablation}/seed{seed}.log",
     benchmark:
         "logs/benchmark/{preset}/{ablation}/seed{seed}.tsv"
-    params:
-        run_config=run_config,
-        out=subpath(output.metrics, parent=True),
-        record=lambda wc: "--record-failures" if config["failed_runs"] == "record" else "",
-        on_gpus=config["on_insufficient_gpus"],
-        lock_dir=config["gpu_lock_dir"],
+    conda:
+        "../envs/alexnet-bench.yaml"
     threads: job_threads
     resources:
         gpu=gpu_resource,
+    params:
+        run_config=run_config,
+        out=subpath(output.metrics, parent=True),
+        record=lambda wc: (
+            "--record-failures" if config["failed_runs"] == "record" else ""
+        ),
+        on_gpus=config["on_insufficient_gpus"],
+        lock_dir=config["gpu_lock_dir"],
     shell:
         "alexnet-bench train --config-json {params.run_config:q} --out {params.out}"
         " --label preset={wildcards.preset} --label ablation={wildcards.ablation}"
