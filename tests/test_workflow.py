@@ -1,0 +1,119 @@
+"""The Snakemake workflow end to end on the tiny preset, plus dry-run and fail-fast checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import REPO
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+STUDY = yaml.safe_load((REPO / "config.yaml").read_text())
+EXPECTED_CELLS = [(a, s) for a in STUDY["ablations"] for s in STUDY["seeds"]]
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    cmd = [*SNAKEMAKE, "--snakefile", str(REPO / "workflow" / "Snakefile"), "--directory", str(workdir), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, check=False)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """Parse Snakemake's 'Job stats' table into {rule: count}."""
+    counts: dict[str, int] = {}
+    table = output.split("Job stats:", 1)[-1].split("\n\n", 1)[0] if "Job stats:" in output else ""
+    for line in table.splitlines():
+        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if match and match.group(1) != "total":
+            counts[match.group(1)] = int(match.group(2))
+    return counts
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    return tmp_path
+
+
+def test_dry_run_lists_exactly_the_default_grid(workdir: Path) -> None:
+    result = snakemake(workdir, "-n", "--cores", "2")
+    assert result.returncode == 0, result.stderr
+    assert job_counts(result.stdout) == {"train": len(EXPECTED_CELLS), "report": 1, "all": 1}
+    for ablation, seed in EXPECTED_CELLS:
+        assert f"results/default/{ablation}/seed{seed}/metrics.json" in result.stdout
+
+
+def test_family_target_runs_baseline_and_family(workdir: Path) -> None:
+    result = snakemake(workdir, "-n", "--cores", "1", "ablation_lrn")
+    assert job_counts(result.stdout) == {"train": 2 * len(STUDY["seeds"]), "ablation_lrn": 1}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--config", "ablations=[baseline,no_relu]"], "unknown ablation 'no_relu'"),
+        (["--config", "preset=cifar10"], "data directory 'data/cifar-10-batches-py'"),
+        (["--config", "seeds=zero"], "seeds"),
+        (["--config", "run={model: {activation: sigmoid}}"], "model.activation"),
+    ],
+)
+def test_bad_config_fails_before_any_job(workdir: Path, args: list[str], message: str) -> None:
+    result = snakemake(workdir, "-n", "--cores", "1", *args)
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+    assert not (workdir / "results").exists()
+
+
+def test_malformed_yaml_config_fails_clearly(workdir: Path) -> None:
+    (workdir / "config.yaml").write_text("preset: default\nseeds: [0, 1\n")
+    result = snakemake(workdir, "-n", "--cores", "1")
+    assert result.returncode != 0
+    assert "config.yaml" in result.stdout + result.stderr
+
+
+def test_slurm_profile_parses(workdir: Path) -> None:
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    result = snakemake(workdir, "--profile", str(REPO / "workflow" / "profiles" / "slurm"), "-n")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert job_counts(result.stdout)["train"] == len(EXPECTED_CELLS)
+
+
+@pytest.mark.slow
+def test_tiny_study_end_to_end(workdir: Path) -> None:
+    """Whole grid on the tiny preset; rerun of one target; idempotent second run."""
+    result = snakemake(workdir, "--cores", "2", "--config", "preset=tiny", timeout=900)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    statuses = {}
+    for ablation, seed in EXPECTED_CELLS:
+        cell = workdir / "results" / "tiny" / ablation / f"seed{seed}"
+        metrics = json.loads((cell / "metrics.json").read_text())
+        assert (cell / "history.csv").read_text().startswith("epoch,")
+        assert metrics["run"] == {"preset": "tiny", "ablation": ablation, "seed": seed}
+        statuses[ablation, seed] = metrics["status"]
+        if metrics["status"] == "completed":
+            assert metrics["epochs_completed"] == 2 and metrics["final"]["val_top1_error"] is not None
+    assert statuses["baseline", 0] == "completed"
+    assert set(statuses.values()) <= {"completed", "diverged"}
+    assert (workdir / "reports" / "index.html").stat().st_size > 1000
+    assert (workdir / "reports" / "summary.md").exists()
+
+    target = workdir / "results" / "tiny" / "tanh" / "seed0" / "metrics.json"
+    target.unlink()
+    rel = str(target.relative_to(workdir))
+    dry = snakemake(workdir, "-n", "--cores", "2", "--config", "preset=tiny", rel)
+    assert job_counts(dry.stdout) == {"train": 1}, dry.stdout[-2000:]
+    rerun = snakemake(workdir, "--cores", "2", "--config", "preset=tiny", rel)
+    assert rerun.returncode == 0 and target.exists()
+
+    again = snakemake(workdir, "-n", "--cores", "2", "--config", "preset=tiny")
+    assert again.returncode == 0
+    assert job_counts(again.stdout) in ({}, {"report": 1, "all": 1}), again.stdout[-2000:]
