@@ -35,7 +35,7 @@ VARIANTS = ("paper", "torchvision")
 ACTIVATIONS = ("relu", "tanh")
 POOLINGS = ("overlapping", "plain")
 STEMS = ("auto", "imagenet", "small")
-INITS = ("auto", "paper", "torchvision")
+INITS = ("auto", "paper", "torchvision", "kaiming")
 
 _CHANNELS = {"paper": (96, 256, 384, 384, 256), "torchvision": (64, 192, 384, 256, 256)}
 _HIDDEN = 4096
@@ -119,7 +119,8 @@ class AlexNet(nn.Module):
         stem: ``"imagenet"`` (conv1 11x11, stride 4, padding 2), ``"small"`` (conv1 5x5,
             stride 1, padding 2) or ``"auto"`` (imagenet when ``image_size >= 64``, else small).
         init: ``"paper"`` (weights N(0, 0.01); bias 1 in conv2, conv4, conv5, fc6, fc7, else 0),
-            ``"torchvision"`` (torch's default init) or ``"auto"`` (the variant's own).
+            ``"torchvision"`` (torch's default init), ``"kaiming"`` (He-normal, zero bias, small
+            fc8; trains fastest at small scale) or ``"auto"`` (the variant's own).
         grouped: paper variant only; ``groups=2`` in conv2, conv4 and conv5.
         image_size: the input size the network is built for (32-512).
 
@@ -222,6 +223,8 @@ class AlexNet(nn.Module):
         )
         if init == "paper":
             self._paper_init()
+        elif init == "kaiming":
+            self._kaiming_init()
 
         self.config: dict[str, Any] = {
             "variant": variant,
@@ -249,6 +252,19 @@ class AlexNet(nn.Module):
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.normal_(m.weight, mean=0.0, std=0.01)
                 nn.init.constant_(m.bias, 1.0 if m in ones else 0.0)
+
+    def _kaiming_init(self) -> None:
+        """He-normal weights (fan-in, ReLU gain) and zero biases; fc8 weights N(0, 0.01).
+
+        Not the paper's: at small widths and short schedules the paper's N(0, 0.01) makes the
+        signal vanish through eight layers (measured: loss stays at ln(num_classes) for epochs
+        on shapes10 at width 0.25), so the CPU presets use this variance-preserving init.
+        """
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+        nn.init.normal_(self.classifier[6].weight, mean=0.0, std=0.01)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)

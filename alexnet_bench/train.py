@@ -27,6 +27,7 @@ from .data import DataBundle, build_data
 from .data.loaders import epoch_generator
 from .metrics import summarise_history, time_to_target, write_history, write_metrics
 from .model import build_model, count_parameters
+from .parallel import TwoTowerAlexNet
 from .runtime import (
     DistContext,
     configure_threads,
@@ -141,14 +142,22 @@ class Trainer:
         self.state = RunState()
 
     # -- set-up -----------------------------------------------------------------------------
+    @property
+    def model_parallel(self) -> bool:
+        """The paper's two-tower split over ``runtime.gpus`` devices (single process)."""
+        rt = self.cfg.runtime
+        return rt.gpus > 1 and rt.parallel == "model" and not self.dist.distributed
+
     def _build_model(self) -> nn.Module:
+        fmt = torch.channels_last if self.cfg.runtime.channels_last else torch.contiguous_format
         m = build_model(self.cfg.model, self.data.num_classes, self.cfg.data.image_size)
-        return m.to(
-            self.device,
-            memory_format=torch.channels_last
-            if self.cfg.runtime.channels_last
-            else torch.contiguous_format,
-        )
+        if self.model_parallel:
+            if self.device.type == "cuda":
+                devices = [torch.device("cuda", i) for i in range(self.cfg.runtime.gpus)]
+            else:  # CPU: both towers on the CPU, same arithmetic and data flow as on 2 GPUs
+                devices = [self.device] * self.cfg.runtime.gpus
+            return TwoTowerAlexNet(m, devices).to(memory_format=fmt)
+        return m.to(self.device, memory_format=fmt)
 
     def _wrap_model(self, model: nn.Module) -> nn.Module:
         wrapped: nn.Module = model
@@ -403,22 +412,38 @@ class Trainer:
             "mfu": mfu(achieved, peak_total) if achieved else None,
         }
 
+    @property
+    def device_count(self) -> int:
+        """Devices this job trains on (DDP ranks or model-parallel towers)."""
+        return self.cfg.runtime.gpus if self.model_parallel else self.dist.world_size
+
     def _device_info(self) -> dict[str, Any]:
         if self.device.type == "cuda":
-            return {
-                "type": "cuda",
-                "name": torch.cuda.get_device_name(self.device),
-                "count": self.dist.world_size,
-            }
-        return {"type": "cpu", "name": "cpu", "count": self.dist.world_size}
+            name = torch.cuda.get_device_name(self.device)
+            return {"type": "cuda", "name": name, "count": self.device_count}
+        return {"type": "cpu", "name": "cpu", "count": self.device_count}
+
+    def parallel_info(self) -> dict[str, Any]:
+        """How the job uses its devices, labelled honestly on CPU."""
+        mode = "ddp" if self.dist.distributed else ("model" if self.model_parallel else "none")
+        cpu_standin = self.device.type == "cpu" and self.device_count > 1
+        return {
+            "mode": mode,
+            "world_size": self.dist.world_size,
+            "devices": self.device_count,
+            "backend": self.dist.backend,
+            "device_type": self.device.type,
+            "note": "CPU stand-in for several GPUs: same code path, no speed-up expected"
+            if cpu_standin
+            else None,
+        }
 
     def nvml_indices(self) -> list[int]:
-        """Job-local CUDA indices this process's telemetry should sample (rank 0 samples all)."""
+        """Job-local CUDA indices this process's telemetry samples (all of the job's devices)."""
         if self.device.type != "cuda":
             return []
-        return (
-            list(range(self.dist.world_size)) if self.dist.distributed else [self.device.index or 0]
-        )
+        count = self.device_count
+        return list(range(count)) if count > 1 else [self.device.index or 0]
 
 
 def run_training(cfg: RunConfig, out_dir: Path, labels: dict[str, Any] | None = None,
@@ -456,8 +481,7 @@ def run_training(cfg: RunConfig, out_dir: Path, labels: dict[str, Any] | None = 
         total_time_s=round(time.perf_counter() - wall_start, 4),
         gpu=gpu,
         host=host.summary(),
-        parallel={"mode": "ddp" if dist.distributed else "none", "world_size": dist.world_size,
-                  "backend": dist.backend},
+        parallel=trainer.parallel_info(),
         environment=collect_environment(trainer.device),
     )  # fmt: skip
     if dist.is_main:
