@@ -1,0 +1,593 @@
+"""The paper's quantitative claims, as data, and their comparison with the measured runs.
+
+Each :class:`Claim` names the paper's figure/section, the setting it was measured in and one or
+more :class:`Comparison` rows. A comparison is ``a - b`` (``kind="diff"``, in percentage points)
+or ``a / b`` (``kind="ratio"``) of a per-run metric (see :func:`collect.run_value`) between
+two ablations, averaged over the completed seeds of each. ``"@baseline"`` stands for the study's
+baseline ablation; a tuple of candidates means "the first one present in the study".
+
+Rule for "exceeds seed-to-seed spread" (:data:`SPREAD_RULE`): the 95% Welch t-interval of the
+difference of the two means (a - b; for ratios too, i.e. whether the ratio differs from 1)
+excludes zero. It needs at least two completed seeds on each side; otherwise it is "n/a".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .collect import Run, run_value
+from .stats import Difference, Ratio, Summary, ratio, summarize, welch
+
+BASELINE = "@baseline"
+
+SPREAD_RULE = (
+    "A measured effect 'exceeds the seed-to-seed spread' when the 95% confidence interval of "
+    "the difference between the two means (Welch's t-interval over the completed seeds, "
+    "a − b) excludes zero; for ratios the same test is applied to the difference of the "
+    "underlying means, i.e. whether the ratio differs from 1. With fewer than two completed "
+    "seeds on either side the spread cannot be estimated and the answer is 'n/a'."
+)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One measured quantity behind a claim: ``a - b`` or ``a / b`` of a per-run metric."""
+
+    label: str
+    metric: str  # a run_value() name
+    kind: str  # "diff" (points) or "ratio"
+    a: tuple[str, ...]
+    b: tuple[str, ...]
+    paper_effect: float | None  # the paper's value in the same units; None = qualitative
+    paper_text: str
+    expect: int  # +1: a - b > 0 (ratio > 1); -1: < 0 (ratio < 1); 0: no effect expected
+    censored_by: str | None = None  # metric bounding a run that never reached the target
+    note: str | None = None  # always-shown caveat
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    statement: str
+    reference: str
+    paper_setting: str
+    paper_source: str  # data set the paper used: "imagenet" or "cifar10"
+    paper_image_size: int | None
+    comparisons: tuple[Comparison, ...]
+
+
+_IMAGENET = "ImageNet (ILSVRC), 224 px crops, 8-layer AlexNet, ~90 epochs"
+_GAP_NOTE = (
+    "overfitting gap = final val top-1 error − final train top-1 error (the training error "
+    "is measured on augmented batches with dropout active)"
+)
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim(
+        id="relu_vs_tanh",
+        statement="ReLU reaches 25% training error about six times faster than tanh",
+        reference="Sec. 3.1, Figure 1",
+        paper_setting="CIFAR-10, 4-layer CNN, no regularisation",
+        paper_source="cifar10",
+        paper_image_size=32,
+        comparisons=(
+            Comparison(
+                label="epochs to target train error, tanh / ReLU",
+                metric="ttt_epoch",
+                kind="ratio",
+                a=("tanh",),
+                b=(BASELINE,),
+                paper_effect=6.0,
+                paper_text="≈6× (epochs to 25% train error)",
+                expect=+1,
+                censored_by="epochs_completed",
+            ),
+            Comparison(
+                label="wall time to target train error, tanh / ReLU",
+                metric="ttt_seconds",
+                kind="ratio",
+                a=("tanh",),
+                b=(BASELINE,),
+                paper_effect=6.0,
+                paper_text="≈6× (the paper counts epochs)",
+                expect=+1,
+                censored_by="train_time_s",
+            ),
+        ),
+    ),
+    Claim(
+        id="lrn",
+        statement="Local response normalisation reduces top-1/top-5 error by 1.4/1.2 points",
+        reference="Sec. 3.3",
+        paper_setting=_IMAGENET,
+        paper_source="imagenet",
+        paper_image_size=224,
+        comparisons=(
+            Comparison(
+                "val top-1 error, no LRN − baseline",
+                "val_top1",
+                "diff",
+                ("no_lrn",),
+                (BASELINE,),
+                1.4,
+                "+1.4 pts",
+                +1,
+            ),
+            Comparison(
+                "val top-5 error, no LRN − baseline",
+                "val_top5",
+                "diff",
+                ("no_lrn",),
+                (BASELINE,),
+                1.2,
+                "+1.2 pts",
+                +1,
+            ),
+        ),
+    ),
+    Claim(
+        id="overlapping_pooling",
+        statement="Overlapping pooling (z=3, s=2) reduces top-1/top-5 error by 0.4/0.3 points",
+        reference="Sec. 3.4",
+        paper_setting=_IMAGENET,
+        paper_source="imagenet",
+        paper_image_size=224,
+        comparisons=(
+            Comparison(
+                "val top-1 error, plain − overlapping pooling",
+                "val_top1",
+                "diff",
+                ("plain_pooling",),
+                (BASELINE,),
+                0.4,
+                "+0.4 pts",
+                +1,
+            ),
+            Comparison(
+                "val top-5 error, plain − overlapping pooling",
+                "val_top5",
+                "diff",
+                ("plain_pooling",),
+                (BASELINE,),
+                0.3,
+                "+0.3 pts",
+                +1,
+            ),
+        ),
+    ),
+    Claim(
+        id="dropout",
+        statement=(
+            "Dropout roughly doubles the iterations needed to converge and substantially "
+            "reduces overfitting"
+        ),
+        reference="Sec. 4.2",
+        paper_setting=_IMAGENET,
+        paper_source="imagenet",
+        paper_image_size=224,
+        comparisons=(
+            Comparison(
+                label="epochs to target train error, dropout / no dropout",
+                metric="ttt_epoch",
+                kind="ratio",
+                a=(BASELINE,),
+                b=("no_dropout",),
+                paper_effect=2.0,
+                paper_text="≈2× iterations",
+                expect=+1,
+                censored_by="epochs_completed",
+                note="iterations measured as epochs to the target training error",
+            ),
+            Comparison(
+                label="overfitting gap (val − train top-1), no dropout − baseline",
+                metric="overfit_gap",
+                kind="diff",
+                a=("no_dropout",),
+                b=(BASELINE,),
+                paper_effect=None,
+                paper_text='larger without dropout ("substantial overfitting")',
+                expect=+1,
+                note=_GAP_NOTE,
+            ),
+        ),
+    ),
+    Claim(
+        id="pca_lighting",
+        statement="PCA colour lighting reduces top-1 error by over 1 point",
+        reference="Sec. 4.1",
+        paper_setting=_IMAGENET,
+        paper_source="imagenet",
+        paper_image_size=224,
+        comparisons=(
+            Comparison(
+                "val top-1 error, no PCA lighting − baseline",
+                "val_top1",
+                "diff",
+                ("no_pca_lighting",),
+                (BASELINE,),
+                1.0,
+                "> +1 pt",
+                +1,
+            ),
+        ),
+    ),
+    Claim(
+        id="crop_flip",
+        statement="Without random crops and flips the network overfits substantially",
+        reference="Sec. 4.1",
+        paper_setting=_IMAGENET,
+        paper_source="imagenet",
+        paper_image_size=224,
+        comparisons=(
+            Comparison(
+                label="overfitting gap (val − train top-1), no crop/flip − baseline",
+                metric="overfit_gap",
+                kind="diff",
+                a=("no_crop_flip",),
+                b=(BASELINE,),
+                paper_effect=None,
+                paper_text='larger without crops/flips ("substantial overfitting")',
+                expect=+1,
+                note=_GAP_NOTE,
+            ),
+            Comparison(
+                "val top-1 error, no crop/flip − baseline",
+                "val_top1",
+                "diff",
+                ("no_crop_flip",),
+                (BASELINE,),
+                None,
+                "higher (not quantified)",
+                +1,
+            ),
+        ),
+    ),
+    Claim(
+        id="two_gpus",
+        statement=(
+            "The two-GPU net lowers top-1/top-5 error by 1.7/1.2 points vs a net with half "
+            "the kernels on one GPU"
+        ),
+        reference="Sec. 3.2",
+        paper_setting=_IMAGENET,
+        paper_source="imagenet",
+        paper_image_size=224,
+        comparisons=(
+            Comparison(
+                "val top-1 error, half width − two-tower",
+                "val_top1",
+                "diff",
+                ("half_width", "half_kernels"),
+                ("gpus2_model", "gpus2", BASELINE),
+                1.7,
+                "+1.7 pts",
+                +1,
+            ),
+            Comparison(
+                "val top-5 error, half width − two-tower",
+                "val_top5",
+                "diff",
+                ("half_width", "half_kernels"),
+                ("gpus2_model", "gpus2", BASELINE),
+                1.2,
+                "+1.2 pts",
+                +1,
+            ),
+            Comparison(
+                label="val top-1 error, 2-device data parallel − baseline",
+                metric="val_top1",
+                kind="diff",
+                a=("gpus2",),
+                b=(BASELINE,),
+                paper_effect=0.0,
+                paper_text="≈0 (DDP does not change the model)",
+                expect=0,
+                note="data parallelism changes speed, not the model: the effect should be ≈0",
+            ),
+        ),
+    ),
+)
+
+
+@dataclass
+class ClaimRow:
+    """One evaluated comparison: what the paper says vs what was measured."""
+
+    claim_id: str
+    claim: str
+    reference: str
+    paper_setting: str
+    comparison: str
+    compared: str  # "no_lrn − baseline"
+    metric: str
+    kind: str
+    paper_value: str
+    paper_effect: float | None
+    measured: str
+    measured_effect: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    n_a: int = 0
+    n_b: int = 0
+    same_direction: str = "n/a"
+    exceeds_spread: str = "n/a"
+    caveats: list[str] = field(default_factory=list)
+
+    def as_record(self) -> dict[str, Any]:
+        return {
+            "claim_id": self.claim_id,
+            "claim": self.claim,
+            "reference": self.reference,
+            "paper_setting": self.paper_setting,
+            "comparison": self.comparison,
+            "compared": self.compared,
+            "metric": self.metric,
+            "kind": self.kind,
+            "paper_value": self.paper_value,
+            "paper_effect": self.paper_effect,
+            "measured": self.measured,
+            "measured_effect": self.measured_effect,
+            "ci95_low": self.ci_low,
+            "ci95_high": self.ci_high,
+            "n_a": self.n_a,
+            "n_b": self.n_b,
+            "same_direction": self.same_direction,
+            "exceeds_spread": self.exceeds_spread,
+            "caveats": "; ".join(self.caveats),
+        }
+
+
+def _fmt_signed(x: float, digits: int = 2) -> str:
+    return f"{x:+.{digits}f}".replace("-", "−")
+
+
+def _fmt(x: float, digits: int = 2) -> str:
+    return f"{x:.{digits}f}".replace("-", "−")
+
+
+def _finite(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+class _Context:
+    """Runs grouped by ablation, plus the study's ablation list."""
+
+    def __init__(self, runs: Sequence[Run], study: dict[str, Any] | None, baseline: str) -> None:
+        self.baseline = baseline
+        self.by_ablation: dict[str, list[Run]] = {}
+        for r in runs:
+            self.by_ablation.setdefault(r.ablation, []).append(r)
+        self.in_study: set[str] = set()
+        if isinstance(study, dict) and isinstance(study.get("ablations"), dict):
+            self.in_study = {str(a) for a in study["ablations"]}
+
+    def resolve(self, name: str) -> str:
+        return self.baseline if name == BASELINE else name
+
+    def exists(self, name: str) -> bool:
+        return name in self.by_ablation or name in self.in_study
+
+    def pick(self, candidates: tuple[str, ...]) -> str | None:
+        for c in candidates:
+            name = self.resolve(c)
+            if self.exists(name):
+                return name
+        return None
+
+    def completed(self, name: str) -> list[Run]:
+        return [r for r in self.by_ablation.get(name, []) if r.completed]
+
+    def not_completed(self, name: str) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for r in self.by_ablation.get(name, []):
+            if not r.completed:
+                counts[r.status] = counts.get(r.status, 0) + 1
+        return counts
+
+
+def _data_caveat(claim: Claim, runs: list[Run]) -> list[str]:
+    """Where the measurement differs from the paper's setting (data set, scale, model, epochs)."""
+    if not runs:
+        return []
+    sources = sorted(
+        {str(r.get("config.data.source") or r.get("data.source") or "?") for r in runs}
+    )
+    sizes = sorted(
+        {
+            int(s)
+            for r in runs
+            if (s := r.num("config.data.image_size") or r.num("data.image_size")) is not None
+        }
+    )
+    epochs = sorted({int(e) for r in runs if (e := r.num("config.train.epochs")) is not None})
+    differs = sources != [claim.paper_source] or (
+        claim.paper_image_size is not None and sizes != [claim.paper_image_size]
+    )
+    short_epochs = claim.paper_source == "imagenet" and epochs and max(epochs) < 90
+    out: list[str] = []
+    if differs or short_epochs:
+        here = "/".join(sources) + " data, " + ("/".join(f"{s} px" for s in sizes) or "? px")
+        if epochs:
+            here += f", {'/'.join(map(str, epochs))} epochs"
+        paper = (
+            "ImageNet 224 px, ~90 epochs"
+            if claim.paper_source == "imagenet"
+            else "CIFAR-10, 4-layer CNN"
+        )
+        out.append(f"scale: {here} (paper: {paper})")
+    if claim.paper_source == "cifar10":
+        variants = sorted({str(r.get("config.model.variant") or "?") for r in runs})
+        out.append(f"model here: AlexNet ({'/'.join(variants)}), not the paper's 4-layer CNN")
+    return out
+
+
+def _status_caveat(ctx: _Context, name: str) -> list[str]:
+    counts = ctx.not_completed(name)
+    if not counts:
+        return []
+    parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    return [f"{name}: {parts} (excluded)"]
+
+
+def _bound_text(
+    cmp: Comparison, a: str, b: str, side: str, runs_a: list[Run], runs_b: list[Run], target: str
+) -> tuple[str, float | None, str]:
+    """Text, bound value and direction for a ratio whose side ``side`` never reached target."""
+    unit = "epochs" if cmp.censored_by == "epochs_completed" else "s"
+    assert cmp.censored_by is not None
+    if side == "a":
+        spent = summarize(run_value(r, cmp.censored_by) for r in runs_a)
+        other = summarize(run_value(r, cmp.metric) for r in runs_b)
+        if not spent.n or not other.n or other.mean == 0:
+            return f"{a} did not reach {target} (ratio n/a)", None, "n/a"
+        bound = spent.mean / other.mean
+        text = (
+            f"{a} did not reach {target} within {_fmt(spent.mean, 0 if unit == 'epochs' else 1)} "
+        )
+        text += f"{unit} (ratio > {_fmt(bound)}×)"
+        direction = "yes" if (cmp.expect > 0 and bound >= 1) else "n/a"
+        return text, bound, direction
+    spent = summarize(run_value(r, cmp.censored_by) for r in runs_b)
+    other = summarize(run_value(r, cmp.metric) for r in runs_a)
+    if not spent.n or not other.n or spent.mean == 0:
+        return f"{b} did not reach {target} (ratio n/a)", None, "n/a"
+    bound = other.mean / spent.mean
+    text = f"{b} did not reach {target} within {_fmt(spent.mean, 0 if unit == 'epochs' else 1)} {unit} "
+    text += f"(ratio < {_fmt(bound)}×)"
+    direction = "yes" if (cmp.expect < 0 and bound <= 1) else "n/a"
+    return text, bound, direction
+
+
+def _direction(effect: float, kind: str, expect: int, diff: Difference) -> str:
+    if expect == 0:
+        if diff.excludes_zero is None:
+            return "n/a"
+        return "no" if diff.excludes_zero else "yes"
+    sign = (effect - 1.0) if kind == "ratio" else effect
+    if sign == 0:
+        return "no"
+    return "yes" if (sign > 0) == (expect > 0) else "no"
+
+
+def evaluate_comparison(claim: Claim, cmp: Comparison, ctx: _Context) -> ClaimRow:
+    a = ctx.pick(cmp.a)
+    b = ctx.pick(cmp.b)
+    label_a = a or ctx.resolve(cmp.a[0])
+    label_b = b or ctx.resolve(cmp.b[0])
+    op = "/" if cmp.kind == "ratio" else "−"
+    row = ClaimRow(
+        claim_id=claim.id,
+        claim=claim.statement,
+        reference=claim.reference,
+        paper_setting=claim.paper_setting,
+        comparison=cmp.label,
+        compared=f"{label_a} {op} {label_b}",
+        metric=cmp.metric,
+        kind=cmp.kind,
+        paper_value=cmp.paper_text,
+        paper_effect=cmp.paper_effect,
+        measured="",
+    )
+    absent = [ctx.resolve(c[0]) for c, n in ((cmp.a, a), (cmp.b, b)) if n is None]
+    if absent:
+        row.measured = "not in this study"
+        row.caveats.append(f"{', '.join(absent)} not in this study")
+        return row
+    assert a is not None and b is not None
+    wanted_b = ctx.resolve(cmp.b[0])
+    if b != wanted_b:
+        row.caveats.append(f"{wanted_b} not in this study; compared with {b} instead")
+    runs_a, runs_b = ctx.completed(a), ctx.completed(b)
+    row.caveats += _status_caveat(ctx, a) + _status_caveat(ctx, b)
+    if not runs_a or not runs_b:
+        empty = [n for n, rs in ((a, runs_a), (b, runs_b)) if not rs]
+        row.measured = f"no completed {' / '.join(empty)} runs"
+        return row
+    row.caveats += _data_caveat(claim, runs_a + runs_b)
+    if claim.id == "two_gpus" and any(r.get("device.type") == "cpu" for r in runs_a + runs_b):
+        row.caveats.append("ran on CPU: multi-'GPU' cells use CPU processes")
+    if cmp.note:
+        row.caveats.append(cmp.note)
+
+    values_a = [run_value(r, cmp.metric) for r in runs_a]
+    values_b = [run_value(r, cmp.metric) for r in runs_b]
+    sa, sb = summarize(values_a), summarize(values_b)
+    row.n_a, row.n_b = sa.n, sb.n
+
+    if cmp.censored_by is not None:
+        target_pct = next(
+            (v for r in runs_a + runs_b if (v := run_value(r, "target_train_error")) is not None),
+            None,
+        )
+        target = f"{_fmt(target_pct, 0)}% train error" if target_pct is not None else "the target"
+        if claim.id == "relu_vs_tanh" and target_pct is not None and abs(target_pct - 25) > 1e-9:
+            row.caveats.append(f"target here is {_fmt(target_pct, 0)}% training error (paper: 25%)")
+        for side, name, s, n_runs in (("a", a, sa, len(runs_a)), ("b", b, sb, len(runs_b))):
+            if s.n == 0:
+                text, bound, direction = _bound_text(cmp, a, b, side, runs_a, runs_b, target)
+                row.measured, row.measured_effect = text, bound
+                row.same_direction = direction
+                row.exceeds_spread = "n/a"
+                row.caveats.append("censored: a side never reached the target, only a bound")
+                return row
+            if s.n < n_runs:
+                row.caveats.append(
+                    f"only {s.n} of {n_runs} completed {name} runs reached {target}; "
+                    "the others are left out, so the mean understates its time"
+                )
+
+    for name, s in ((a, sa), (b, sb)):
+        if s.n < 2:
+            row.caveats.insert(0, f"only {s.n} seed(s) of {name}: no CI")
+    if sa.n == 0 or sb.n == 0:
+        row.measured = f"metric '{cmp.metric}' not recorded"
+        return row
+
+    result: Difference | Ratio
+    if cmp.kind == "ratio":
+        result = ratio(sa, sb)
+        diff = result.difference
+        effect = result.ratio
+        if not math.isfinite(effect):
+            row.measured = "n/a (denominator is 0)"
+            return row
+        ci = f" ± {_fmt(result.ci_half)}" if result.has_ci else ""
+        row.measured = f"{_fmt(effect)}×{ci} (n={sa.n} vs {sb.n})"
+    else:
+        result = welch(sa, sb)
+        diff = result
+        effect = result.diff
+        ci = f" ± {_fmt(result.ci_half)}" if result.has_ci else ""
+        row.measured = f"{_fmt_signed(effect)}{ci} pts (n={sa.n} vs {sb.n})"
+    row.measured_effect = effect
+    if result.has_ci:
+        row.ci_low, row.ci_high = result.ci_low, result.ci_high
+    row.same_direction = _direction(effect, cmp.kind, cmp.expect, diff)
+    excl = diff.excludes_zero
+    row.exceeds_spread = "n/a" if excl is None else ("yes" if excl else "no")
+    return row
+
+
+def evaluate(
+    runs: Sequence[Run],
+    study: dict[str, Any] | None,
+    baseline: str,
+    claims: Sequence[Claim] = CLAIMS,
+) -> list[ClaimRow]:
+    """Evaluate every comparison of every claim against ``runs``."""
+    ctx = _Context(runs, study, baseline)
+    return [evaluate_comparison(c, cmp, ctx) for c in claims for cmp in c.comparisons]
+
+
+__all__ = [
+    "CLAIMS",
+    "SPREAD_RULE",
+    "Claim",
+    "ClaimRow",
+    "Comparison",
+    "Summary",
+    "evaluate",
+]
