@@ -1,0 +1,102 @@
+"""The ``report`` subcommand: ``alexnet-bench report --results results/default --out reports``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import BenchError, ConfigError
+
+
+def _configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--results", default="results/default",
+        help="one preset's results directory, holding {ablation}/seed{N}/metrics.json",
+    )  # fmt: skip
+    parser.add_argument("--out", default="reports", help="output directory (index.html, ...)")
+    study = parser.add_mutually_exclusive_group()
+    study.add_argument(
+        "--study-json", metavar="JSON|FILE",
+        help="the study config as a JSON object, or a file holding one",
+    )  # fmt: skip
+    study.add_argument("--study-yaml", metavar="FILE", help="the study config as a YAML file")
+    parser.add_argument(
+        "--expected", nargs="+", action="extend", metavar="METRICS_JSON", default=None,
+        help="metrics.json paths the study expects; absent ones are reported as missing "
+             "(default: every ablation x seed of the study)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--expected-from", metavar="FILE",
+        help="a file listing expected metrics.json paths, one per line",
+    )  # fmt: skip
+    parser.add_argument(
+        "--snakemake-report-dir", metavar="DIR",
+        help="also copy the RST figure/table captions into DIR",
+    )  # fmt: skip
+    parser.set_defaults(func=run_report)
+
+
+def add_report_parser(subparsers: Any) -> None:
+    """Register the ``report`` subcommand on an ``argparse`` subparsers object."""
+    parser = subparsers.add_parser(
+        "report",
+        help="render the study report (HTML, Markdown, CSV, PNG/SVG) from run results",
+        description=(
+            "Collect every run under --results (metrics.json, history.csv, gpu.csv), aggregate "
+            "per ablation over completed seeds, compare with the paper's claims and write "
+            "index.html (self-contained), summary.md, tables/*.csv and figures/* into --out. "
+            "Missing, failed, skipped, diverged and unparseable cells are listed, not averaged."
+        ),
+    )
+    _configure(parser)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """Handler of the ``report`` subcommand; prints a one-line JSON summary."""
+    from .report import build_report
+    from .studyconf import load_study
+
+    study = load_study(args.study_json, args.study_yaml)
+    expected: list[Path] | None = None
+    if args.expected is not None:
+        expected = [Path(p) for p in args.expected]
+    if args.expected_from:
+        listing = Path(args.expected_from)
+        if not listing.is_file():
+            raise ConfigError(f"--expected-from '{listing}' does not exist")
+        lines = listing.read_text(encoding="utf-8").splitlines()
+        expected = (expected or []) + [Path(x.strip()) for x in lines if x.strip()]
+    result = build_report(
+        Path(args.results),
+        Path(args.out),
+        study=study,
+        expected=expected,
+        snakemake_report_dir=Path(args.snakemake_report_dir) if args.snakemake_report_dir else None,
+    )
+    summary = {
+        k: result[k] for k in ("index_html", "summary_md", "runs", "counts", "figures_skipped")
+    }
+    print(json.dumps(summary, sort_keys=True))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m alexnet_bench.reports",
+        description="Render the alexnet-bench study report (same options as 'alexnet-bench report').",
+    )
+    _configure(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run_report(args)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,256 @@
+"""build_report(): collect results, aggregate, compare with the paper, write every output."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import claims as claims_mod
+from . import html as html_mod
+from . import markdown as md_mod
+from . import tables as T
+from .collect import ALL_STATUSES, Run, ablation_order, collect, run_value, sort_runs
+from .figures import render_all
+from .output import write_text
+from .studyconf import normalize_study
+
+CAPTIONS = (
+    "report",
+    "learning_curves",
+    "time_to_target",
+    "throughput",
+    "energy",
+    "gpu_timeline",
+    "scaling",
+    "ablations_table",
+    "paper_vs_measured",
+    "runs_table",
+)
+
+
+def captions_dir() -> Path:
+    """Directory of the RST captions the workflow's ``report()`` outputs can reference."""
+    return Path(str(resources.files("alexnet_bench.reports").joinpath("captions")))
+
+
+def caption_path(name: str) -> Path:
+    """Path of one caption file, e.g. ``caption_path("learning_curves")``."""
+    if name not in CAPTIONS:
+        raise KeyError(f"no caption {name!r}; choose one of: {', '.join(CAPTIONS)}")
+    return captions_dir() / f"{name}.rst"
+
+
+def _baseline(study: dict[str, Any] | None) -> str:
+    if isinstance(study, dict) and study.get("baseline"):
+        return str(study["baseline"])
+    return "baseline"
+
+
+def _environment(runs: Sequence[Run]) -> tuple[list[tuple[str, str]], list[str]]:
+    done = [r for r in runs if r.completed]
+    if not done:
+        return [("(none)", "no completed run to take the environment from")], []
+    r = done[0]
+    gpu_names = r.get("environment.gpu_names") or [
+        d.get("name") for d in (r.get("gpu.devices") or []) if isinstance(d, dict)
+    ]
+    dev = r.get("device.name") or r.get("device.type") or "?"
+    count = r.get("device.count")
+    rows = [
+        ("taken from", r.cell),
+        ("device", f"{dev}" + (f" ×{count}" if count and count != 1 else "")),
+        ("GPU(s)", ", ".join(str(g) for g in gpu_names if g) or "none"),
+        ("NVIDIA driver", r.get("environment.driver") or "–"),
+        ("torch", r.get("environment.torch") or "–"),
+        ("CUDA", r.get("environment.cuda") or "–"),
+        ("cuDNN", r.get("environment.cudnn") or "–"),
+        ("python", r.get("environment.python") or "–"),
+        ("git commit", r.get("environment.git_commit") or "–"),
+        ("hostname", r.get("environment.hostname") or "–"),
+        ("run timestamp", r.get("environment.timestamp") or "–"),
+    ]
+    if r.get("gpu.available") is False and r.get("gpu.reason"):
+        rows.append(("GPU telemetry", f"unavailable: {r.get('gpu.reason')}"))
+    notes = []
+    for key, label in (
+        ("environment.git_commit", "git commits"),
+        ("environment.hostname", "hosts"),
+        ("environment.torch", "torch versions"),
+        ("device.name", "device types"),
+    ):
+        values = sorted({str(x.get(key)) for x in done if x.get(key) is not None})
+        if len(values) > 1:
+            notes.append(f"The completed runs span {len(values)} {label}: {', '.join(values)}.")
+    return [(k, str(v)) for k, v in rows], notes
+
+
+def _data_sentence(runs: Sequence[Run]) -> str:
+    done = [r for r in runs if r.completed]
+    if not done:
+        return "No run completed, so there is nothing to average yet."
+    r = done[0]
+    src = r.get("data.source") or r.get("config.data.source") or "?"
+    size = r.get("data.image_size") or r.get("config.data.image_size") or "?"
+    n_train = r.get("data.num_train")
+    classes = r.get("data.num_classes")
+    epochs = r.get("config.train.epochs")
+    text = f"Data: {src}, {size} px inputs"
+    if n_train:
+        text += f", {n_train} training images"
+    if classes:
+        text += f", {classes} classes"
+    if epochs:
+        text += f"; {epochs} epochs per run"
+    return text + " (the paper: ImageNet, 1.2 M images, 224 px, 1000 classes, ~90 epochs)."
+
+
+def _how_to_read(study: dict[str, Any] | None, baseline: str, runs: Sequence[Run]) -> list[str]:
+    seeds = study.get("seeds") if isinstance(study, dict) else None
+    seed_txt = f" with seeds {', '.join(map(str, seeds))}" if seeds else ""
+    return [
+        f"Each ablation changes one setting of the baseline ('{baseline}', the paper's "
+        f"settings) and was trained{seed_txt}. All statistics use completed runs only; "
+        "diverged, failed, skipped, missing and unparseable cells are counted in the 'Runs' "
+        "column and listed under Problems, never averaged in.",
+        "Errors are top-1/top-5 validation errors in percent at the last epoch. Δ is the "
+        "ablation mean minus the baseline mean in percentage points: positive Δ means the "
+        "ablation is worse than the baseline.",
+        "95% CI = Student-t interval of the mean over seeds. With two seeds t = 12.7, so the "
+        "intervals are wide: read them as 'how sure are we', not as noise to ignore.",
+        "Paper vs measured: 'Same direction?' asks whether the measured effect has the sign the "
+        "paper reports; 'Exceeds seed spread?' whether it is larger than seed-to-seed noise "
+        "(rule stated above the table). Magnitudes are not expected to match when the data set "
+        "or scale differs: see the Caveats column.",
+        _data_sentence(runs),
+    ]
+
+
+def _warnings(runs: Sequence[Run], stats: Sequence[T.AblationStats], baseline: str) -> list[str]:
+    out = []
+    base = next((a for a in stats if a.name == baseline), None)
+    if base is None:
+        out.append(f"The baseline '{baseline}' has no runs: no deltas or ratios can be computed.")
+    elif not base.completed:
+        out.append(
+            f"The baseline '{baseline}' has no completed run ({T.status_summary(base.counts)}): "
+            "no deltas or ratios can be computed."
+        )
+    bad = [r for r in runs if r.status in ("unparseable", "unknown")]
+    if bad:
+        out.append(
+            f"{len(bad)} metrics.json file(s) could not be interpreted: "
+            + ", ".join(str(r.path) for r in bad)
+        )
+    missing = [r for r in runs if r.status == "missing"]
+    if missing:
+        out.append(
+            f"{len(missing)} expected cell(s) have no results: "
+            + ", ".join(r.cell for r in missing)
+        )
+    return out
+
+
+def build_report(
+    results_dir: Path,
+    out_dir: Path,
+    study: dict[str, Any] | None = None,
+    expected: list[Path] | None = None,
+    snakemake_report_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Write index.html, summary.md, tables/*.csv and figures/* into ``out_dir``.
+
+    ``results_dir`` is one preset's results (``results/default``); ``expected`` lists the
+    metrics.json paths the study expects (absent ones are reported as missing; default: every
+    ablation x seed of ``study``). With ``snakemake_report_dir`` the RST captions are copied
+    there too. Returns a small dict (paths written, counts) for logging.
+    """
+    results_dir, out_dir = Path(results_dir), Path(out_dir)
+    original_study = study
+    study = normalize_study(study)
+    baseline = _baseline(study)
+    runs = collect(
+        results_dir, [Path(p) for p in expected] if expected is not None else None, study
+    )
+    order = ablation_order(runs, study, baseline)
+    runs = sort_runs(runs, order)
+    stats = T.aggregate(runs, order, study, baseline)
+    claim_rows = claims_mod.evaluate(runs, study, baseline)
+    families = {a.name: a.family for a in stats}
+
+    tables_dir = out_dir / "tables"
+    run_recs = T.run_records(runs, families)
+    written: list[Path] = []
+    for name, records in (
+        ("runs.csv", run_recs),
+        ("ablations.csv", T.ablation_records(stats, baseline)),
+        ("paper_vs_measured.csv", [r.as_record() for r in claim_rows]),
+    ):
+        write_text(tables_dir / name, T.to_csv(records))
+        written.append(tables_dir / name)
+
+    figs = render_all(runs, stats, order, baseline, out_dir / "figures")
+    counts = {s: sum(r.status == s for r in runs) for s in ALL_STATUSES}
+    preset = (study or {}).get("preset") if isinstance(study, dict) else None
+    preset = preset or next((r.get("run.preset") for r in runs if r.get("run.preset")), None)
+    preset = preset or results_dir.name
+    seeds = sorted({r.seed for r in runs if r.seed is not None})
+    env, env_notes = _environment(runs)
+    page = html_mod.Page(
+        title=f"AlexNet ablation report — preset '{preset}'",
+        subtitle=(
+            f"{len(order)} ablations × {len(seeds)} seeds ({len(runs)} cells) from "
+            f"{results_dir}; baseline '{baseline}'. Krizhevsky, Sutskever & Hinton (2012)."
+        ),
+        how_to_read=_how_to_read(study, baseline, runs),
+        counts=counts,
+        claims=T.claims_table(claim_rows),
+        spread_rule=claims_mod.SPREAD_RULE,
+        accuracy=T.accuracy_table(stats, baseline),
+        speed=T.speed_table(stats, baseline),
+        scaling=figs.scaling,
+        figures=figs.figures,
+        figure_notes=figs.notes,
+        problems=T.problems_table(runs),
+        runs=T.runs_table(runs),
+        study_yaml=(
+            yaml.safe_dump(
+                original_study, sort_keys=False, allow_unicode=True, default_flow_style=False
+            )
+            if original_study
+            else "(no study configuration was given to the report)\n"
+        ),
+        environment=env,
+        environment_notes=env_notes,
+        warnings=_warnings(runs, stats, baseline),
+    )
+    write_text(out_dir / "summary.md", md_mod.render(page))
+    write_text(out_dir / "index.html", html_mod.render(page))
+    written += [out_dir / "summary.md", out_dir / "index.html"]
+    for f in figs.figures:
+        written += [f.png_path, f.svg_path]
+
+    if snakemake_report_dir is not None:
+        for name in CAPTIONS:
+            dst = Path(snakemake_report_dir) / f"{name}.rst"
+            write_text(dst, caption_path(name).read_text(encoding="utf-8"))
+            written.append(dst)
+
+    return {
+        "index_html": str(out_dir / "index.html"),
+        "summary_md": str(out_dir / "summary.md"),
+        "tables": [str(p) for p in written if p.suffix == ".csv"],
+        "figures": [str(f.png_path) for f in figs.figures],
+        "figures_skipped": list(figs.notes),
+        "runs": len(runs),
+        "counts": counts,
+        "ablations": len(order),
+        "claims": len(claim_rows),
+        "completed_per_ablation": {a.name: len(a.completed) for a in stats},
+        "ttt_reached": {
+            a.name: sum(run_value(r, "ttt_epoch") is not None for r in a.completed) for a in stats
+        },
+    }
