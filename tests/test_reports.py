@@ -1,0 +1,352 @@
+"""Report tests on hand-written run directories: numbers, robustness, outputs, idempotence."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import pytest
+
+from alexnet_bench.reports import build_report, caption_path, captions_dir
+from alexnet_bench.reports.claims import evaluate
+from alexnet_bench.reports.collect import collect
+from alexnet_bench.reports.stats import summarize, t_crit, welch
+from alexnet_bench.reports.studyconf import normalize_study
+from tests.fixtures_reports import STUDY, build_study_results, write_run
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+T975 = {1: 12.7062047, 2: 4.3026527, 3: 3.1824463, 4: 2.7764451, 10: 2.2281389, 30: 2.0422725}
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("study")
+    res, expected = build_study_results(root)
+    out = root / "reports"
+    result = build_report(res, out, study=STUDY, expected=expected)
+    return {"root": root, "res": res, "expected": expected, "out": out, "result": result}
+
+
+def _csv(path: Path) -> dict[str, dict[str, str]]:
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    key = "ablation" if "ablation" in rows[0] and "seed" not in rows[0] else None
+    if key:
+        return {r[key]: r for r in rows}
+    return {f"{r['ablation']}/seed{r['seed']}": r for r in rows}
+
+
+def _f(text: str) -> float:
+    return float(text) if text not in ("", None) else math.nan
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def test_t_quantiles_match_the_t_table() -> None:
+    for df, value in T975.items():
+        assert t_crit(df) == pytest.approx(value, abs=1e-6)
+    assert t_crit(1e7) == pytest.approx(1.959964, abs=1e-5)
+
+
+def test_summarize_and_welch_by_hand() -> None:
+    s = summarize([30.0, 34.0, None, float("nan")])
+    assert (s.n, s.mean) == (2, 32.0)
+    assert s.std == pytest.approx(math.sqrt(8.0))
+    assert s.ci_half == pytest.approx(12.7062047 * math.sqrt(8.0) / math.sqrt(2))
+    one = summarize([5.0])
+    assert one.n == 1 and math.isnan(one.std) and not one.has_ci
+    d = welch(summarize([1.0, 2.0, 3.0]), summarize([11.0, 12.0, 13.0]))
+    # equal variances and sizes: Welch df = 4, se = sqrt(1/3 + 1/3)
+    assert d.diff == -10.0 and d.df == pytest.approx(4.0)
+    assert d.ci_half == pytest.approx(2.7764451 * math.sqrt(2 / 3), rel=1e-6)
+    assert d.excludes_zero is True
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def test_ablation_table_numbers_are_hand_computed(report: dict) -> None:
+    rows = _csv(report["out"] / "tables" / "ablations.csv")
+    base, tanh, no_lrn, gpus2 = rows["baseline"], rows["tanh"], rows["no_lrn"], rows["gpus2"]
+    # baseline val top-1 30 and 34 %: mean 32, sd sqrt(8), CI half = t(1) * sd / sqrt(2)
+    assert _f(base["val_top1_err_pct_mean"]) == pytest.approx(32.0)
+    assert _f(base["val_top1_err_pct_std"]) == pytest.approx(2.8284271, rel=1e-7)
+    assert _f(base["val_top1_err_pct_ci95_half"]) == pytest.approx(12.7062047 * 2, rel=1e-7)
+    assert _f(base["val_top1_err_pct_ci95_low"]) == pytest.approx(32 - 25.4124094, rel=1e-6)
+    assert _f(base["val_top5_err_pct_mean"]) == pytest.approx(6.0)
+    assert _f(base["val_top5_err_pct_ci95_half"]) == pytest.approx(12.7062047, rel=1e-7)
+    assert _f(base["val_top1_delta_pts"]) == 0.0
+    # tanh: the diverged seed (90 %) is not averaged in; n=1 -> no sd / CI
+    assert tanh["status_summary"] == "1 completed, 1 diverged"
+    assert (tanh["completed"], tanh["diverged"]) == ("1", "1")
+    assert _f(tanh["val_top1_err_pct_mean"]) == pytest.approx(40.0)
+    assert tanh["val_top1_err_pct_std"] == "" and tanh["val_top1_err_pct_ci95_half"] == ""
+    assert _f(tanh["val_top1_delta_pts"]) == pytest.approx(8.0)
+    # time to target: baseline 3/5 epochs, 10/14 s -> 4 epochs, 12 s; tanh 9 epochs, 60 s
+    assert _f(base["ttt_epoch_mean"]) == pytest.approx(4.0)
+    assert _f(base["ttt_seconds_mean"]) == pytest.approx(12.0)
+    assert _f(tanh["ttt_epoch_ratio_vs_baseline"]) == pytest.approx(9 / 4)
+    assert _f(tanh["ttt_seconds_ratio_vs_baseline"]) == pytest.approx(60 / 12)
+    # no_lrn: the failed seed (99 %) is not averaged in
+    assert no_lrn["status_summary"] == "1 completed, 1 failed"
+    assert _f(no_lrn["val_top1_err_pct_mean"]) == pytest.approx(36.0)
+    assert _f(no_lrn["val_top1_delta_pts"]) == pytest.approx(4.0)
+    assert _f(no_lrn["val_top5_delta_pts"]) == pytest.approx(2.0)
+    assert rows["no_dropout"]["status_summary"] == "1 completed, 1 missing"
+    assert rows["plain_pooling"]["status_summary"] == "1 completed, 1 unparseable"
+    assert _f(rows["plain_pooling"]["val_top1_delta_pts"]) == pytest.approx(-1.0)
+    # gpus2: 31 / 33 % vs 30 / 34 %: delta 0; Welch se = sqrt(8/2 + 2/2), df = 25/17
+    assert _f(gpus2["val_top1_delta_pts"]) == pytest.approx(0.0, abs=1e-9)
+    se = math.sqrt(5.0)
+    half = _f(gpus2["val_top1_delta_ci95_half"])
+    assert T975[2] * se < half < T975[1] * se
+    assert _f(gpus2["throughput_img_s_mean"]) == pytest.approx(1220.0)
+    assert list(rows) == ["baseline", "tanh", "no_lrn", "no_dropout", "plain_pooling", "gpus2"]
+
+
+def test_runs_csv_lists_every_cell_with_status(report: dict) -> None:
+    rows = _csv(report["out"] / "tables" / "runs.csv")
+    assert len(rows) == 12
+    assert rows["tanh/seed1"]["status"] == "diverged"
+    assert "nan at epoch 3" in rows["tanh/seed1"]["reason"]
+    assert rows["no_lrn/seed1"]["status"] == "failed"
+    assert rows["no_dropout/seed0"]["status"] == "missing"
+    bad = rows["plain_pooling/seed0"]
+    assert bad["status"] == "unparseable" and "invalid JSON" in bad["reason"]
+    assert bad["path"].endswith("plain_pooling/seed0/metrics.json")
+    assert _f(rows["baseline/seed1"]["val_top1_err_pct"]) == pytest.approx(34.0)
+    assert rows["baseline/seed0"]["num_params"] == "2345678"
+
+
+def test_problem_cells_are_listed_with_reasons(report: dict) -> None:
+    page = (report["out"] / "index.html").read_text()
+    md = (report["out"] / "summary.md").read_text()
+    for text in (page, md):
+        assert "tanh/seed1" in text and "loss is nan at epoch 3" in text
+        assert "no_lrn/seed1" in text and "DataError: corrupt file x.png" in text
+        assert "no_dropout/seed0" in text and "run directory does not exist" in text
+        assert "plain_pooling/seed0/metrics.json" in text and "invalid JSON" in text
+    assert report["result"]["counts"] == {
+        "completed": 8,
+        "diverged": 1,
+        "failed": 1,
+        "skipped": 0,
+        "missing": 1,
+        "unparseable": 1,
+        "unknown": 0,
+    }
+
+
+# ----------------------------------------------------------------------------- claims
+
+
+def _claims(report: dict) -> dict[str, dict[str, str]]:
+    with open(report["out"] / "tables" / "paper_vs_measured.csv", newline="") as fh:
+        return {f"{r['claim_id']}:{r['metric']}:{r['compared']}": r for r in csv.DictReader(fh)}
+
+
+def test_paper_vs_measured_rows(report: dict) -> None:
+    rows = _claims(report)
+    ep = rows["relu_vs_tanh:ttt_epoch:tanh / baseline"]
+    assert _f(ep["measured_effect"]) == pytest.approx(2.25)
+    assert (ep["same_direction"], ep["exceeds_spread"]) == ("yes", "n/a")
+    assert "tanh: 1 diverged (excluded)" in ep["caveats"]
+    assert "only 1 seed(s) of tanh" in ep["caveats"]
+    assert "synthetic" in ep["caveats"] and "4-layer CNN" in ep["caveats"]
+    assert "target here is 50%" in ep["caveats"]
+    sec = rows["relu_vs_tanh:ttt_seconds:tanh / baseline"]
+    assert _f(sec["measured_effect"]) == pytest.approx(5.0)
+    lrn = rows["lrn:val_top1:no_lrn − baseline"]
+    assert _f(lrn["measured_effect"]) == pytest.approx(4.0)
+    assert lrn["same_direction"] == "yes" and "no_lrn: 1 failed (excluded)" in lrn["caveats"]
+    assert "ImageNet 224 px" in lrn["caveats"] and "6 epochs" in lrn["caveats"]
+    pool = rows["overlapping_pooling:val_top1:plain_pooling − baseline"]
+    assert _f(pool["measured_effect"]) == pytest.approx(-1.0)
+    assert pool["same_direction"] == "no"
+    drop = rows["dropout:ttt_epoch:baseline / no_dropout"]
+    assert _f(drop["measured_effect"]) == pytest.approx(2.0)
+    gap = rows["dropout:overfit_gap:no_dropout − baseline"]
+    assert _f(gap["measured_effect"]) == pytest.approx((33 - 5) - ((30 - 20) + (34 - 22)) / 2)
+    pca = rows["pca_lighting:val_top1:no_pca_lighting − baseline"]
+    assert pca["measured"] == "not in this study" and pca["same_direction"] == "n/a"
+    assert rows["two_gpus:val_top1:half_width − gpus2"]["measured"] == "not in this study"
+    ddp = rows["two_gpus:val_top1:gpus2 − baseline"]
+    assert _f(ddp["measured_effect"]) == pytest.approx(0.0, abs=1e-9)
+    assert (ddp["same_direction"], ddp["exceeds_spread"]) == ("yes", "no")
+    assert "ran on CPU" in ddp["caveats"]
+    assert _f(ddp["n_a"]) == 2 and _f(ddp["n_b"]) == 2
+
+
+def test_claims_spread_censoring_and_fallback(tmp_path: Path) -> None:
+    res = tmp_path / "results" / "default"
+    for seed, (b, n) in enumerate([(0.300, 0.400), (0.310, 0.410), (0.305, 0.405)]):
+        write_run(res, "baseline", seed, val_top1=b, ttt_epoch=3, ttt_seconds=9.0)
+        write_run(res, "no_lrn", seed, val_top1=n)
+        write_run(res, "plain_pooling", seed, val_top1=b + (0.004 if seed else -0.004))
+        write_run(res, "tanh", seed, ttt_epoch=None, ttt_seconds=None, epochs=10)
+        write_run(res, "half_kernels", seed, val_top1=b + 0.02)
+    study = normalize_study(
+        {"baseline": "baseline", "seeds": [0, 1, 2],
+         "ablations": ["baseline", "no_lrn", "plain_pooling", "tanh", "half_kernels"]}
+    )  # fmt: skip
+    rows = {
+        f"{r.claim_id}:{r.metric}:{r.compared}": r
+        for r in evaluate(collect(res, study=study), study, "baseline")
+    }
+    lrn = rows["lrn:val_top1:no_lrn − baseline"]
+    # +10 points, sd 0.5 on both sides, n=3: Welch df 4, half = t(4) * sqrt(2 * 0.25 / 3)
+    assert lrn.measured_effect == pytest.approx(10.0)
+    assert lrn.ci_high - lrn.measured_effect == pytest.approx(2.7764451 * math.sqrt(0.5 / 3))
+    assert (lrn.same_direction, lrn.exceeds_spread) == ("yes", "yes")
+    assert "± 1.13 pts (n=3 vs 3)" in lrn.measured
+    pool = rows["overlapping_pooling:val_top1:plain_pooling − baseline"]
+    assert pool.exceeds_spread == "no"
+    tanh = rows["relu_vs_tanh:ttt_epoch:tanh / baseline"]
+    assert tanh.measured.startswith("tanh did not reach 50% train error within 10 epochs")
+    assert "ratio > 3.33×" in tanh.measured and tanh.same_direction == "yes"
+    assert tanh.exceeds_spread == "n/a"
+    half = rows["two_gpus:val_top1:half_kernels − baseline"]
+    assert half.measured_effect == pytest.approx(2.0)
+    assert "gpus2_model not in this study; compared with baseline instead" in half.caveats
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def test_figures_are_valid_png_and_svg(report: dict) -> None:
+    figs = sorted((report["out"] / "figures").glob("*.png"))
+    names = {p.stem for p in figs}
+    assert {"learning_curves_epoch", "learning_curves_time", "figure1_relu_vs_tanh",
+            "time_to_target", "throughput", "scaling"} <= names  # fmt: skip
+    assert "energy_per_image" not in names  # CPU runs: no telemetry
+    for png in figs:
+        data = png.read_bytes()
+        assert data.startswith(PNG_SIGNATURE) and len(data) > 1000
+        img = mpimg.imread(png)
+        assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
+        svg = png.with_suffix(".svg")
+        root = ET.parse(svg).getroot()
+        assert root.tag.endswith("svg")
+        assert b"<dc:date>" not in svg.read_bytes()
+
+
+def test_html_is_self_contained(report: dict) -> None:
+    page = (report["out"] / "index.html").read_text()
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", page, re.I)
+    assert "http://" not in page and "https://" not in page
+    assert page.count('src="data:image/png;base64,') == len(report["result"]["figures"])
+    assert "<table" in page and "Paper vs measured" in page and "Accuracy vs baseline" in page
+    assert "32.00 ± 2.83" in page  # baseline top-1 mean ± sd
+    assert "no GPU telemetry" in page  # energy figure skipped, with a note
+    assert "Multi-device scaling (CPU runs, not GPUs)" in page
+    assert "Exceeds seed spread" in page and "excludes zero" in page
+    assert "abc1234" in page and "testhost" in page  # environment
+    assert "ablation_defs:" in page  # study YAML
+    md = (report["out"] / "summary.md").read_text()
+    assert "| baseline | paper settings | 2 completed | 32.00 ± 2.83 |" in md
+    assert "(figures/learning_curves_epoch.png)" in md
+
+
+def test_rebuild_is_byte_identical(report: dict) -> None:
+    out = report["out"]
+    files = sorted(p for p in out.rglob("*") if p.is_file())
+    before = {p: p.read_bytes() for p in files}
+    build_report(report["res"], out, study=STUDY, expected=report["expected"])
+    after = sorted(p for p in out.rglob("*") if p.is_file())
+    assert after == files
+    changed = [str(p.relative_to(out)) for p in files if p.read_bytes() != before[p]]
+    assert changed == []
+
+
+def test_gpu_telemetry_figures(tmp_path: Path) -> None:
+    res = tmp_path / "results" / "gpu"
+    for seed in (0, 1):
+        write_run(res, "baseline", seed, gpu=True, throughput=5000.0 + seed, epochs=3)
+        write_run(res, "gpus2", seed, gpu=True, throughput=9000.0 + seed, world_size=2, epochs=3)
+    result = build_report(res, tmp_path / "out", study=None)
+    names = {Path(p).stem for p in result["figures"]}
+    assert {"energy_per_image", "gpu_timeline", "scaling"} <= names
+    rows = _csv(tmp_path / "out" / "tables" / "ablations.csv")
+    assert _f(rows["baseline"]["energy_per_image_j_mean"]) == pytest.approx(0.0625)
+    assert _f(rows["baseline"]["gpu_util_pct_mean"]) == pytest.approx(91.0)
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert "1.80×" in page  # speedup 9000.5 / 5000.5
+    assert "CPU runs" not in page
+
+
+def test_empty_and_garbage_inputs_do_not_crash(tmp_path: Path) -> None:
+    res = tmp_path / "results" / "default"
+    (res / "baseline" / "seed0").mkdir(parents=True)
+    (res / "baseline" / "seed0" / "metrics.json").write_text("[1, 2]")
+    (res / "baseline" / "seed1").mkdir(parents=True)  # no metrics.json yet
+    result = build_report(res, tmp_path / "out", study={"ablations": {"baseline": {}}})
+    assert result["counts"]["unparseable"] == 1 and result["counts"]["missing"] == 1
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert "no completed run" in page
+    assert (tmp_path / "out" / "summary.md").is_file()
+
+
+# ----------------------------------------------------------------------------- CLI, captions
+
+
+def test_cli_study_json_and_expected(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from alexnet_bench.reports.cli import main
+
+    res = tmp_path / "results" / "default"
+    write_run(res, "baseline", 0, epochs=2)
+    missing = res / "tanh" / "seed0" / "metrics.json"
+    study = {"preset": "default", "seeds": [0], "baseline": "baseline",
+             "ablations": ["baseline", "tanh"], "ablation_defs": {"baseline": {}, "tanh": {}}}  # fmt: skip
+    code = main(
+        ["--results", str(res), "--out", str(tmp_path / "out"), "--study-json",
+         json.dumps(study), "--expected", str(res / "baseline/seed0/metrics.json"), str(missing),
+         "--snakemake-report-dir", str(tmp_path / "captions")]
+    )  # fmt: skip
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["counts"]["completed"] == 1 and summary["counts"]["missing"] == 1
+    assert (tmp_path / "captions" / "learning_curves.rst").is_file()
+    assert main(["--results", str(res), "--study-json", "{bad"]) == 2
+
+
+def test_add_report_parser_registers_subcommand() -> None:
+    import argparse
+
+    from alexnet_bench.reports.cli import add_report_parser, run_report
+
+    parser = argparse.ArgumentParser()
+    add_report_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["report", "--results", "r", "--out", "o", "--expected", "a", "b"])
+    assert args.func is run_report and args.expected == ["a", "b"]
+    with pytest.raises(SystemExit), io.StringIO() as _:
+        parser.parse_args(["report", "--study-json", "x", "--study-yaml", "y"])
+
+
+def test_caption_files_exist() -> None:
+    assert captions_dir().is_dir()
+    for name in ("learning_curves", "time_to_target", "paper_vs_measured", "ablations_table"):
+        assert caption_path(name).read_text().strip()
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed")
+def test_headless_chromium_screenshot(report: dict, tmp_path: Path) -> None:
+    script = Path(__file__).parents[1] / "scripts" / "screenshot_report.sh"
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        ["bash", str(script), str(report["out"] / "index.html"), str(shot), "1200,1600"],
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
+    data = shot.read_bytes()
+    assert data.startswith(PNG_SIGNATURE) and len(data) > 10_000
+    assert mpimg.imread(shot).shape[:2] == (1600, 1200)
