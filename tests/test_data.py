@@ -46,7 +46,9 @@ def test_image_folder_split_and_decode(image_folder: Path) -> None:
 
 
 def test_image_folder_streaming_matches_in_memory(image_folder: Path) -> None:
-    base = tiny_run(data={"source": "imagefolder", "root": str(image_folder)}, train={"batch_size": 4})
+    base = tiny_run(
+        data={"source": "imagefolder", "root": str(image_folder)}, train={"batch_size": 4}
+    )
     mem = build_data(RunConfig(base), CPU)
     base["data"]["in_memory"] = "no"
     stream = build_data(RunConfig(base), CPU)
@@ -105,13 +107,20 @@ def test_cifar10_loader(cifar_dir: Path) -> None:
 def test_loader_shards_are_disjoint_and_resumable() -> None:
     images = torch.arange(40, dtype=torch.uint8).view(40, 1, 1, 1).expand(40, 3, 2, 2).contiguous()
     labels = torch.arange(40)
+
     def epoch_labels(rank: int, world: int, epoch: int) -> list[int]:
         loader = TensorBatchLoader(images, labels, 5, device=CPU, shuffle=True, drop_last=True,
                                    seed=3, rank=rank, world_size=world)  # fmt: skip
         loader.set_epoch(epoch)
         return [int(v) for _, y in loader for v in y]
+
     r0, r1 = epoch_labels(0, 2, 1), epoch_labels(1, 2, 1)
     assert not set(r0) & set(r1) and len(r0) == len(r1) == 20
+    # step b of the two ranks together is exactly step b of one process with the global batch
+    whole = TensorBatchLoader(images, labels, 10, device=CPU, shuffle=True, drop_last=True, seed=3)
+    whole.set_epoch(1)
+    for b, (_, y) in enumerate(whole):
+        assert sorted(y.tolist()) == sorted(r0[5 * b : 5 * b + 5] + r1[5 * b : 5 * b + 5])
     assert epoch_labels(0, 1, 4) == epoch_labels(0, 1, 4) != epoch_labels(0, 1, 5)
 
 
@@ -124,7 +133,9 @@ def test_batch_augment_crops_flips_and_centre() -> None:
     out = aug(x, train=True, generator=gen)
     assert out.shape == (8, 3, 8, 8)
     for i in range(8):  # every output is some crop of its own image, possibly mirrored
-        candidates = [x[i, :, t : t + 8, l : l + 8].float() / 255 for t in range(3) for l in range(3)]  # noqa: E741
+        candidates = [
+            x[i, :, t : t + 8, l : l + 8].float() / 255 for t in range(3) for l in range(3)
+        ]
         candidates += [c.flip(-1) for c in candidates]
         assert any(torch.equal(out[i], c) for c in candidates)
     tens = aug.ten_crop(x)
@@ -140,7 +151,9 @@ def test_pca_lighting_shift_has_scaled_data_covariance() -> None:
     cov = torch.cov((pixels.double() / 255).T).float()
     assert torch.allclose(eigvec @ torch.diag(eigval) @ eigvec.T, cov, atol=1e-6)
     # the per-image colour shift has covariance lighting_std^2 * cov and is constant over pixels
-    aug = BatchAugment(4, torch.zeros(3), torch.ones(3), crop_flip=False, pca=(eigval, eigvec), lighting_std=0.1)
+    aug = BatchAugment(
+        4, torch.zeros(3), torch.ones(3), crop_flip=False, pca=(eigval, eigvec), lighting_std=0.1
+    )
     flat = torch.full((4000, 3, 4, 4), 128, dtype=torch.uint8)
     shifted = aug(flat, train=True, generator=torch.Generator().manual_seed(1)) - 128 / 255
     assert torch.allclose(shifted, shifted[:, :, :1, :1].expand_as(shifted), atol=1e-6)

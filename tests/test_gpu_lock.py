@@ -24,7 +24,9 @@ def _hold(lock_dir: str, pool: list[str], needed: int, queue: mp.Queue, hold_s: 
 def test_two_jobs_started_at_once_get_different_devices(tmp_path: Path) -> None:
     ctx = mp.get_context("fork")
     queue: mp.Queue = ctx.Queue()
-    procs = [ctx.Process(target=_hold, args=(str(tmp_path), ["0", "1"], 1, queue, 1.0)) for _ in range(2)]
+    procs = [
+        ctx.Process(target=_hold, args=(str(tmp_path), ["0", "1"], 1, queue, 1.0)) for _ in range(2)
+    ]
     for p in procs:
         p.start()
     got = sorted(queue.get(timeout=10)[0] for _ in procs)

@@ -56,10 +56,16 @@ def test_bad_override_names_the_cell_and_key(study: dict) -> None:
 
 def test_missing_data_directory_fails_before_any_job(study: dict, tmp_path: Path) -> None:
     study["preset"] = "cifar10"
-    with pytest.raises(DataError, match="data directory 'data/cifar-10-batches-py'.*does not exist"):
+    with pytest.raises(
+        DataError, match="data directory 'data/cifar-10-batches-py'.*does not exist"
+    ):
         check_study(study, base_dir=tmp_path)
 
 
 def test_family_targets(study: dict) -> None:
     assert family_ablations(study, "lrn") == ["baseline", "no_lrn"]
-    assert family_ablations(study, "augmentation") == ["baseline", "no_crop_flip", "no_pca_lighting"]
+    assert family_ablations(study, "augmentation") == [
+        "baseline",
+        "no_crop_flip",
+        "no_pca_lighting",
+    ]

@@ -1,8 +1,10 @@
 """Batch loaders yielding ``(uint8 images, int64 labels)`` already on the training device.
 
 Shuffling is seeded by ``(seed, epoch)`` alone, so a run resumed at epoch ``e`` sees exactly the
-batches an uninterrupted run would; with ``world_size > 1`` each rank takes a disjoint shard of
-the same permutation (the contract of :class:`torch.utils.data.DistributedSampler`).
+batches an uninterrupted run would. With ``world_size > 1`` every rank draws the same permutation,
+cuts it into *global* batches of ``batch_size * world_size`` and takes every ``world_size``-th
+sample of each: the union of the ranks' step-``b`` batches is exactly the single-process
+step-``b`` batch, so DDP (which averages the ranks' gradients) follows the 1-process trajectory.
 """
 
 from __future__ import annotations
@@ -62,18 +64,21 @@ class TensorBatchLoader:
             order = torch.randperm(n, generator=epoch_generator(self.seed, self.epoch))
         else:
             order = torch.arange(n)
-        if self.world_size > 1:
-            order = order[: n - n % self.world_size][self.rank :: self.world_size]
         return order.to(self.device)
 
+    @property
+    def global_batch(self) -> int:
+        return self.batch_size * self.world_size
+
     def __len__(self) -> int:
-        n = self.labels.shape[0] // self.world_size if self.world_size > 1 else self.labels.shape[0]
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        n = self.labels.shape[0]
+        return n // self.global_batch if self.drop_last else -(-n // self.global_batch)
 
     def __iter__(self) -> Iterator[Batch]:
         order = self._indices()
         for b in range(len(self)):
-            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            chunk = order[b * self.global_batch : (b + 1) * self.global_batch]
+            idx = chunk[self.rank :: self.world_size]
             yield self.images.index_select(0, idx), self.labels.index_select(0, idx)
 
     @property
