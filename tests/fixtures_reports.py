@@ -171,6 +171,7 @@ def build_study_results(root: Path) -> tuple[Path, list[Path]]:
     - no_dropout: seed 0 missing (expected, never written), seed 1 completed (train 5 %, val 33 %)
     - plain_pooling: seed 0 garbage metrics.json, seed 1 completed (31 %)
     - gpus2: seeds 0, 1 completed on CPU, world size 2, throughput 1200 / 1240 img/s
+    - baseline/seed7: a completed run outside the study (seeds 0, 1): left out
     """
     res = root / "results" / "default"
     write_run(
@@ -248,5 +249,7 @@ def build_study_results(root: Path) -> tuple[Path, list[Path]]:
     write_run(res, "plain_pooling", 1, val_top1=0.31, val_top5=0.06)
     write_run(res, "gpus2", 0, val_top1=0.31, val_top5=0.05, throughput=1200.0, world_size=2)
     write_run(res, "gpus2", 1, val_top1=0.33, val_top5=0.06, throughput=1240.0, world_size=2)
+    # a stale run outside the study (old seed): must be left out, not averaged in
+    write_run(res, "baseline", 7, val_top1=0.99, val_top5=0.99)
     expected = [res / a / f"seed{s}" / "metrics.json" for a in STUDY["ablations"] for s in (0, 1)]
     return res, expected

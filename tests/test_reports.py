@@ -144,6 +144,8 @@ def test_problem_cells_are_listed_with_reasons(report: dict) -> None:
         "unparseable": 1,
         "unknown": 0,
     }
+    assert [Path(p).parent.name for p in report["result"]["left_out"]] == ["seed7"]
+    assert "not part of this study and was left out: baseline/seed7" in page
 
 
 # ----------------------------------------------------------------------------- claims

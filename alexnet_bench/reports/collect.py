@@ -193,20 +193,41 @@ def _key(path: Path) -> str:
     return str(path.resolve(strict=False))
 
 
+def expected_paths(
+    results_dir: Path, expected: list[Path] | None, study: dict[str, Any] | None
+) -> list[Path]:
+    """``expected`` if given, else the cells the study defines (empty without either)."""
+    if expected is None:
+        return expected_from_study(Path(results_dir), study)
+    return [Path(p) for p in expected]
+
+
 def collect(
     results_dir: Path, expected: list[Path] | None = None, study: dict[str, Any] | None = None
 ) -> list[Run]:
-    """Every discovered run plus every expected-but-absent cell (as ``missing``).
+    """The study's cells: every expected cell (absent ones as ``missing``).
 
-    ``expected`` defaults to the cells the study defines (when a study is given).
+    ``expected`` defaults to the cells the study defines. Without either, every run directory
+    found under ``results_dir`` is a cell. With them, run directories outside the study (old
+    seeds, dropped ablations) are left out; :func:`extra_runs` lists them.
     """
     results_dir = Path(results_dir)
+    wanted = expected_paths(results_dir, expected, study)
     paths: dict[str, Path] = {}
-    if expected is None:
-        expected = expected_from_study(results_dir, study)
-    for p in [*expected, *discover(results_dir)]:
+    for p in wanted or discover(results_dir):
         paths.setdefault(_key(Path(p)), Path(p))
     return [load_run(p) for p in paths.values()]
+
+
+def extra_runs(
+    results_dir: Path, expected: list[Path] | None = None, study: dict[str, Any] | None = None
+) -> list[Path]:
+    """Run directories under ``results_dir`` that the study does not expect (left out)."""
+    wanted = expected_paths(Path(results_dir), expected, study)
+    if not wanted:
+        return []
+    keys = {_key(p) for p in wanted}
+    return [p for p in discover(Path(results_dir)) if _key(p) not in keys]
 
 
 def ablation_order(runs: list[Run], study: dict[str, Any] | None, baseline: str) -> list[str]:

@@ -13,7 +13,15 @@ from . import claims as claims_mod
 from . import html as html_mod
 from . import markdown as md_mod
 from . import tables as T
-from .collect import ALL_STATUSES, Run, ablation_order, collect, run_value, sort_runs
+from .collect import (
+    ALL_STATUSES,
+    Run,
+    ablation_order,
+    collect,
+    extra_runs,
+    run_value,
+    sort_runs,
+)
 from .figures import render_all
 from .output import write_text
 from .studyconf import normalize_study
@@ -129,7 +137,12 @@ def _how_to_read(study: dict[str, Any] | None, baseline: str, runs: Sequence[Run
     ]
 
 
-def _warnings(runs: Sequence[Run], stats: Sequence[T.AblationStats], baseline: str) -> list[str]:
+def _warnings(
+    runs: Sequence[Run],
+    stats: Sequence[T.AblationStats],
+    baseline: str,
+    extras: Sequence[Path] = (),
+) -> list[str]:
     out = []
     base = next((a for a in stats if a.name == baseline), None)
     if base is None:
@@ -150,6 +163,14 @@ def _warnings(runs: Sequence[Run], stats: Sequence[T.AblationStats], baseline: s
         out.append(
             f"{len(missing)} expected cell(s) have no results: "
             + ", ".join(r.cell for r in missing)
+        )
+    if extras:
+        cells = [f"{p.parent.parent.name}/{p.parent.name}" for p in extras]
+        shown = ", ".join(cells[:8]) + (f" and {len(cells) - 8} more" if len(cells) > 8 else "")
+        out.append(
+            f"{len(cells)} run director{'y' if len(cells) == 1 else 'ies'} under the results "
+            f"directory {'is' if len(cells) == 1 else 'are'} not part of this study and "
+            f"{'was' if len(cells) == 1 else 'were'} left out: {shown}"
         )
     return out
 
@@ -172,9 +193,9 @@ def build_report(
     original_study = study
     study = normalize_study(study)
     baseline = _baseline(study)
-    runs = collect(
-        results_dir, [Path(p) for p in expected] if expected is not None else None, study
-    )
+    expected = [Path(p) for p in expected] if expected is not None else None
+    runs = collect(results_dir, expected, study)
+    extras = extra_runs(results_dir, expected, study)
     order = ablation_order(runs, study, baseline)
     runs = sort_runs(runs, order)
     stats = T.aggregate(runs, order, study, baseline)
@@ -225,7 +246,7 @@ def build_report(
         ),
         environment=env,
         environment_notes=env_notes,
-        warnings=_warnings(runs, stats, baseline),
+        warnings=_warnings(runs, stats, baseline, extras),
     )
     write_text(out_dir / "summary.md", md_mod.render(page))
     write_text(out_dir / "index.html", html_mod.render(page))
@@ -246,6 +267,7 @@ def build_report(
         "figures": [str(f.png_path) for f in figs.figures],
         "figures_skipped": list(figs.notes),
         "runs": len(runs),
+        "left_out": [str(p) for p in extras],
         "counts": counts,
         "ablations": len(order),
         "claims": len(claim_rows),

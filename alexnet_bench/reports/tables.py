@@ -218,6 +218,13 @@ def _r(x: float | None, digits: int = 10) -> float | None:
     return float(f"{x:.{digits}g}")
 
 
+def _run_notes(r: Run) -> list[str]:
+    notes = r.get("notes")
+    if isinstance(notes, list):
+        return [str(n) for n in notes]
+    return [str(notes)] if notes else []
+
+
 def _pct(x: float | None) -> float | None:
     return None if x is None else 100.0 * x
 
@@ -277,7 +284,7 @@ def run_records(runs: Sequence[Run], families: dict[str, str]) -> list[dict[str,
                 "config_hash": r.get("config_hash"),
                 "torch": r.get("environment.torch"),
                 "git_commit": r.get("environment.git_commit"),
-                "notes": "; ".join(r.notes),
+                "notes": "; ".join([*_run_notes(r), *r.notes]),
             }
         )
     return records
