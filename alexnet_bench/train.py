@@ -254,6 +254,7 @@ class Trainer:
             if step % DIVERGENCE_CHECK_EVERY == 0 and not torch.isfinite(sums[0]).item():
                 finite = False
                 break
+        log.debug("rank %d epoch %d local sums %s", self.dist.rank, epoch, sums.tolist())
         sums = _all_reduce(sums, self.dist)
         loss_sum, misses, count = sums.tolist()
         seconds = time.perf_counter() - start

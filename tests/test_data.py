@@ -104,6 +104,15 @@ def test_cifar10_loader(cifar_dir: Path) -> None:
         load_cifar10(cifar_dir / "nowhere")
 
 
+def test_ddp_ranks_split_the_global_batch() -> None:
+    cfg = RunConfig(tiny_run(train={"batch_size": 32}))
+    ranks = [build_data(cfg, CPU, rank=r, world_size=2).train for r in (0, 1)]
+    assert [loader.batch_size for loader in ranks] == [16, 16]
+    assert len(ranks[0]) == len(build_data(cfg, CPU).train) == 5
+    with pytest.raises(DataError, match="not divisible by 3"):
+        build_data(cfg, CPU, rank=0, world_size=3)
+
+
 def test_loader_shards_are_disjoint_and_resumable() -> None:
     images = torch.arange(40, dtype=torch.uint8).view(40, 1, 1, 1).expand(40, 3, 2, 2).contiguous()
     labels = torch.arange(40)

@@ -133,7 +133,7 @@ def build_data(cfg: Any, device: torch.device, rank: int = 0, world_size: int = 
         train = TensorBatchLoader(
             tx,
             ty,
-            t.batch_size,
+            per_rank_batch,
             shuffle=True,
             drop_last=True,
             rank=rank,
@@ -157,7 +157,7 @@ def build_data(cfg: Any, device: torch.device, rank: int = 0, world_size: int = 
         train = StreamingLoader(
             train_split,
             stored,
-            t.batch_size,
+            per_rank_batch,
             shuffle=True,
             drop_last=True,
             rank=rank,
@@ -190,6 +190,6 @@ def build_data(cfg: Any, device: torch.device, rank: int = 0, world_size: int = 
 def _check_batch(batch_size: int, num_train: int, world_size: int) -> None:
     if batch_size * world_size > num_train:
         raise DataError(
-            f"train.batch_size={batch_size} (x{world_size} processes) exceeds the {num_train} training "
+            f"train.batch_size={batch_size * world_size} exceeds the {num_train} training "
             "images; lower train.batch_size or add data"
         )
