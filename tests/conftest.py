@@ -37,7 +37,9 @@ def image_folder(tmp_path: Path) -> Path:
     for c, name in enumerate(["cat", "dog", "fox"]):
         (root / name).mkdir(parents=True)
         for i in range(6):
-            arr = np.full((20, 24, 3), 60 * c, dtype=np.uint8) + rng.integers(0, 30, (20, 24, 3), dtype=np.uint8)
+            arr = np.full((20, 24, 3), 60 * c, dtype=np.uint8) + rng.integers(
+                0, 30, (20, 24, 3), dtype=np.uint8
+            )
             Image.fromarray(arr).save(root / name / f"{i}.png")
     return root
 
@@ -49,7 +51,10 @@ def cifar_dir(tmp_path: Path) -> Path:
     base.mkdir()
     rng = np.random.default_rng(1)
     for name, n in [(f"data_batch_{i}", 20) for i in range(1, 6)] + [("test_batch", 10)]:
-        batch = {b"data": rng.integers(0, 255, (n, 3072), dtype=np.uint8), b"labels": list(rng.integers(0, 10, n))}
+        batch = {
+            b"data": rng.integers(0, 255, (n, 3072), dtype=np.uint8),
+            b"labels": list(rng.integers(0, 10, n)),
+        }
         with open(base / name, "wb") as fh:
             pickle.dump(batch, fh)
     return base

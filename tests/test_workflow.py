@@ -23,8 +23,17 @@ EXPECTED_CELLS = [(a, s) for a in STUDY["ablations"] for s in STUDY["seeds"]]
 def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    cmd = [*SNAKEMAKE, "--snakefile", str(REPO / "workflow" / "Snakefile"), "--directory", str(workdir), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, check=False)
+    cmd = [
+        *SNAKEMAKE,
+        "--snakefile",
+        str(REPO / "workflow" / "Snakefile"),
+        "--directory",
+        str(workdir),
+        *args,
+    ]
+    return subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, env=env, check=False
+    )
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -100,7 +109,9 @@ def test_tiny_study_end_to_end(workdir: Path) -> None:
         assert metrics["run"] == {"preset": "tiny", "ablation": ablation, "seed": seed}
         statuses[ablation, seed] = metrics["status"]
         if metrics["status"] == "completed":
-            assert metrics["epochs_completed"] == 2 and metrics["final"]["val_top1_error"] is not None
+            assert (
+                metrics["epochs_completed"] == 2 and metrics["final"]["val_top1_error"] is not None
+            )
     assert statuses["baseline", 0] == "completed"
     assert set(statuses.values()) <= {"completed", "diverged"}
     assert (workdir / "reports" / "index.html").stat().st_size > 1000
