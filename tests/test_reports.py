@@ -180,7 +180,9 @@ def test_paper_vs_measured_rows(report: dict) -> None:
     assert _f(gap["measured_effect"]) == pytest.approx((33 - 5) - ((30 - 20) + (34 - 22)) / 2)
     pca = rows["pca_lighting:val_top1:no_pca_lighting − baseline"]
     assert pca["measured"] == "not in this study" and pca["same_direction"] == "n/a"
-    assert rows["two_gpus:val_top1:half_width − gpus2"]["measured"] == "not in this study"
+    half = rows["two_gpus:val_top1:half_width − gpus2"]
+    assert half["measured"] == "not in this study"
+    assert "half_width/half_kernels not in this study" in half["caveats"]
     ddp = rows["two_gpus:val_top1:gpus2 − baseline"]
     assert _f(ddp["measured_effect"]) == pytest.approx(0.0, abs=1e-9)
     assert (ddp["same_direction"], ddp["exceeds_spread"]) == ("yes", "no")

@@ -491,7 +491,7 @@ def evaluate_comparison(claim: Claim, cmp: Comparison, ctx: _Context) -> ClaimRo
         paper_effect=cmp.paper_effect,
         measured="",
     )
-    absent = [ctx.resolve(c[0]) for c, n in ((cmp.a, a), (cmp.b, b)) if n is None]
+    absent = ["/".join(ctx.resolve(x) for x in c) for c, n in ((cmp.a, a), (cmp.b, b)) if n is None]
     if absent:
         row.measured = "not in this study"
         row.caveats.append(f"{', '.join(absent)} not in this study")
@@ -525,13 +525,19 @@ def evaluate_comparison(claim: Claim, cmp: Comparison, ctx: _Context) -> ClaimRo
         target = f"{_fmt(target_pct, 0)}% train error" if target_pct is not None else "the target"
         if claim.id == "relu_vs_tanh" and target_pct is not None and abs(target_pct - 25) > 1e-9:
             row.caveats.append(f"target here is {_fmt(target_pct, 0)}% training error (paper: 25%)")
+        if sa.n == 0 and sb.n == 0:
+            epochs = summarize(run_value(r, "epochs_completed") for r in runs_a + runs_b)
+            within = f" within {_fmt(max(epochs.values), 0)} epochs" if epochs.n else ""
+            row.measured = f"neither {a} nor {b} reached {target}{within} (ratio n/a)"
+            row.caveats.append("train longer or raise train.target_train_error")
+            return row
         for side, name, s, n_runs in (("a", a, sa, len(runs_a)), ("b", b, sb, len(runs_b))):
             if s.n == 0:
                 text, bound, direction = _bound_text(cmp, a, b, side, runs_a, runs_b, target)
                 row.measured, row.measured_effect = text, bound
                 row.same_direction = direction
                 row.exceeds_spread = "n/a"
-                row.caveats.append("censored: a side never reached the target, only a bound")
+                row.caveats.append(f"censored: {name} never reached the target, so only a bound")
                 return row
             if s.n < n_runs:
                 row.caveats.append(

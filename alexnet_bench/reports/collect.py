@@ -319,9 +319,12 @@ def run_value(run: Run, name: str) -> float | None:
         return run.num("host.cpu_util_pct")
     if name == "num_params":
         return run.num("model.num_params")
-    if name == "world_size":
-        value = run.num("parallel.world_size")
-        return value if value is not None else run.num("config.runtime.gpus")
+    if name == "world_size":  # devices the job used (DDP ranks or model-parallel towers)
+        for key in ("parallel.devices", "parallel.world_size", "config.runtime.gpus"):
+            value = run.num(key)
+            if value is not None:
+                return value
+        return None
     if name == "target_train_error":
         value = run.num("time_to_target.target_train_error")
         if value is None:

@@ -63,23 +63,38 @@ def _environment(runs: Sequence[Run]) -> tuple[list[tuple[str, str]], list[str]]
     if not done:
         return [("(none)", "no completed run to take the environment from")], []
     r = done[0]
-    gpu_names = r.get("environment.gpu_names") or [
-        d.get("name") for d in (r.get("gpu.devices") or []) if isinstance(d, dict)
-    ]
+
+    def first(*keys: str) -> Any:
+        for key in keys:
+            value = r.get(key)
+            if value not in (None, "", []):
+                return value
+        return None
+
+    gpus = first("environment.gpu_names", "environment.cuda_gpus", "environment.nvml_gpus")
+    if not gpus:
+        gpus = r.get("gpu.devices") or []
+    gpu_names = [g.get("name") if isinstance(g, dict) else g for g in gpus]
     dev = r.get("device.name") or r.get("device.type") or "?"
     count = r.get("device.count")
+    commit = first("environment.git_commit") or "–"
+    if r.get("environment.git_dirty") is True:
+        commit = f"{commit} (with uncommitted changes)"
+    cpu = first("environment.cpu_model")
+    cpus = first("environment.logical_cpus")
     rows = [
         ("taken from", r.cell),
         ("device", f"{dev}" + (f" ×{count}" if count and count != 1 else "")),
         ("GPU(s)", ", ".join(str(g) for g in gpu_names if g) or "none"),
-        ("NVIDIA driver", r.get("environment.driver") or "–"),
-        ("torch", r.get("environment.torch") or "–"),
-        ("CUDA", r.get("environment.cuda") or "–"),
-        ("cuDNN", r.get("environment.cudnn") or "–"),
-        ("python", r.get("environment.python") or "–"),
-        ("git commit", r.get("environment.git_commit") or "–"),
-        ("hostname", r.get("environment.hostname") or "–"),
-        ("run timestamp", r.get("environment.timestamp") or "–"),
+        ("NVIDIA driver", first("environment.driver", "environment.driver_version") or "–"),
+        ("torch", first("environment.torch") or "–"),
+        ("CUDA", first("environment.cuda", "environment.torch_cuda") or "–"),
+        ("cuDNN", first("environment.cudnn") or "–"),
+        ("CPU", f"{cpu or '–'}" + (f" ({cpus} logical CPUs)" if cpus else "")),
+        ("python", first("environment.python") or "–"),
+        ("git commit", commit),
+        ("hostname", first("environment.hostname") or "–"),
+        ("run timestamp", first("environment.timestamp", "environment.timestamp_utc") or "–"),
     ]
     if r.get("gpu.available") is False and r.get("gpu.reason"):
         rows.append(("GPU telemetry", f"unavailable: {r.get('gpu.reason')}"))
@@ -142,6 +157,7 @@ def _warnings(
     stats: Sequence[T.AblationStats],
     baseline: str,
     extras: Sequence[Path] = (),
+    preset: str | None = None,
 ) -> list[str]:
     out = []
     base = next((a for a in stats if a.name == baseline), None)
@@ -163,6 +179,12 @@ def _warnings(
         out.append(
             f"{len(missing)} expected cell(s) have no results: "
             + ", ".join(r.cell for r in missing)
+        )
+    presets = sorted({str(r.get("run.preset")) for r in runs if r.get("run.preset")})
+    if preset is not None and presets and presets != [preset]:
+        out.append(
+            f"The study's preset is '{preset}' but the runs were labelled with preset "
+            f"{', '.join(repr(p) for p in presets)}: check --results."
         )
     if extras:
         cells = [f"{p.parent.parent.name}/{p.parent.name}" for p in extras]
@@ -246,7 +268,7 @@ def build_report(
         ),
         environment=env,
         environment_notes=env_notes,
-        warnings=_warnings(runs, stats, baseline, extras),
+        warnings=_warnings(runs, stats, baseline, extras, study.get("preset") if study else None),
     )
     write_text(out_dir / "summary.md", md_mod.render(page))
     write_text(out_dir / "index.html", html_mod.render(page))
