@@ -120,9 +120,9 @@ def test_tiny_study_end_to_end(workdir: Path) -> None:
     target = workdir / "results" / "tiny" / "tanh" / "seed0" / "metrics.json"
     target.unlink()
     rel = str(target.relative_to(workdir))
-    dry = snakemake(workdir, "-n", "--cores", "2", "--config", "preset=tiny", rel)
+    dry = snakemake(workdir, rel, "-n", "--cores", "2", "--config", "preset=tiny")
     assert job_counts(dry.stdout) == {"train": 1}, dry.stdout[-2000:]
-    rerun = snakemake(workdir, "--cores", "2", "--config", "preset=tiny", rel)
+    rerun = snakemake(workdir, rel, "--cores", "2", "--config", "preset=tiny")
     assert rerun.returncode == 0 and target.exists()
 
     again = snakemake(workdir, "-n", "--cores", "2", "--config", "preset=tiny")
