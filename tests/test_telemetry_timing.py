@@ -160,3 +160,99 @@ def test_real_sleep_step_medians_roughly_right() -> None:
     assert s["phases_ms"]["forward"] <= s["step_ms"]["median"]
     assert 0.1 < s["phase_fraction"]["forward"] <= 1.0
     assert s["images_per_s_median"] == pytest.approx(16 / (s["step_ms"]["median"] / 1e3), rel=0.5)
+
+
+class FakeCuda:
+    """CUDA events on a fake GPU timeline: an event records the fake clock's time and completes
+    once the 'GPU' has reached it (``done_until``); reading an incomplete event raises."""
+
+    def __init__(self, state: dict[str, float]) -> None:
+        self.state = state
+        self.done_until = float("-inf")
+        self.created = 0
+        cuda = self
+
+        class Event:
+            def __init__(self, enable_timing: bool = False) -> None:
+                assert enable_timing
+                cuda.created += 1
+                self.t: float | None = None
+
+            def record(self, stream: object = None) -> None:
+                self.t = cuda.state["t"]
+
+            def query(self) -> bool:
+                return self.t is not None and self.t <= cuda.done_until
+
+            def synchronize(self) -> None:
+                assert self.t is not None
+                cuda.done_until = max(cuda.done_until, self.t)
+
+            def elapsed_time(self, end: Event) -> float:
+                if not (self.query() and end.query()):
+                    raise RuntimeError("event not complete")
+                return (end.t - self.t) * 1e3  # type: ignore[operator]
+
+        self.Event = Event
+
+    def lag(self, ms: float) -> None:
+        """The GPU has finished everything recorded up to ``ms`` before now."""
+        self.done_until = max(self.done_until, self.state["t"] - ms / 1e3)
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch: pytest.MonkeyPatch) -> Any:
+    state = {"t": 100.0}
+    monkeypatch.setattr(timing, "time", types.SimpleNamespace(perf_counter=lambda: state["t"]))
+    gpu = FakeCuda(state)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "Event", gpu.Event)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: None)
+    monkeypatch.setattr(
+        torch.cuda, "synchronize", lambda device=None: setattr(gpu, "done_until", float("inf"))
+    )
+
+    def sleep(ms: float) -> None:
+        state["t"] += ms / 1e3
+
+    gpu.sleep = sleep
+    return gpu
+
+
+def test_cuda_event_path_resolves_lazily_with_bounded_memory(fake_cuda: Any) -> None:
+    timer = StepTimer(torch.device("cuda", 0), warmup_steps=2)
+    assert timer.timing_method == "cuda_events"
+    max_pending = 0
+    for _ in range(30):
+        run_step(timer, fake_cuda.sleep, STEP)
+        fake_cuda.lag(40)  # the GPU runs ~2-3 steps behind the host
+        max_pending = max(max_pending, len(timer._pending))
+    assert max_pending <= 4
+    assert fake_cuda.created <= 40  # events are recycled (8 per step x 30 steps otherwise)
+    s = timer.summary()
+    assert s["timing_method"] == "cuda_events"
+    assert s["steps_timed"] == 28 and s["warmup_steps_excluded"] == 2
+    assert s["step_ms"]["median"] == pytest.approx(15.0)
+    assert s["step_ms"]["p10"] == pytest.approx(15.0) and s["step_ms"]["p90"] == pytest.approx(15.0)
+    assert s["phases_ms"] == pytest.approx(STEP)
+    assert not timer._pending
+
+
+def test_cuda_event_path_phaseless_loop_with_lag(fake_cuda: Any) -> None:
+    timer = StepTimer(torch.device("cuda"), warmup_steps=0)
+    for k in range(20):
+        fake_cuda.sleep(10 + (k % 3))  # 10, 11, 12 ms
+        timer.end_step(4)
+        fake_cuda.lag(25)
+    s = timer.summary()
+    assert s["steps_timed"] == 19  # nothing marks the first step's start
+    assert s["step_ms"]["mean"] == pytest.approx(sum(10 + (k % 3) for k in range(1, 20)) / 19)
+    assert s["step_ms"]["median"] == pytest.approx(11.0)
+
+
+def test_cuda_event_path_blocks_only_when_far_behind(fake_cuda: Any) -> None:
+    timer = StepTimer(torch.device("cuda", 0), warmup_steps=0)
+    for _ in range(300):  # the GPU never catches up on its own
+        run_step(timer, fake_cuda.sleep, {"forward": 1.0})
+        assert len(timer._pending) <= timing._MAX_PENDING
+    assert timer.summary()["steps_timed"] == 300

@@ -127,14 +127,14 @@ class StepTimer:
         """Return a *completed* step's events to the pool (in-flight ones are just dropped)."""
         if not self.use_events or step.end_event is None or not step.end_event.query():
             return
-        keep = {id(self._last_end[1])} if self._last_end is not None else set()
+        seen: set[int] = set()  # every event belongs to exactly one step; dedupe start == end
         for ev in (
             step.start_event,
             step.end_event,
             *(e for _, a, b in step.event_pairs for e in (a, b)),
         ):
-            if id(ev) not in keep:  # the last end event may start the next phase-less step
-                keep.add(id(ev))
+            if id(ev) not in seen:
+                seen.add(id(ev))
                 self._free_events.append(ev)
 
     def _resolve(self, step: _Step) -> None:
@@ -199,6 +199,7 @@ class StepTimer:
         """Close the current step, which processed ``batch_size`` samples."""
         step = self._open
         now = time.perf_counter()
+        phaseless = step is None
         if step is None:  # no phases used: the step spans from the previous end_step
             if self._last_end is None:
                 step = _Step(host_start=now, timed=False)
@@ -212,9 +213,12 @@ class StepTimer:
         step.batch = int(batch_size)
         if self.use_events:
             step.end_event = self._event()
-            if step.start_event is None:  # first step of a phase-less loop
+            if step.start_event is None:  # nothing marks this step's start on the GPU
                 step.start_event = step.end_event
-            self._last_end = (now, step.end_event)
+                step.timed = False
+            # A phase-less loop: the next step starts here; its own event (recorded right after
+            # this one) so that no event is shared between two steps.
+            self._last_end = (now, self._event()) if phaseless else None
             self._pending.append(step)
             self._drain(block=False)
         else:
