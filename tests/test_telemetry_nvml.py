@@ -182,7 +182,7 @@ def test_summary_matches_hand_computed_numbers(fake: Any, tmp_path: Path) -> Non
     assert s["energy_j"] == 100.0  # (5_100_000 - 5_000_000) mJ, exact
     assert s["energy_per_image_j"] == 2.0
     assert s["per_device"]["0"]["energy_j"] == 100.0
-    assert "temp_c" in s["unsupported_metrics"]
+    assert "temp_c" in s["metric_errors"]
 
 
 def test_unsupported_metric_is_not_asked_again(fake: Any, tmp_path: Path) -> None:
@@ -341,3 +341,42 @@ def test_decode_throttle_reasons() -> None:
     assert decode_throttle_reasons(0) == []
     assert decode_throttle_reasons(0x4 | 0x8) == ["sw_power_cap", "hw_slowdown"]
     assert decode_throttle_reasons(0x1000 | 0x1) == ["gpu_idle", "unknown_0x1000"]
+
+
+def test_summary_before_any_sample_invents_nothing(fake: Any) -> None:
+    s = GpuSampler([0], interval_s=0.1)
+    summary = s.summary(images=10)
+    assert summary["available"] is True and summary["samples"] == 0
+    assert summary["util_gpu_pct"] is None and summary["power_w"] is None
+    assert summary["energy_j"] is None and summary["energy_per_image_j"] is None
+    s.stop()
+
+
+def test_transient_errors_are_retried_and_old_reason_api_is_used(fake: Any) -> None:
+    class FunctionNotFound(FakeNVMLError):
+        pass
+
+    mod = fake.module
+    calls = {"power": 0}
+
+    def flaky_power(h: FakeGpu) -> int:
+        calls["power"] += 1
+        if calls["power"] == 1:
+            raise FakeNVMLError("Unknown Error")  # not NotSupported: ask again next time
+        return 250_000
+
+    def new_api(h: FakeGpu) -> int:
+        raise FunctionNotFound("Function Not Found")  # driver older than the bindings
+
+    mod.nvmlDeviceGetPowerUsage = flaky_power
+    mod.nvmlDeviceGetCurrentClocksEventReasons = new_api
+    mod.nvmlDeviceGetCurrentClocksThrottleReasons = lambda h: 0x4
+    s = GpuSampler([0], clock=ticking_clock())
+    for _ in range(3):
+        s.sample()
+    s.stop()
+    cols = s.columns()
+    assert np.isnan(cols["power_w"][0]) and list(cols["power_w"][1:]) == [250.0, 250.0]
+    assert list(cols["throttle_reasons"]) == [4.0, 4.0, 4.0]
+    assert s.summary()["throttle_reasons_seen"] == ["sw_power_cap"]
+    assert "power_w" in s.summary()["metric_errors"]

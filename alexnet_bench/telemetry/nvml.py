@@ -245,7 +245,7 @@ class GpuSampler:
         self.reason: str | None = None
         self.devices: list[dict[str, Any]] = []
         self.index_mapping: str | None = None
-        self.unsupported: dict[str, str] = {}  # metric -> first error seen
+        self.metric_errors: dict[str, str] = {}  # metric -> first error seen
         self._clock = clock
         self._nvml: ModuleType | None = None
         self._handles: list[Any] = []
@@ -334,7 +334,7 @@ class GpuSampler:
             if not_supported is not None and isinstance(exc, not_supported):
                 self._skip.add((pos, metric))
             with self._lock:
-                self.unsupported.setdefault(metric, f"{type(exc).__name__}: {exc}"[:160])
+                self.metric_errors.setdefault(metric, f"{type(exc).__name__}: {exc}"[:160])
             return _NAN
 
     def _clock_reasons(self, handle: Any) -> int:
@@ -535,7 +535,7 @@ class GpuSampler:
             )
         pooled = self._device_summary(cols)
         with self._lock:
-            unsupported = dict(self.unsupported)
+            metric_errors = dict(self.metric_errors)
         energies = [d["energy_j"] for d in per_device.values()]
         methods = {d["energy_method"] for d in per_device.values()}
         if any(e is None for e in energies):
@@ -570,7 +570,7 @@ class GpuSampler:
             ),
             "energy_j": energy_j,
             "energy_method": method,
-            "unsupported_metrics": unsupported,
+            "metric_errors": metric_errors,
             "per_device": per_device,
         }
         if images:
