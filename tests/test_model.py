@@ -238,7 +238,7 @@ def test_dropout_modules_kept_at_zero() -> None:
         ({"variant": "vgg"}, "unknown variant 'vgg'; choose paper or torchvision"),
         ({"pooling": "avg"}, "unknown pooling 'avg'; choose overlapping or plain"),
         ({"stem": "tiny"}, "unknown stem 'tiny'; choose auto, imagenet or small"),
-        ({"init": "xavier"}, "unknown init 'xavier'; choose auto, paper or torchvision"),
+        ({"init": "xavier"}, "unknown init 'xavier'; choose auto, paper, torchvision or kaiming"),
         ({"dropout": 1.0}, "dropout must be in [0, 1)"),
         ({"width": 0}, "width and conv_width must be > 0"),
     ],
