@@ -129,6 +129,7 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         self.data: DataBundle = build_data(cfg, self.device, self.dist.rank, self.dist.world_size)
+        self.compile_status = "off"
         self.model = self._build_model()
         self.train_model = self._wrap_model(self.model)
         self.optimizer = build_optimizer(self.model, cfg, self.device)
@@ -138,7 +139,6 @@ class Trainer:
         self.timer = StepTimer(
             self.device, cfg.telemetry.warmup_steps, sync=cfg.telemetry.sync_timing
         )
-        self.compile_status = "off"
         self.state = RunState()
 
     # -- set-up -----------------------------------------------------------------------------
@@ -220,6 +220,29 @@ class Trainer:
                 return
             yield batch
 
+    def train_step(
+        self, images: torch.Tensor, target: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimisation step on a batch (augment, forward, backward, update), timed by phase.
+
+        Returns the detached loss and logits; no host synchronisation happens here, so the
+        caller decides when to read them. ``p.grad`` keeps this step's gradients afterwards.
+        """
+        rt = self.cfg.runtime
+        with self.timer.phase("augment"):
+            x = self.data.augment(images, train=True, generator=generator)
+            x = x.contiguous(memory_format=self.memory_format)
+        with self.timer.phase("forward"), _autocast(self.device, rt.amp):
+            logits = self.train_model(x)
+            loss = F.cross_entropy(logits, target)
+        with self.timer.phase("backward"):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+        with self.timer.phase("optimizer"):
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        return loss.detach(), logits.detach()
+
     def train_epoch(self, epoch: int) -> EpochStats:
         """One pass over the training split; stops early once the loss is non-finite."""
         cfg, device = self.cfg, self.device
@@ -234,22 +257,9 @@ class Trainer:
         finite = True
         for step, (images, target) in enumerate(self._batches(), start=1):
             n = target.shape[0]
-            with self.timer.phase("augment"):
-                x = self.data.augment(images, train=True, generator=gen)
-                x = x.contiguous(memory_format=self.memory_format)
-            with self.timer.phase("forward"), _autocast(device, cfg.runtime.amp):
-                logits = self.train_model(x)
-                loss = F.cross_entropy(logits, target)
-            with self.timer.phase("backward"):
-                self.optimizer.zero_grad(set_to_none=True)
-                self.scaler.scale(loss).backward()
-            with self.timer.phase("optimizer"):
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-            top1_miss = (logits.detach().argmax(1) != target).sum()
-            sums += torch.stack(
-                [loss.detach().double() * n, top1_miss.double(), sums.new_tensor(n)]
-            )
+            loss, logits = self.train_step(images, target, gen)
+            top1_miss = (logits.argmax(1) != target).sum()
+            sums += torch.stack([loss.double() * n, top1_miss.double(), sums.new_tensor(n)])
             self.timer.end_step(n)
             if step % DIVERGENCE_CHECK_EVERY == 0 and not torch.isfinite(sums[0]).item():
                 finite = False
