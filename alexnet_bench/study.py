@@ -77,7 +77,5 @@ def check_study(study: dict[str, Any], base_dir: Path | None = None) -> None:
 
 def family_ablations(study: dict[str, Any], family: str) -> list[str]:
     """The baseline plus the study's ablations of one family (e.g. 'lrn')."""
-    chosen = [
-        a for a in study["ablations"] if study["ablation_defs"][a].get("family") == family
-    ]
+    chosen = [a for a in study["ablations"] if study["ablation_defs"][a].get("family") == family]
     return [study["baseline"], *[a for a in chosen if a != study["baseline"]]]

@@ -86,7 +86,11 @@ def test_fast_path_training_curves_track_the_plain_curves(tmp_path: Path) -> Non
             out = tmp_path / f"{name}{seed}"
             metrics = run_training(RunConfig(run), out)
             if name == "fast":
-                assert metrics["runtime"] == {"compile": "off", "amp": "bf16", "channels_last": True}
+                assert metrics["runtime"] == {
+                    "compile": "off",
+                    "amp": "bf16",
+                    "channels_last": True,
+                }
                 assert metrics["config"]["runtime"]["channels_last"] is True
             loss = curve(out, "train_loss")
             assert loss[-1] < loss[0] - 0.1, (name, seed, loss)  # every run learns
