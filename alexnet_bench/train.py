@@ -130,6 +130,7 @@ class Trainer:
             torch.backends.cudnn.allow_tf32 = True
         self.data: DataBundle = build_data(cfg, self.device, self.dist.rank, self.dist.world_size)
         self.compile_status = "off"
+        self._first_step_done = False
         self.model = self._build_model()
         self.train_model = self._wrap_model(self.model)
         self.optimizer = build_optimizer(self.model, cfg, self.device)
@@ -164,14 +165,47 @@ class Trainer:
         if self.dist.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             wrapped = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-        if self.cfg.runtime.compile:
+        self._eager_model = wrapped
+        mode = self.compile_mode
+        if mode is not None:
             try:
-                wrapped = torch.compile(wrapped)
-                self.compile_status = "on"
+                wrapped = torch.compile(wrapped, mode=None if mode == "default" else mode)
+                self.compile_status = f"on ({mode})"
             except Exception as exc:  # torch.compile unavailable on this platform/python
-                self.compile_status = f"unavailable: {type(exc).__name__}: {exc}"[:200]
-                log.warning("torch.compile failed, running eager: %s", exc)
+                self._compile_failed(exc, "unavailable")
         return wrapped
+
+    @property
+    def compile_mode(self) -> str | None:
+        """torch.compile mode: None (eager), ``default`` or ``reduce-overhead`` (CUDA graphs)."""
+        rt = self.cfg.runtime
+        if rt.cuda_graphs and self.device.type == "cuda":
+            return "reduce-overhead"
+        return "default" if rt.compile else None
+
+    def _compile_failed(self, exc: BaseException, when: str) -> None:
+        """Fall back to the eager model and record why (compile errors can surface lazily)."""
+        self.compile_status = f"{when}: {type(exc).__name__}: {exc}"[:200]
+        self.train_model = self._eager_model
+        log.warning("torch.compile failed (%s), running eager: %s", when, exc)
+
+    def runtime_info(self) -> dict[str, Any]:
+        """The fast-path switches as they took effect on this device (for metrics.json)."""
+        rt, cuda = self.cfg.runtime, self.device.type == "cuda"
+        return {
+            "compile": self.compile_status,
+            "cuda_graphs": ("on" if self.compile_mode == "reduce-overhead" and
+                            self.compile_status.startswith("on") else
+                            "off" if not rt.cuda_graphs else "n/a (needs CUDA)"),
+            "amp": rt.amp,
+            "channels_last": rt.channels_last,
+            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if cuda else None,
+            "fused_optimizer": bool(self.optimizer.defaults.get("fused")),
+            "tf32": cuda,
+            "data_on_device": bool(self.data.info.get("in_memory")),
+            "pinned_memory_copies": cuda and not self.data.info.get("in_memory"),
+            "deterministic": self.cfg.train.deterministic,
+        }  # fmt: skip
 
     # -- checkpoints ------------------------------------------------------------------------
     def _restore(self) -> RunState:
@@ -228,10 +262,30 @@ class Trainer:
         Returns the detached loss and logits; no host synchronisation happens here, so the
         caller decides when to read them. ``p.grad`` keeps this step's gradients afterwards.
         """
-        rt = self.cfg.runtime
         with self.timer.phase("augment"):
             x = self.data.augment(images, train=True, generator=generator)
             x = x.contiguous(memory_format=self.memory_format)
+        if not self._first_step_done and self.train_model is not self._eager_model:
+            return self._first_compiled_step(x, target)
+        return self._step(x, target)
+
+    def _first_compiled_step(
+        self, x: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first step compiles; if that fails, record it and redo the step eagerly."""
+        try:
+            out = self._step(x, target)
+        except Exception as exc:  # dynamo/inductor errors surface at the first call
+            if self.compile_mode is None:
+                raise
+            self.optimizer.zero_grad(set_to_none=True)
+            self._compile_failed(exc, "failed at first step")
+            out = self._step(x, target)
+        self._first_step_done = True
+        return out
+
+    def _step(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rt = self.cfg.runtime
         with self.timer.phase("forward"), _autocast(self.device, rt.amp):
             logits = self.train_model(x)
             loss = F.cross_entropy(logits, target)
@@ -398,8 +452,7 @@ class Trainer:
             "flops": flops,
             "model": {"num_params": count_parameters(self.model), **getattr(self.model, "config", {})},
             "device": self._device_info(),
-            "runtime": {"compile": self.compile_status, "amp": self.cfg.runtime.amp,
-                        "channels_last": self.cfg.runtime.channels_last},
+            "runtime": self.runtime_info(),
             "data": {**{k: v for k, v in self.data.info.items() if k != "skipped_at_load"},
                      "skipped_files": len(self.data.skipped_files),
                      "skipped_examples": self.data.skipped_files[:10]},

@@ -47,7 +47,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -60,6 +59,9 @@ from alexnet_bench.telemetry import (
     collect_environment,
     train_flops_per_image,
 )
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import median_ci95, pct, sync
 
 TARGET_PCT = 1.0
 
@@ -131,11 +133,6 @@ def make_model(width: float, image_size: int) -> tuple[nn.Module, str]:
         return SmallCNN(10, width), f"SmallCNN(width={width}) ({type(exc).__name__}: {exc})"
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def make_step(model: nn.Module, opt: torch.optim.Optimizer, device: torch.device) -> Callable:
     """One training step; ``timer`` None = the bare loop, else every phase is timed."""
 
@@ -192,18 +189,6 @@ def microbench_sampler(indices: list[int], n: int = 200) -> float | None:
     elapsed = time.perf_counter() - t0
     sampler.stop()
     return elapsed / n * 1e6
-
-
-def pct(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q))
-
-
-def median_ci95(values: list[float], resamples: int = 5000, seed: int = 0) -> list[float]:
-    """Bootstrap 95 % confidence interval of the median (percentile method)."""
-    rng = np.random.default_rng(seed)
-    v = np.asarray(values, dtype=np.float64)
-    medians = np.median(rng.choice(v, size=(resamples, v.size), replace=True), axis=1)
-    return [float(np.percentile(medians, 2.5)), float(np.percentile(medians, 97.5))]
 
 
 def main(argv: list[str] | None = None) -> int:
