@@ -335,6 +335,16 @@ def test_add_report_parser_registers_subcommand() -> None:
         parser.parse_args(["report", "--study-json", "x", "--study-yaml", "y"])
 
 
+def test_every_figure_and_table_has_a_snakemake_caption(report: dict) -> None:
+    from alexnet_bench.reports import output_captions
+
+    captions = output_captions()
+    stems = [Path(p).stem for p in report["result"]["figures"] + report["result"]["tables"]]
+    assert len(stems) >= 8  # the fixture study renders most figures
+    for stem in stems:
+        assert captions.get(stem, "").strip(), f"no caption for {stem}"
+
+
 def test_caption_files_exist() -> None:
     assert captions_dir().is_dir()
     for name in ("learning_curves", "time_to_target", "paper_vs_measured", "ablations_table"):

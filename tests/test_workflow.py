@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,12 @@ def test_tiny_study_end_to_end(workdir: Path) -> None:
     again = snakemake(workdir, "-n", "--cores", "2", "--config", "preset=tiny")
     assert again.returncode == 0
     assert job_counts(again.stdout) in ({}, {"report": 1, "all": 1}), again.stdout[-2000:]
+
+    bundle = workdir / "reports" / "snakemake-report.zip"
+    packed = snakemake(workdir, "--report", str(bundle), "--config", "preset=tiny")
+    assert packed.returncode == 0, packed.stderr[-3000:]
+    with zipfile.ZipFile(bundle) as zf:
+        names = zf.namelist()
+    assert any(n.endswith("index.html") for n in names)
+    assert any(n.endswith("learning_curves_epoch.png") for n in names)
+    assert any(n.endswith("ablations.csv") for n in names)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
 
-__all__ = ["build_report", "caption_path", "captions_dir"]
+__all__ = ["build_report", "caption_path", "captions_dir", "output_captions"]
 
 
 def build_report(
@@ -38,3 +38,9 @@ def caption_path(name: str) -> Path:
     from .report import caption_path as _path
 
     return _path(name)
+
+
+def output_captions() -> dict[str, str]:
+    from .report import output_captions as _captions
+
+    return _captions()

@@ -52,6 +52,27 @@ def caption_path(name: str) -> Path:
     return captions_dir() / f"{name}.rst"
 
 
+# Output file stem (figures/<stem>.png, tables/<stem>.csv) -> its caption file.
+OUTPUT_CAPTIONS = {
+    "learning_curves_epoch": "learning_curves",
+    "learning_curves_time": "learning_curves",
+    "figure1_relu_vs_tanh": "time_to_target",
+    "time_to_target": "time_to_target",
+    "throughput": "throughput",
+    "energy_per_image": "energy",
+    "gpu_timeline": "gpu_timeline",
+    "scaling": "scaling",
+    "runs": "runs_table",
+    "ablations": "ablations_table",
+    "paper_vs_measured": "paper_vs_measured",
+}
+
+
+def output_captions() -> dict[str, str]:
+    """Caption text (RST) of every figure and table, keyed by file stem (Snakemake's report)."""
+    return {stem: caption_path(name).read_text() for stem, name in OUTPUT_CAPTIONS.items()}
+
+
 def _baseline(study: dict[str, Any] | None) -> str:
     if isinstance(study, dict) and study.get("baseline"):
         return str(study["baseline"])

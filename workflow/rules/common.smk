@@ -7,6 +7,7 @@ from snakemake.utils import min_version, validate
 
 from alexnet_bench.errors import BenchError
 from alexnet_bench.gpu_lock import physical_gpu_count
+from alexnet_bench.reports import output_captions
 from alexnet_bench.study import cells, check_study, family_ablations, resolve_run
 
 min_version("8.0")

@@ -1,4 +1,5 @@
 # Reports: aggregate every cell of the study into reports/ (HTML, Markdown, CSV, PNG/SVG).
+# `snakemake --report reports/snakemake-report.zip` packs the page, figures and tables.
 
 
 rule report:
@@ -11,6 +12,20 @@ rule report:
             category="Report",
         ),
         summary=f"{REPORTS}/summary.md",
+        figures=report(
+            directory(f"{REPORTS}/figures"),
+            patterns=["{name}.png"],
+            caption="../report/figure.rst",
+            category="Figures",
+            labels={"figure": "{name}"},
+        ),
+        tables=report(
+            directory(f"{REPORTS}/tables"),
+            patterns=["{name}.csv"],
+            caption="../report/table.rst",
+            category="Tables",
+            labels={"table": "{name}"},
+        ),
     log:
         "logs/report.log",
     benchmark:
@@ -21,6 +36,7 @@ rule report:
         results=lambda wc, input: results_dir(input.metrics),
         out=subpath(output.html, parent=True),
         study=lambda wc: json.dumps(config, sort_keys=True),
+        captions=output_captions(),
     shell:
         "alexnet-bench report --results {params.results} --out {params.out}"
         " --study-json {params.study:q} --expected {input.metrics} > {log} 2>&1"
