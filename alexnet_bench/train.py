@@ -28,6 +28,7 @@ from .data.loaders import epoch_generator
 from .metrics import summarise_history, time_to_target, write_history, write_metrics
 from .model import build_model, count_parameters
 from .parallel import TwoTowerAlexNet
+from .parallel.scaling import scaling_efficiency
 from .runtime import (
     DistContext,
     configure_threads,
@@ -511,8 +512,14 @@ class Trainer:
 
 
 def run_training(cfg: RunConfig, out_dir: Path, labels: dict[str, Any] | None = None,
-                 dist: DistContext | None = None) -> dict[str, Any]:  # fmt: skip
-    """Train one run and write ``history.csv`` and ``metrics.json`` into ``out_dir``."""
+                 dist: DistContext | None = None,
+                 scaling_reference: Path | None = None) -> dict[str, Any]:  # fmt: skip
+    """Train one run and write ``history.csv`` and ``metrics.json`` into ``out_dir``.
+
+    A multi-device run also records its speed-up and scaling efficiency against
+    ``scaling_reference`` (the metrics.json of the same cell on one device) under
+    ``parallel.scaling``.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dist = dist or DistContext()
@@ -548,6 +555,8 @@ def run_training(cfg: RunConfig, out_dir: Path, labels: dict[str, Any] | None = 
         parallel=trainer.parallel_info(),
         environment=collect_environment(trainer.device),
     )  # fmt: skip
+    if trainer.device_count > 1:
+        metrics["parallel"]["scaling"] = scaling_efficiency(metrics, scaling_reference)
     if dist.is_main:
         write_history(out_dir / "history.csv", trainer.state.history)
         write_metrics(out_dir / "metrics.json", metrics)
