@@ -7,8 +7,11 @@ allowed values and defaults; :class:`RunConfig` is a thin typed view over the va
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -38,27 +41,120 @@ def _fill_defaults(instance: dict[str, Any], schema: dict[str, Any]) -> None:
             _fill_defaults(instance[key], sub)
 
 
+def _is_integer(_checker: Any, instance: Any) -> bool:
+    """Integers only: JSON Schema would also accept ``2.0``, which ``range()`` then rejects."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
+)
+_TYPE_WORDS = {
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "string": "a string",
+    "object": "a mapping",
+    "array": "a list",
+    "null": "null",
+}
+
+
+def _fix(where: str, wanted: str, schema: dict[str, Any]) -> str:
+    """``; set train.lr to a number > 0 (default: 0.01)``."""
+    default = schema.get("default")
+    shown = (
+        "" if default is None or isinstance(default, dict) else f" (default: {json.dumps(default)})"
+    )
+    return f"; set {where} to {wanted}{shown}"
+
+
+def _bound(error: jsonschema.ValidationError) -> str:
+    op = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
+    return f"{op[str(error.validator)]} {error.validator_value}"
+
+
 def _describe(error: jsonschema.ValidationError) -> str:
+    """One line naming the offending key, what is wrong with it and how to fix it."""
     where = ".".join(str(p) for p in error.absolute_path) or "<top level>"
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed))
         where_key = ".".join([*map(str, error.absolute_path), extra[0]]) if extra else where
-        return f"unknown config key '{where_key}'; allowed here: {', '.join(allowed)}"
+        close = difflib.get_close_matches(extra[0], allowed, n=1) if extra else []
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return f"unknown config key '{where_key}'{hint}; allowed here: {', '.join(allowed)}"
     if error.validator == "enum":
         allowed = ", ".join(map(str, error.validator_value))
-        return f"config key '{where}' has value {error.instance!r}; choose one of: {allowed}"
+        return f"config key '{where}' has value {error.instance!r}; set it to one of: {allowed}"
     if error.validator == "type":
+        types = (
+            error.validator_value
+            if isinstance(error.validator_value, list)
+            else [error.validator_value]
+        )
+        wanted = " or ".join(_TYPE_WORDS.get(t, t) for t in types)
+        got = f"{error.instance!r} ({type(error.instance).__name__})"
         return (
-            f"config key '{where}' must be of type {error.validator_value}, got {error.instance!r}"
+            f"config key '{where}' must be {wanted}, got {got}{_fix(where, wanted, error.schema)}"
+        )
+    if error.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        bound = _bound(error)
+        return (
+            f"config key '{where}' is {error.instance!r} but must be {bound}"
+            f"{_fix(where, f'a value {bound}', error.schema)}"
         )
     return f"config key '{where}': {error.message}"
+
+
+def _non_finite(data: Any, path: str = "") -> tuple[str, float] | None:
+    """Dotted path and value of the first NaN/inf in ``data`` (schema bounds let them through)."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return path, data
+    if isinstance(data, dict):
+        for key, value in data.items():
+            found = _non_finite(value, f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+    return None
+
+
+def _check_consistency(cfg: dict[str, Any]) -> None:
+    """Cross-key rules a per-key schema cannot express (checked before any data is loaded)."""
+    d, t, rt = cfg["data"], cfg["train"], cfg["runtime"]
+    stored = (
+        d["stored_size"] if d["stored_size"] is not None else round(d["image_size"] * 256 / 224)
+    )
+    if stored < d["image_size"]:
+        raise ConfigError(
+            f"data.stored_size ({stored}) is smaller than data.image_size ({d['image_size']}); "
+            "raise data.stored_size or set it to null"
+        )
+    if d["source"] != "synthetic" and not d["root"]:
+        raise ConfigError(
+            f"data.source={d['source']} needs data.root; set data.root to the local data directory"
+        )
+    if d["source"] == "synthetic":
+        n_train = min(d["num_train"], d["max_train"] or d["num_train"])
+        if t["batch_size"] > n_train:
+            raise ConfigError(
+                f"train.batch_size={t['batch_size']} exceeds the {n_train} synthetic training "
+                "images (data.num_train / data.max_train); lower train.batch_size or add images"
+            )
+    if rt["gpus"] > 1 and rt["parallel"] == "ddp" and t["batch_size"] % rt["gpus"]:
+        raise ConfigError(
+            f"train.batch_size={t['batch_size']} is not divisible by runtime.gpus={rt['gpus']} "
+            "(DDP splits the global batch evenly); pick a multiple of runtime.gpus"
+        )
 
 
 def validate_run_config(raw: dict[str, Any] | None) -> dict[str, Any]:
     """Validate ``raw`` against the run schema and return a new dict with defaults filled in.
 
-    Raises :class:`ConfigError` with a one-line message naming the offending key.
+    Raises :class:`ConfigError` with a one-line message naming the offending key and the fix:
+    schema violations, NaN/inf numbers and inconsistent combinations (see
+    :func:`_check_consistency`).
     """
     if raw is None:
         raw = {}
@@ -66,11 +162,15 @@ def validate_run_config(raw: dict[str, Any] | None) -> dict[str, Any]:
         raise ConfigError(f"run config must be a mapping, got {type(raw).__name__}")
     data = copy.deepcopy(raw)
     schema = run_schema()
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _Validator(schema)
     errors = sorted(validator.iter_errors(data), key=lambda e: (len(e.absolute_path), e.path))
     if errors:
         raise ConfigError(_describe(errors[0]))
+    bad = _non_finite(data)
+    if bad is not None:
+        raise ConfigError(f"config key '{bad[0]}' is {bad[1]}; set it to a finite number")
     _fill_defaults(data, schema)
+    _check_consistency(data)
     return data
 
 
@@ -111,6 +211,37 @@ def parse_override(text: str) -> dict[str, Any]:
     for key in reversed(keys[:-1]):
         nested = {key: nested}
     return nested
+
+
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def typed_scalar(text: str) -> Any:
+    """``'3'`` -> 3, ``'1e-3'`` -> 0.001, ``'true'`` -> True, ``'null'`` -> None; others unchanged."""
+    if _NUMBER.fullmatch(text.strip()):
+        number = float(text)
+        return int(number) if re.fullmatch(r"[-+]?\d+", text.strip()) else number
+    try:
+        parsed = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return parsed if isinstance(parsed, bool) or (parsed is None and text.strip()) else text
+
+
+def retype_overrides(config: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """Give typed values to the strings ``snakemake --config`` leaves in nested overrides.
+
+    Snakemake parses ``--config 'run={train: {epochs: 3}}' seeds=[0,1]`` with YAML's
+    BaseLoader, so ``3`` and ``0`` arrive as strings. Only the leaves named in ``overrides``
+    (the command-line part of the merged ``config``) are converted, in place.
+    """
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            retype_overrides(config[key], value)
+        elif isinstance(value, list):
+            config[key] = [typed_scalar(v) if isinstance(v, str) else v for v in value]
+        elif isinstance(value, str) and isinstance(config.get(key), str):
+            config[key] = typed_scalar(value)
 
 
 def config_hash(cfg: dict[str, Any]) -> str:
