@@ -142,6 +142,17 @@ def _check_consistency(cfg: dict[str, Any]) -> None:
                 f"train.batch_size={t['batch_size']} exceeds the {n_train} synthetic training "
                 "images (data.num_train / data.max_train); lower train.batch_size or add images"
             )
+    m = cfg["model"]
+    if (
+        rt["gpus"] > 1
+        and rt["parallel"] == "model"
+        and (rt["gpus"] != 2 or m["variant"] != "paper" or not m["grouped"])
+    ):
+        raise ConfigError(
+            f"runtime.parallel=model is the paper's two-tower split: it needs runtime.gpus=2 "
+            f"(got {rt['gpus']}), model.variant=paper (got {m['variant']}) and model.grouped=true "
+            f"(got {str(m['grouped']).lower()}); change those or use runtime.parallel=ddp"
+        )
     if rt["gpus"] > 1 and rt["parallel"] == "ddp" and t["batch_size"] % rt["gpus"]:
         raise ConfigError(
             f"train.batch_size={t['batch_size']} is not divisible by runtime.gpus={rt['gpus']} "
@@ -214,34 +225,41 @@ def parse_override(text: str) -> dict[str, Any]:
 
 
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+_INTEGER = re.compile(r"[-+]?\d+")
+_WORDS = {"true": True, "false": False, "null": None, "~": None}
 
 
 def typed_scalar(text: str) -> Any:
-    """``'3'`` -> 3, ``'1e-3'`` -> 0.001, ``'true'`` -> True, ``'null'`` -> None; others unchanged."""
-    if _NUMBER.fullmatch(text.strip()):
-        number = float(text)
-        return int(number) if re.fullmatch(r"[-+]?\d+", text.strip()) else number
-    try:
-        parsed = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    return parsed if isinstance(parsed, bool) or (parsed is None and text.strip()) else text
+    """``'3'`` -> 3, ``'1e-3'`` -> 0.001, ``'true'`` -> True, ``'null'`` -> None; others unchanged.
+
+    Deliberately narrower than YAML 1.1: ``yes``/``no``/``on``/``off`` stay strings (they are
+    values of ``data.in_memory``), and so does anything else that is not a plain number.
+    """
+    word = text.strip()
+    if _INTEGER.fullmatch(word):
+        return int(word)
+    if _NUMBER.fullmatch(word):
+        return float(word)
+    return _WORDS.get(word.lower(), text)
 
 
-def retype_overrides(config: dict[str, Any], overrides: dict[str, Any]) -> None:
+def retype_overrides(
+    config: dict[str, Any], overrides: dict[str, Any], nested: bool = False
+) -> None:
     """Give typed values to the strings ``snakemake --config`` leaves in nested overrides.
 
     Snakemake parses ``--config 'run={train: {epochs: 3}}' seeds=[0,1]`` with YAML's
-    BaseLoader, so ``3`` and ``0`` arrive as strings. Only the leaves named in ``overrides``
-    (the command-line part of the merged ``config``) are converted, in place.
+    BaseLoader, so ``3`` and ``0`` arrive as strings (top-level scalars are typed already).
+    Only leaves named in ``overrides`` (the command-line part of the merged ``config``) are
+    converted, in place.
     """
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(config.get(key), dict):
-            retype_overrides(config[key], value)
-        elif isinstance(value, list):
-            config[key] = [typed_scalar(v) if isinstance(v, str) else v for v in value]
-        elif isinstance(value, str) and isinstance(config.get(key), str):
-            config[key] = typed_scalar(value)
+            retype_overrides(config[key], value, nested=True)
+        elif isinstance(value, list) and isinstance(config.get(key), list):
+            config[key] = [typed_scalar(v) if isinstance(v, str) else v for v in config[key]]
+        elif nested and isinstance(value, str) and isinstance(config.get(key), str):
+            config[key] = typed_scalar(config[key])
 
 
 def config_hash(cfg: dict[str, Any]) -> str:
