@@ -1,9 +1,15 @@
-"""Epoch checkpoints: atomic, checksummed, with one previous generation kept for fallback."""
+"""Epoch checkpoints: atomic, checksummed, with one previous generation kept for fallback.
+
+A checkpoint is used only if it matches its ``.sha256`` sidecar (when present), loads with
+``torch.load(weights_only=True)`` (no arbitrary unpickling) and holds every field a resume
+needs; otherwise it is skipped with a note naming its path, and the previous generation (or a
+clean start) is used instead, so a damaged file can never make a job fail on every rerun.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +17,18 @@ import torch
 
 from .io import atomic_path, write_text
 
-log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS = "checkpoint.prev.pt"
+#: fields a resumable checkpoint must hold, with their types
+REQUIRED = {
+    "config_hash": str,
+    "epoch": int,
+    "elapsed_s": (int, float),
+    "history": list,
+    "model": dict,
+    "optimizer": dict,
+    "scheduler": dict,
+}
 
 
 def _sha256(path: Path) -> str:
@@ -32,46 +47,90 @@ def save_checkpoint(out_dir: Path, state: dict[str, Any]) -> Path:
     new = path.with_suffix(".pt.new")
     checksum = _sha256(new)
     if path.exists():
-        path.replace(out_dir / PREVIOUS)
+        # Sidecar first: a crash between the two renames leaves checkpoint.pt without a sidecar
+        # (still loadable), never checkpoint.prev.pt beside the sidecar of another file.
         sidecar = out_dir / (CHECKPOINT + ".sha256")
         if sidecar.exists():
             sidecar.replace(out_dir / (PREVIOUS + ".sha256"))
+        else:
+            (out_dir / (PREVIOUS + ".sha256")).unlink(missing_ok=True)
+        path.replace(out_dir / PREVIOUS)
     write_text(out_dir / (CHECKPOINT + ".sha256"), checksum + "\n")
     new.replace(path)
     return path
 
 
-def _load_verified(path: Path) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    sidecar = path.with_name(path.name + ".sha256")
-    if sidecar.exists() and sidecar.read_text().strip() != _sha256(path):
-        log.warning("checkpoint %s fails its checksum (truncated or corrupt); ignoring it", path)
-        return None
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _load_verified(path: Path) -> tuple[dict[str, Any] | None, str]:
+    """The checkpoint at ``path``, or ``None`` and why it is unusable."""
+    sidecar = _sidecar(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any unpickling/zip error means an unusable file
-        log.warning("checkpoint %s cannot be loaded (%s); ignoring it", path, type(exc).__name__)
-        return None
+        if sidecar.exists() and sidecar.read_text().strip() != _sha256(path):
+            return None, "fails its sha256 checksum (truncated or corrupt)"
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any I/O, zip or (refused) unpickling error: an unusable file
+        return None, f"cannot be loaded safely ({type(exc).__name__}; truncated or corrupt)"
+    if not isinstance(state, dict):
+        return None, f"holds a {type(state).__name__}, not a checkpoint (corrupt)"
+    for key, kind in REQUIRED.items():
+        if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
+            return None, f"lacks a valid '{key}' (corrupt or not written by alexnet-bench)"
+    return state, ""
 
 
-def load_latest(out_dir: Path, config_hash: str) -> tuple[dict[str, Any] | None, list[str]]:
+def _quarantine(path: Path) -> Path:
+    """Rename an unusable checkpoint (and its sidecar) to ``<name>.corrupt``; return the new path."""
+    target = path.with_name(path.name + ".corrupt")
+    for src, dst in ((path, target), (_sidecar(path), _sidecar(target))):
+        with contextlib.suppress(FileNotFoundError):  # no sidecar, or another rank moved it
+            src.replace(dst)
+    return target
+
+
+def _shape_mismatch(state: dict[str, Any], model: dict[str, Any]) -> str | None:
+    """Why ``state['model']`` cannot be loaded into a model with ``model`` (a state dict)."""
+    saved = state["model"]
+    if set(saved) != set(model):
+        missing, extra = sorted(set(model) - set(saved)), sorted(set(saved) - set(model))
+        return f"has different model parameters (missing {missing[:3]}, unexpected {extra[:3]})"
+    for key, tensor in model.items():
+        if getattr(saved[key], "shape", None) != getattr(tensor, "shape", None):
+            return (
+                f"has parameter {key} of shape {tuple(saved[key].shape)}, not {tuple(tensor.shape)}"
+            )
+    return None
+
+
+def load_latest(
+    out_dir: Path, config_hash: str, model: dict[str, Any] | None = None
+) -> tuple[dict[str, Any] | None, list[str]]:
     """The newest loadable checkpoint for ``config_hash``, and notes on any skipped file.
 
     Falls back from ``checkpoint.pt`` to ``checkpoint.prev.pt``; a checkpoint written under a
-    different configuration is not resumed (training restarts cleanly).
+    different configuration (or, given the current ``model`` state dict, for parameters of other
+    names or shapes) is not resumed: training restarts cleanly. An unusable file is renamed to
+    ``*.corrupt`` (for inspection), so that the next save never rotates it into
+    ``checkpoint.prev.pt`` and no later resume tries it again.
     """
     notes: list[str] = []
     for name in (CHECKPOINT, PREVIOUS):
         path = out_dir / name
         if not path.exists():
             continue
-        state = _load_verified(path)
+        state, problem = _load_verified(path)
         if state is None:
-            notes.append(f"unusable checkpoint {path} (corrupt or truncated) skipped")
+            kept = _quarantine(path)
+            notes.append(f"unusable checkpoint {path} skipped: it {problem}; kept as {kept}")
             continue
         if state.get("config_hash") != config_hash:
             notes.append(f"checkpoint {path} is from a different config; starting fresh")
+            return None, notes
+        mismatch = _shape_mismatch(state, model) if model is not None else None
+        if mismatch is not None:
+            notes.append(f"checkpoint {path} {mismatch} (another code version?); starting fresh")
             return None, notes
         return state, notes
     return None, notes

@@ -213,7 +213,7 @@ class Trainer:
         state = RunState()
         if not self.cfg.train.checkpoint:
             return state
-        ckpt, notes = load_latest(self.out_dir, self.cfg.hash)
+        ckpt, notes = load_latest(self.out_dir, self.cfg.hash, self.model.state_dict())
         state.notes.extend(notes)
         for note in notes:
             log.warning(note)
