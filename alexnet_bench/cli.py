@@ -1,6 +1,8 @@
 """Command-line interface: ``alexnet-bench train | report | list-failed | preview-data``.
 
 Every user-facing error is one line, ``error: <what is wrong>; <how to fix it>``, exit status 2.
+SIGINT/SIGTERM unwind the job (``finally`` blocks stop telemetry and release GPU locks, no
+output is finalised) and end with one ``interrupted: ...`` line and status 128 + signal number.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,15 @@ from .metrics import write_history, write_metrics
 
 log = logging.getLogger("alexnet_bench")
 EXIT_USER_ERROR = 2
+DDP_STOP_GRACE_S = 60.0  # torchrun itself gives its workers 30 s after forwarding SIGTERM
+
+
+class Interrupted(BaseException):
+    """A SIGINT/SIGTERM arrived. A BaseException, so ``except Exception`` never swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 def _parse_labels(items: Sequence[str]) -> dict[str, Any]:
@@ -83,13 +95,56 @@ def _torchrun_command(args: argparse.Namespace, nprocs: int) -> list[str]:
     ]  # fmt: skip
 
 
-def _install_signal_handlers() -> None:
-    """Turn SIGTERM into SystemExit so ``finally`` blocks (telemetry, locks) run on kill."""
+def _install_signal_handlers() -> dict[int, Any]:
+    """Turn SIGINT/SIGTERM into :class:`Interrupted` so ``finally`` blocks (telemetry, locks) run.
+
+    Returns the previous handlers (for :func:`main` to restore); none outside the main thread.
+    """
 
     def handler(signum: int, _frame: Any) -> None:
-        raise SystemExit(128 + signum)
+        raise Interrupted(signum)
 
-    signal.signal(signal.SIGTERM, handler)
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _die_with_parent() -> None:
+    """``preexec_fn``: the kernel sends this child SIGTERM when its parent dies, even by SIGKILL."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the except-branch of _supervise still applies
+        pass
+
+
+def _supervise(
+    cmd: list[str],
+    env: dict[str, str],
+    pass_fds: Sequence[int] = (),
+    grace_s: float = DDP_STOP_GRACE_S,
+) -> int:
+    """Run ``cmd`` and return its status; if this process is interrupted, stop it first.
+
+    On SIGINT/SIGTERM the child (torchrun) gets SIGTERM, which it forwards to its workers, and
+    this process waits for it (SIGKILL after ``grace_s``): no worker outlives the job and writes
+    results after it was reported as ended. ``PR_SET_PDEATHSIG`` covers a SIGKILL of this process;
+    ``pass_fds`` (the GPU lock files) keep the devices locked until the child has exited too.
+    """
+    preexec = _die_with_parent if sys.platform.startswith("linux") else None
+    proc = subprocess.Popen(cmd, env=env, preexec_fn=preexec, pass_fds=tuple(pass_fds))
+    try:
+        return proc.wait()
+    except BaseException:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        raise
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -107,7 +162,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         try:
             device_kind = resolve_device_type(rt.device, rt.gpus)
             if rt.gpus > 1 and rt.parallel == "ddp" and not dist.distributed:
-                return _launch_ddp(args, cfg, device_kind, out, labels)
+                return _launch_ddp(args, cfg, device_kind, out, labels, lease)
             return _train_here(cfg, out, labels, dist, device_kind)
         finally:
             if lease is not None:
@@ -123,7 +178,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _launch_ddp(
-    args: argparse.Namespace, cfg: RunConfig, device_kind: str, out: Path, labels: dict[str, Any]
+    args: argparse.Namespace,
+    cfg: RunConfig,
+    device_kind: str,
+    out: Path,
+    labels: dict[str, Any],
+    lease: GpuLease | None = None,
 ) -> int:
     """Re-run this command under torchrun with one process per device."""
     nprocs = cfg.runtime.gpus
@@ -131,7 +191,8 @@ def _launch_ddp(
     env = dict(os.environ)
     if device_kind == "cpu" and not cfg.runtime.threads:
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 2) // nprocs))
-    code = subprocess.call(_torchrun_command(args, nprocs), env=env)
+    fds = [fh.fileno() for fh in lease.handles] if lease is not None else []
+    code = _supervise(_torchrun_command(args, nprocs), env, pass_fds=fds)
     if code != 0 and not (out / "metrics.json").exists():
         reason = f"DDP worker group exited with status {code}; see the job log"
         return _fail(out, BenchError(reason), cfg, labels, args.record_failures)
@@ -290,12 +351,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    _install_signal_handlers()
+    previous = _install_signal_handlers()
     try:
         return int(args.func(args) or 0)
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except (Interrupted, KeyboardInterrupt) as exc:
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        print(
+            f"interrupted by {signal.Signals(signum).name}: {_resume_hint(args)}", file=sys.stderr
+        )
+        return 128 + signum
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    """What an interrupted command left behind and how to carry on."""
+    if args.command != "train":
+        return "nothing was finalised; run the command again"
+    checkpoint = Path(args.out) / "checkpoint.pt"
+    where = f"resume from {checkpoint}" if checkpoint.exists() else "start again"
+    return f"no metrics.json was written; rerun the same command to {where}"
 
 
 if __name__ == "__main__":
