@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import RunConfig, deep_merge
+from .datadirs import check_data_root
 from .errors import ConfigError, DataError
 
 
@@ -49,12 +50,16 @@ def cells(study: dict[str, Any]) -> list[tuple[str, int]]:
 
 
 def check_study(study: dict[str, Any], base_dir: Path | None = None) -> None:
-    """Fail fast (before any job starts) on unknown ablations/presets, bad run configs, missing data."""
+    """Fail fast (before any job starts) on unknown ablations/presets, bad run configs, missing data.
+
+    Data directories get a quick structural check (:func:`check_data_root`): missing, empty,
+    one class only, no CIFAR-10 batches.
+    """
     preset = study["preset"]
     _preset(study, preset)
     if study["baseline"] not in study["ablation_defs"]:
         raise ConfigError(f"baseline '{study['baseline']}' is not defined in ablation_defs")
-    roots: set[str] = set()
+    roots: set[tuple[str, str]] = set()
     for ablation, seed in cells(study):
         cfg = resolve_run(study, preset, ablation, seed)
         if cfg.data.source != "synthetic":
@@ -63,8 +68,8 @@ def check_study(study: dict[str, Any], base_dir: Path | None = None) -> None:
                     f"preset '{preset}' uses data.source={cfg.data.source} without data.root; set "
                     f"presets.{preset}.run.data.root"
                 )
-            roots.add(cfg.data.root)
-    for root in sorted(roots):
+            roots.add((cfg.data.source, cfg.data.root))
+    for source, root in sorted(roots):
         path = Path(root).expanduser()
         if base_dir is not None and not path.is_absolute():
             path = base_dir / path
@@ -73,6 +78,7 @@ def check_study(study: dict[str, Any], base_dir: Path | None = None) -> None:
                 f"data directory '{root}' (preset '{preset}') does not exist; put the data there "
                 f"or pass --config 'run={{data: {{root: /path/to/data}}}}'"
             )
+        check_data_root(source, path)
 
 
 def family_ablations(study: dict[str, Any], family: str) -> list[str]:

@@ -12,20 +12,10 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from ..datadirs import find_cifar_dir
 from ..errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-CIFAR_DIRNAME = "cifar-10-batches-py"
-
-
-def _find_cifar_dir(root: Path) -> Path:
-    for candidate in (root, root / CIFAR_DIRNAME):
-        if (candidate / "data_batch_1").is_file() and (candidate / "test_batch").is_file():
-            return candidate
-    raise DataError(
-        f"no CIFAR-10 batches under '{root}'; set data.root to the directory holding "
-        f"'{CIFAR_DIRNAME}' (data_batch_1..5, test_batch) extracted from cifar-10-python.tar.gz"
-    )
 
 
 def _load_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -43,7 +33,7 @@ def _load_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def load_cifar10(root: str | Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """CIFAR-10 from a local directory: ``(train_x, train_y, test_x, test_y)`` as uint8/int64."""
-    base = _find_cifar_dir(Path(root))
+    base = find_cifar_dir(Path(root))
     train_files = sorted(base.glob("data_batch_*"))
     parts = [_load_cifar_batch(p) for p in train_files]
     train_x = np.concatenate([p[0] for p in parts])
