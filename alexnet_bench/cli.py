@@ -162,7 +162,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         try:
             device_kind = resolve_device_type(rt.device, rt.gpus)
             if rt.gpus > 1 and rt.parallel == "ddp" and not dist.distributed:
-                return _launch_ddp(args, cfg, device_kind, out, labels, lease)
+                return _launch_ddp(args, cfg, device_kind, out, lease)
             return _train_here(cfg, out, labels, dist, device_kind)
         finally:
             if lease is not None:
@@ -182,7 +182,6 @@ def _launch_ddp(
     cfg: RunConfig,
     device_kind: str,
     out: Path,
-    labels: dict[str, Any],
     lease: GpuLease | None = None,
 ) -> int:
     """Re-run this command under torchrun with one process per device."""
@@ -194,8 +193,13 @@ def _launch_ddp(
     fds = [fh.fileno() for fh in lease.handles] if lease is not None else []
     code = _supervise(_torchrun_command(args, nprocs), env, pass_fds=fds)
     if code != 0 and not (out / "metrics.json").exists():
-        reason = f"DDP worker group exited with status {code}; see the job log"
-        return _fail(out, BenchError(reason), cfg, labels, args.record_failures)
+        # Not recorded as 'failed' even with --record-failures: user errors are recorded by the
+        # workers themselves (exit 0), so this is a crash or a kill, and a rerun must resume.
+        print(
+            f"error: DDP worker group exited with status {code} (a worker crashed or was "
+            "killed; see the log above); rerun the job to resume from its last checkpoint",
+            file=sys.stderr,
+        )
     return code
 
 
