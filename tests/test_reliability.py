@@ -849,9 +849,12 @@ def _one_class_dir(workdir: Path) -> list[str]:
     return ["--config", "preset=imagenet", f"run={{data: {{root: {root}}}}}"]
 
 
-def _empty_dir(workdir: Path) -> list[str]:
-    (workdir / "empty").mkdir()
-    return ["--config", "preset=imagenet", f"run={{data: {{root: {workdir / 'empty'}}}}}"]
+def _empty_dir(preset: str) -> Any:
+    def make(workdir: Path) -> list[str]:
+        (workdir / "empty").mkdir()
+        return ["--config", f"preset={preset}", f"run={{data: {{root: {workdir / 'empty'}}}}}"]
+
+    return make
 
 
 WORKFLOW_BAD_INPUTS = {
@@ -862,7 +865,8 @@ WORKFLOW_BAD_INPUTS = {
     "zero_batch": (["--config", "run={train: {batch_size: 0}}"], "'train.batch_size' is 0 but"),
     "negative_lr": (["--config", "run={train: {lr: -0.1}}"], "'train.lr' is -0.1 but must be > 0"),
     "missing_data_dir": (["--config", "preset=cifar10"], "data directory 'data/cifar-10-batches-py'"),
-    "empty_data_dir": (_empty_dir, "holds no images"),
+    "empty_data_dir": (_empty_dir("imagenet"), "holds no images"),
+    "no_cifar_batches": (_empty_dir("cifar10"), "no CIFAR-10 batches under"),
     "one_class_data_dir": (_one_class_dir, "a classifier needs at least 2"),
     "too_many_gpus": (["--config", "run={runtime: {gpus: 9}}"], "'runtime.gpus' is 9 but must be <= 8"),
 }  # fmt: skip
