@@ -46,16 +46,62 @@ def _parse_labels(items: Sequence[str]) -> dict[str, Any]:
     return labels
 
 
+DEFAULT_STUDY = Path("config.yaml")
+
+
+def _study_base(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run config and labels of a study cell (``--preset/--ablation/--seed`` from ``--study``).
+
+    With no config source at all (no ``--config``, ``--config-json`` or ``--preset``) and a
+    ``config.yaml`` in the working directory, the study's own preset and baseline are used, so
+    ``alexnet-bench train --out DIR`` trains the CPU-sized default; without one, the schema
+    defaults (the paper's full-scale settings) apply.
+    """
+    from .config import load_yaml
+    from .study import resolve_run
+
+    explicit = args.preset or args.ablation or args.study
+    if not explicit and (args.config or args.config_json or not DEFAULT_STUDY.exists()):
+        return {}, {}
+    study_path = Path(args.study) if args.study else DEFAULT_STUDY
+    if not study_path.exists():
+        raise BenchError(
+            f"study config '{study_path}' not found; pass --study PATH to the config.yaml that "
+            "defines the presets, or use --config RUN.yaml"
+        )
+    study = load_yaml(study_path) or {}
+    if not isinstance(study, dict) or "presets" not in study or "ablation_defs" not in study:
+        raise BenchError(
+            f"'{study_path}' is not a study config (needs 'presets' and 'ablation_defs'); pass "
+            "--study PATH to the repository's config.yaml"
+        )
+    preset = args.preset or study.get("preset", "default")
+    ablation = args.ablation or study.get("baseline", "baseline")
+    seed = args.seed if args.seed is not None else 0
+    cfg = resolve_run(study, preset, ablation, seed)
+    if not explicit:
+        log.info(
+            "no --config given: using preset '%s', ablation '%s', seed %d from %s",
+            preset, ablation, seed, study_path,
+        )  # fmt: skip
+    return cfg.to_dict(), {"preset": preset, "ablation": ablation, "seed": seed}
+
+
 def load_run_config(args: argparse.Namespace) -> RunConfig:
-    """Merge ``--config`` (YAML), ``--config-json`` and ``--set`` overrides, then validate."""
+    """Merge the study cell, ``--config`` (YAML), ``--config-json`` and ``--set``; validate."""
+    return _load_run_config(args)[0]
+
+
+def _load_run_config(args: argparse.Namespace) -> tuple[RunConfig, dict[str, Any]]:
+    """The validated run config and the labels implied by the study cell (if any)."""
     from .config import load_yaml
 
-    data: dict[str, Any] = {}
+    data, labels = _study_base(args)
     if args.config:
         loaded = load_yaml(args.config) or {}
         if not isinstance(loaded, dict):
             raise BenchError(f"config file '{args.config}' must hold a mapping of sections")
-        data = loaded
+        data = deep_merge(data, loaded)
     if args.config_json:
         try:
             data = deep_merge(data, json.loads(args.config_json))
@@ -65,7 +111,9 @@ def load_run_config(args: argparse.Namespace) -> RunConfig:
             ) from None
     for text in args.set or []:
         data = deep_merge(data, parse_override(text))
-    return RunConfig(data)
+    if args.seed is not None:
+        data = deep_merge(data, {"train": {"seed": args.seed}})
+    return RunConfig(data), labels
 
 
 def _record(
@@ -155,7 +203,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     labels = _parse_labels(args.label or [])
     cfg: RunConfig | None = None
     try:
-        cfg = load_run_config(args)
+        cfg, cell_labels = _load_run_config(args)
+        labels = {**cell_labels, **labels}
+        reference = Path(args.scaling_reference) if args.scaling_reference else None
         rt = cfg.runtime
         dist = DistContext.from_env()
         lease = _lease_gpus(args, cfg) if not dist.distributed else None
@@ -163,7 +213,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             device_kind = resolve_device_type(rt.device, rt.gpus)
             if rt.gpus > 1 and rt.parallel == "ddp" and not dist.distributed:
                 return _launch_ddp(args, cfg, device_kind, out, lease)
-            return _train_here(cfg, out, labels, dist, device_kind)
+            return _train_here(cfg, out, labels, dist, device_kind, reference)
         finally:
             if lease is not None:
                 lease.release()
@@ -204,7 +254,12 @@ def _launch_ddp(
 
 
 def _train_here(
-    cfg: RunConfig, out: Path, labels: dict[str, Any], dist: Any, device_kind: str
+    cfg: RunConfig,
+    out: Path,
+    labels: dict[str, Any],
+    dist: Any,
+    device_kind: str,
+    scaling_reference: Path | None = None,
 ) -> int:
     """Train in this process (a single-process job or one DDP rank)."""
     if dist.distributed:
@@ -213,7 +268,7 @@ def _train_here(
         dist = init_distributed(dist, device_kind)
     from .train import run_training
 
-    metrics = run_training(cfg, out, labels, dist)
+    metrics = run_training(cfg, out, labels, dist, scaling_reference)
     if dist.is_main:
         final = metrics.get("final", {})
         print(
@@ -285,10 +340,24 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Train one run and write history.csv, metrics.json (atomically), gpu.csv (NVML telemetry, "
             "when available) and checkpoint.pt into --out. Rerunning with the same config resumes "
-            "from the last complete epoch. Config = schema defaults <- --config YAML <- --config-json "
-            "<- --set overrides (see alexnet_bench/schemas/run.schema.yaml for every key)."
+            "from the last complete epoch. Config = schema defaults (the paper's full-scale "
+            "settings) <- study cell (--preset/--ablation from --study; by default, with no "
+            "--config/--config-json, the preset and baseline of ./config.yaml when it exists) "
+            "<- --config YAML <- --config-json <- --set overrides <- --seed (see "
+            "alexnet_bench/schemas/run.schema.yaml for every key)."
         ),
     )
+    train.add_argument(
+        "--study", metavar="CONFIG_YAML",
+        help="study config holding presets and ablation_defs (default: ./config.yaml if present)",
+    )  # fmt: skip
+    train.add_argument(
+        "--preset", help="start from this preset of the study, e.g. default, tiny, cifar10"
+    )
+    train.add_argument(
+        "--ablation", help="apply this ablation of the study, e.g. tanh (default: its baseline)"
+    )
+    train.add_argument("--seed", type=int, help="training seed (overrides train.seed)")
     train.add_argument(
         "--config",
         help="run config YAML (sections model/data/augment/eval/train/runtime/telemetry)",
@@ -318,6 +387,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--gpu-wait-s", type=float, default=None,
         help="give up waiting for free GPUs after this many seconds (default: wait)",
+    )  # fmt: skip
+    train.add_argument(
+        "--scaling-reference", metavar="METRICS_JSON",
+        help="one-device metrics.json to compute a multi-device run's speed-up and scaling "
+        "efficiency against (written to parallel.scaling in metrics.json)",
     )  # fmt: skip
     train.set_defaults(func=cmd_train)
 

@@ -114,6 +114,16 @@ def test_tiny_study_end_to_end(workdir: Path) -> None:
                 metrics["epochs_completed"] == 2 and metrics["final"]["val_top1_error"] is not None
             )
     assert statuses["baseline", 0] == "completed"
+    multi_device = 0
+    for ablation, seed in EXPECTED_CELLS:  # 2-device cells: scaling vs the same seed's baseline
+        metrics = json.loads((workdir / "results" / "tiny" / ablation / f"seed{seed}" /
+                              "metrics.json").read_text())  # fmt: skip
+        if metrics["parallel"]["devices"] == 2 and metrics["status"] == "completed":
+            scaling = metrics["parallel"]["scaling"]
+            assert scaling["available"] and scaling["efficiency"] > 0, scaling
+            assert scaling["reference"].endswith(f"tiny/baseline/seed{seed}/metrics.json")
+            multi_device += 1
+    assert multi_device == 2 * len(STUDY["seeds"])  # gpus2 and gpus2_model (CPU stand-ins)
     assert set(statuses.values()) <= {"completed", "diverged"}
     assert (workdir / "reports" / "index.html").stat().st_size > 1000
     assert (workdir / "reports" / "summary.md").exists()

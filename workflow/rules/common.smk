@@ -56,6 +56,16 @@ def gpu_resource(wildcards):
     return run_gpus(wildcards) if USE_GPU_RESOURCE else 0
 
 
+def scaling_reference(wildcards):
+    """A multi-device cell's one-device reference: the same seed's baseline metrics.json.
+
+    ancient(): recreating the baseline never reruns the (expensive) multi-device job.
+    """
+    if run_gpus(wildcards) < 2 or wildcards.ablation == config["baseline"]:
+        return []
+    return ancient(metrics_path(config["baseline"], wildcards.seed, wildcards.preset))
+
+
 def job_threads(wildcards):
     """CPU threads: threads_per_job for each process of the job."""
     return config["threads_per_job"] * run_gpus(wildcards)

@@ -2,6 +2,8 @@
 
 
 rule train:
+    input:
+        reference=scaling_reference,
     output:
         metrics="results/{preset}/{ablation}/seed{seed}/metrics.json",
         history="results/{preset}/{ablation}/seed{seed}/history.csv",
@@ -20,13 +22,17 @@ rule train:
         record=lambda wc: (
             "--record-failures" if config["failed_runs"] == "record" else ""
         ),
+        reference=lambda wc, input: (
+            f"--scaling-reference {input.reference}" if input.reference else ""
+        ),
         on_gpus=config["on_insufficient_gpus"],
         lock_dir=config["gpu_lock_dir"],
     shell:
         "alexnet-bench train --config-json {params.run_config:q} --out {params.out}"
         " --label preset={wildcards.preset} --label ablation={wildcards.ablation}"
         " --label seed={wildcards.seed} --gpu-lock-dir {params.lock_dir}"
-        " --on-insufficient-gpus {params.on_gpus} {params.record} > {log} 2>&1"
+        " --on-insufficient-gpus {params.on_gpus} {params.record} {params.reference}"
+        " > {log} 2>&1"
 
 
 rule ablation_activation:
