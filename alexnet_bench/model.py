@@ -73,10 +73,18 @@ class PaperLRN(nn.Module):
         self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # torch's LRN averages over a window of `window` channels (zero-padded at the ends),
-        # so scaling alpha by `window` turns the average into the paper's sum.
-        window = 2 * (self.size // 2) + 1
-        return F.local_response_norm(x, window, alpha=self.alpha * window, beta=self.beta, k=self.k)
+        # The window sum as shifted slices of the zero-padded squares: forward + backward take
+        # about a third of F.local_response_norm's time on CPU (its avg_pool3d dominated the
+        # default preset's step), and slices keep any memory format (channels_last).
+        half, channels = self.size // 2, x.shape[1]
+        squares = F.pad(x * x, (0, 0, 0, 0, half, half))
+        window_sum = squares[:, :channels]
+        for offset in range(1, 2 * half + 1):
+            window_sum = window_sum + squares[:, offset : offset + channels]
+        denom = window_sum * self.alpha + self.k
+        if self.beta == 0.75:  # the paper's beta: d**-0.75 = rsqrt(d * sqrt(d)), no exp/log
+            return x * torch.rsqrt(denom * torch.sqrt(denom))
+        return x * denom.pow(-self.beta)
 
     def extra_repr(self) -> str:
         return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"

@@ -402,11 +402,12 @@ class Trainer:
             state.history.append(row)
             self.scheduler.step()
             state.epoch = epoch
-            log.info(
-                "epoch %d/%d train loss %.4f err %.4f | val err %.4f top5 %.4f | %.1fs %.0f img/s",
-                epoch, cfg.train.epochs, stats.loss, stats.top1_error, val.top1_error,
-                val.top5_error, stats.seconds, row["images_per_s"],
-            )  # fmt: skip
+            if self.dist.is_main:  # one line per epoch, not one per DDP rank
+                log.info(
+                    "epoch %d/%d train loss %.4f err %.4f | val err %.4f top5 %.4f | %.1fs %.0f img/s",
+                    epoch, cfg.train.epochs, stats.loss, stats.top1_error, val.top1_error,
+                    val.top5_error, stats.seconds, row["images_per_s"],
+                )  # fmt: skip
             self._save(state)
         ten_crop = None
         if cfg.eval.ten_crop and status == "completed":

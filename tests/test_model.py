@@ -133,6 +133,21 @@ def test_paper_lrn_matches_equation() -> None:
     assert torch.allclose(got, _lrn_loop(a, 3, 1e-3, 0.5, 1.0), rtol=1e-10, atol=1e-12)
 
 
+def test_paper_lrn_gradients_and_memory_format() -> None:
+    """The shifted-slice window sum: exact gradients (both beta paths) and channels_last input."""
+    torch.manual_seed(0)
+    a = (torch.randn(2, 7, 3, 4, dtype=torch.float64) * 40).requires_grad_()
+    for lrn in (PaperLRN(), PaperLRN(size=3, alpha=1e-3, beta=0.5, k=1.0)):
+        assert torch.autograd.gradcheck(lrn, (a,))
+    x = torch.randn(4, 16, 9, 9) * 30
+    plain = PaperLRN()(x)
+    last = PaperLRN()(x.to(memory_format=torch.channels_last))
+    assert torch.allclose(last, plain, rtol=1e-6, atol=1e-6)
+    # the same as torch's LRN with alpha scaled by n (fp32 tolerance)
+    reference = nn.LocalResponseNorm(5, alpha=5 * 1e-4, beta=0.75, k=2.0)(x)
+    assert torch.allclose(plain, reference, rtol=1e-5, atol=1e-6)
+
+
 def test_torch_local_response_norm_pitfall() -> None:
     """torch.nn.LocalResponseNorm divides alpha by n; with the paper's alpha it is not the paper's LRN."""
     torch.manual_seed(0)
