@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
@@ -54,6 +53,45 @@ def _even(n: float) -> int:
     return max(2, 2 * math.floor(n / 2 + 0.5))
 
 
+def _channel_window_sum(t: torch.Tensor, half: int) -> torch.Tensor:
+    """Sum over channels ``c - half .. c + half`` (clipped at the ends), as in-place view adds."""
+    total = t.clone()
+    for offset in range(1, half + 1):
+        total[:, offset:] += t[:, :-offset]
+        total[:, :-offset] += t[:, offset:]
+    return total
+
+
+class _PaperLRNFunction(torch.autograd.Function):
+    """The paper's LRN with a hand-written backward.
+
+    ``y = x * d**-beta`` with ``d = k + alpha * W(x**2)`` and ``W`` the (symmetric) channel window
+    sum, so ``dx = g * d**-beta - 2 * alpha * beta * x * W(g * y / d)``. Forward + backward take
+    about a third of the time of autograd through ``F.local_response_norm`` (whose avg_pool3d,
+    padding and slice gradients took half the default preset's CPU step). bf16/fp16 inputs are
+    computed in fp32: ``k + alpha * sum`` is 2 plus a small term that bf16 would round away.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, half: int, alpha: float, beta: float, k: float):
+        work = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        denom = _channel_window_sum(work * work, half).mul_(alpha).add_(k)
+        # d**-0.75 as rsqrt(d * sqrt(d)): the paper's beta without exp/log
+        scale = torch.rsqrt(denom * torch.sqrt(denom)) if beta == 0.75 else denom.pow(-beta)
+        out = work * scale
+        ctx.save_for_backward(work, out, scale, denom)
+        ctx.half, ctx.coeff, ctx.in_dtype = half, 2.0 * alpha * beta, x.dtype
+        return out.to(x.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor):
+        work, out, scale, denom = ctx.saved_tensors
+        grad = grad.to(work.dtype)
+        spread = _channel_window_sum(grad * out / denom, ctx.half)
+        grad_x = grad * scale - ctx.coeff * work * spread
+        return grad_x.to(ctx.in_dtype), None, None, None, None
+
+
 class PaperLRN(nn.Module):
     """Local response normalisation exactly as the paper's equation (Section 3.3).
 
@@ -73,18 +111,7 @@ class PaperLRN(nn.Module):
         self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # The window sum as shifted slices of the zero-padded squares: forward + backward take
-        # about a third of F.local_response_norm's time on CPU (its avg_pool3d dominated the
-        # default preset's step), and slices keep any memory format (channels_last).
-        half, channels = self.size // 2, x.shape[1]
-        squares = F.pad(x * x, (0, 0, 0, 0, half, half))
-        window_sum = squares[:, :channels]
-        for offset in range(1, 2 * half + 1):
-            window_sum = window_sum + squares[:, offset : offset + channels]
-        denom = window_sum * self.alpha + self.k
-        if self.beta == 0.75:  # the paper's beta: d**-0.75 = rsqrt(d * sqrt(d)), no exp/log
-            return x * torch.rsqrt(denom * torch.sqrt(denom))
-        return x * denom.pow(-self.beta)
+        return _PaperLRNFunction.apply(x, self.size // 2, self.alpha, self.beta, self.k)
 
     def extra_repr(self) -> str:
         return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"

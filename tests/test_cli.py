@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -123,3 +124,11 @@ def test_ddp_relaunch_keeps_the_scaling_reference(monkeypatch: pytest.MonkeyPatc
     command = cli._torchrun_command(parse(*argv[3:]), 2)
     assert command[-len(argv) :] == argv and "--nproc_per_node=2" in command
     json.dumps(command)  # a plain argument list
+
+
+def test_ddp_ranks_share_the_jobs_threads() -> None:
+    snakemake_env = dict.fromkeys(cli.THREAD_ENV_VARS, "2")  # what Snakemake sets for threads: 2
+    assert cli.rank_thread_env(snakemake_env, 2) == dict.fromkeys(cli.THREAD_ENV_VARS, "1")
+    assert cli.rank_thread_env({"OMP_NUM_THREADS": "8"}, 2)["MKL_NUM_THREADS"] == "4"
+    assert cli.rank_thread_env({"OMP_NUM_THREADS": "1"}, 2)["OMP_NUM_THREADS"] == "1"
+    assert set(cli.rank_thread_env({}, 2).values()) == {str(max(1, (os.cpu_count() or 2) // 2))}

@@ -28,12 +28,13 @@ from alexnet_bench.train import Trainer, run_training
 from .conftest import tiny_run
 
 FAST = {"channels_last": True, "amp": "bf16"}
-# Measured on 3 seeds: this setting lowers the train loss by 0.18-0.25 in 3 epochs (5 s/run).
+# Measured on seeds 0-3: this setting lowers the train loss by 0.37-0.72 in 5 epochs (~5 s/run);
+# at 3 epochs some runs had barely started (drops of 0.08), too close to the "learns" bar.
 CURVE_RUN = {
     "model": {"width": 0.125, "init": "kaiming", "dropout": 0.0},
     "augment": {"crop_flip": False, "pca_lighting": False},
     "data": {"num_train": 960, "num_val": 200},
-    "train": {"epochs": 3, "lr": 0.02},
+    "train": {"epochs": 5, "lr": 0.02},
 }
 
 
@@ -76,7 +77,10 @@ def test_fast_step_computes_the_fp32_step(
 
 @pytest.mark.slow
 def test_fast_path_training_curves_track_the_plain_curves(tmp_path: Path) -> None:
-    seeds = (0, 1)
+    # Single runs are chaotic (fp32 rounding alone moves a final loss by ~0.1); seed means are
+    # not. Measured over seeds 0-3: the plain runs' final losses spread with sd 0.11; the fast
+    # vs plain mean curves differ by at most 0.10 per epoch, mean val errors by 0.035.
+    seeds = (0, 1, 2, 3)
     losses: dict[str, list[list[float]]] = {"plain": [], "fast": []}
     val_errors: dict[str, list[float]] = {"plain": [], "fast": []}
     for seed in seeds:
@@ -90,11 +94,11 @@ def test_fast_path_training_curves_track_the_plain_curves(tmp_path: Path) -> Non
                 assert (rt["amp"], rt["channels_last"], rt["compile"]) == ("bf16", True, "off")
                 assert metrics["config"]["runtime"]["channels_last"] is True
             loss = curve(out, "train_loss")
-            assert loss[-1] < loss[0] - 0.1, (name, seed, loss)  # every run learns
+            assert loss[-1] < loss[0] - 0.2, (name, seed, loss)  # every run learns
             losses[name].append(loss)
             val_errors[name].append(metrics["final"]["val_top1_error"])
     mean_curve = {k: [statistics.mean(e) for e in zip(*v, strict=True)] for k, v in losses.items()}
-    assert mean_curve["fast"] == pytest.approx(mean_curve["plain"], abs=0.1)
+    assert mean_curve["fast"] == pytest.approx(mean_curve["plain"], abs=0.15)
     mean_val = {k: statistics.mean(v) for k, v in val_errors.items()}
     assert mean_val["fast"] == pytest.approx(mean_val["plain"], abs=0.1)
     assert mean_val["plain"] < 0.85  # well under chance (0.9): the comparison means something

@@ -143,6 +143,11 @@ def test_paper_lrn_gradients_and_memory_format() -> None:
     plain = PaperLRN()(x)
     last = PaperLRN()(x.to(memory_format=torch.channels_last))
     assert torch.allclose(last, plain, rtol=1e-6, atol=1e-6)
+    # bf16 input (autocast): computed in fp32, so the small window term is not rounded away
+    half = PaperLRN()(x.bfloat16().requires_grad_())
+    assert half.dtype == torch.bfloat16
+    assert torch.allclose(half.float(), PaperLRN()(x.bfloat16().float()), rtol=1e-2)
+    half.sum().backward()
     # the same as torch's LRN with alpha scaled by n (fp32 tolerance)
     reference = nn.LocalResponseNorm(5, alpha=5 * 1e-4, beta=0.75, k=2.0)(x)
     assert torch.allclose(plain, reference, rtol=1e-5, atol=1e-6)
