@@ -127,7 +127,8 @@ def _forever(loader: Any) -> Iterator[Any]:
 
 
 def suite_run(args: argparse.Namespace, size: int, width: float, batch: int) -> dict[str, Any]:
-    """The run config the suite benchmarks (the GPU presets' fast path on GPU)."""
+    """The run config the suite benchmarks: the GPU presets' fast path on GPU, the CPU presets'
+    (channels_last, for oneDNN's convolutions) on CPU."""
     gpu = args.device == "cuda"
     run: dict[str, Any] = {
         "model": {"variant": "torchvision", "width": width, "lrn": False, "init": "kaiming"},
@@ -137,6 +138,8 @@ def suite_run(args: argparse.Namespace, size: int, width: float, batch: int) -> 
         "runtime": {"device": args.device, "threads": args.threads},
         "telemetry": {"warmup_steps": args.warmup},
     }  # fmt: skip
+    if not gpu:
+        run["runtime"]["channels_last"] = True
     if gpu:
         run["runtime"].update(
             amp="bf16", channels_last=True, compile=not args.no_compile, fused_optimizer=True,
