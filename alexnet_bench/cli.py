@@ -87,13 +87,11 @@ def _study_base(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any
     return cfg.to_dict(), {"preset": preset, "ablation": ablation, "seed": seed}
 
 
-def load_run_config(args: argparse.Namespace) -> RunConfig:
-    """Merge the study cell, ``--config`` (YAML), ``--config-json`` and ``--set``; validate."""
-    return _load_run_config(args)[0]
+def load_run_config(args: argparse.Namespace) -> tuple[RunConfig, dict[str, Any]]:
+    """Merge the study cell, ``--config`` (YAML), ``--config-json``, ``--set`` and ``--seed``.
 
-
-def _load_run_config(args: argparse.Namespace) -> tuple[RunConfig, dict[str, Any]]:
-    """The validated run config and the labels implied by the study cell (if any)."""
+    Returns the validated run config and the labels implied by the study cell (if any).
+    """
     from .config import load_yaml
 
     data, labels = _study_base(args)
@@ -203,7 +201,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     labels = _parse_labels(args.label or [])
     cfg: RunConfig | None = None
     try:
-        cfg, cell_labels = _load_run_config(args)
+        cfg, cell_labels = load_run_config(args)
         labels = {**cell_labels, **labels}
         reference = Path(args.scaling_reference) if args.scaling_reference else None
         rt = cfg.runtime

@@ -138,13 +138,13 @@ def suite_run(args: argparse.Namespace, size: int, width: float, batch: int) -> 
         "runtime": {"device": args.device, "threads": args.threads},
         "telemetry": {"warmup_steps": args.warmup},
     }  # fmt: skip
-    if not gpu:
-        run["runtime"]["channels_last"] = True
     if gpu:
         run["runtime"].update(
             amp="bf16", channels_last=True, compile=not args.no_compile, fused_optimizer=True,
             cudnn_benchmark=True, cuda_graphs=args.cuda_graphs,
         )  # fmt: skip
+    else:
+        run["runtime"]["channels_last"] = True
     return run
 
 

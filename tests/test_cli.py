@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 import pytest
 
 from alexnet_bench import cli
-from alexnet_bench.cli import _load_run_config, build_parser, main
+from alexnet_bench.cli import build_parser, load_run_config, main
 from alexnet_bench.errors import BenchError, ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,7 +22,7 @@ def parse(*argv: str) -> Any:
 
 
 def test_study_cell_from_preset_ablation_and_seed() -> None:
-    cfg, labels = _load_run_config(
+    cfg, labels = load_run_config(
         parse("--study", str(STUDY), "--preset", "tiny", "--ablation", "tanh", "--seed", "3")
     )
     assert labels == {"preset": "tiny", "ablation": "tanh", "seed": 3}
@@ -32,7 +31,7 @@ def test_study_cell_from_preset_ablation_and_seed() -> None:
 
 
 def test_overrides_apply_over_the_study_cell() -> None:
-    cfg, _ = _load_run_config(
+    cfg, _ = load_run_config(
         parse(
             "--study",
             str(STUDY),
@@ -52,11 +51,11 @@ def test_no_config_uses_the_studys_default_preset_in_the_working_dir(
 ) -> None:
     shutil.copy(STUDY, tmp_path / "config.yaml")
     monkeypatch.chdir(tmp_path)
-    cfg, labels = _load_run_config(parse())
+    cfg, labels = load_run_config(parse())
     assert labels == {"preset": "default", "ablation": "baseline", "seed": 0}
     assert cfg.data.source == "synthetic" and cfg.train.epochs == 5 and cfg.model.width == 0.25
     # an explicit --config-json means "this run config", not the study's preset
-    cfg, labels = _load_run_config(parse("--config-json", '{"train": {"epochs": 7}}'))
+    cfg, labels = load_run_config(parse("--config-json", '{"train": {"epochs": 7}}'))
     assert labels == {} and cfg.train.epochs == 7 and cfg.model.width == 1.0
 
 
@@ -64,20 +63,20 @@ def test_no_config_and_no_study_gives_the_paper_defaults(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    cfg, labels = _load_run_config(parse())
+    cfg, labels = load_run_config(parse())
     assert labels == {} and cfg.train.epochs == 90 and cfg.train.batch_size == 128
 
 
 def test_bad_study_selections_fail_with_the_fix(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown ablation 'no_relu'"):
-        _load_run_config(parse("--study", str(STUDY), "--ablation", "no_relu"))
+        load_run_config(parse("--study", str(STUDY), "--ablation", "no_relu"))
     with pytest.raises(ConfigError, match="unknown preset 'huge'"):
-        _load_run_config(parse("--study", str(STUDY), "--preset", "huge"))
+        load_run_config(parse("--study", str(STUDY), "--preset", "huge"))
     with pytest.raises(BenchError, match="pass --study PATH"):
-        _load_run_config(parse("--study", str(tmp_path / "missing.yaml")))
+        load_run_config(parse("--study", str(tmp_path / "missing.yaml")))
     (tmp_path / "run.yaml").write_text("train: {epochs: 1}\n")
     with pytest.raises(BenchError, match="is not a study config"):
-        _load_run_config(parse("--study", str(tmp_path / "run.yaml")))
+        load_run_config(parse("--study", str(tmp_path / "run.yaml")))
 
 
 def test_cli_error_for_unknown_ablation_is_one_line(
@@ -123,7 +122,6 @@ def test_ddp_relaunch_keeps_the_scaling_reference(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr("sys.argv", ["alexnet-bench", *argv])
     command = cli._torchrun_command(parse(*argv[3:]), 2)
     assert command[-len(argv) :] == argv and "--nproc_per_node=2" in command
-    json.dumps(command)  # a plain argument list
 
 
 def test_ddp_ranks_share_the_jobs_threads() -> None:
