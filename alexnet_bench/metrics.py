@@ -34,16 +34,77 @@ def is_finite_row(row: dict[str, Any]) -> bool:
     return loss is not None and math.isfinite(loss)
 
 
-def time_to_target(history: list[dict[str, Any]], target: float) -> dict[str, Any]:
-    """First epoch whose training top-1 error is below ``target`` (paper Figure 1 criterion)."""
+def time_to_target(
+    history: list[dict[str, Any]], target: float, num_classes: int | None = None
+) -> dict[str, Any]:
+    """When the training top-1 error first fell below ``target`` (paper Figure 1 criterion).
+
+    ``epoch`` and ``seconds`` are those of the first epoch that ended below the target.
+    ``epoch_interpolated`` and ``seconds_interpolated`` place the crossing by linear
+    interpolation between that epoch's error and the previous one's (before epoch 1: the chance
+    error ``1 - 1/num_classes`` at 0 epochs and 0 s), so ratios of times are not rounded to
+    whole epochs.
+    """
+    prev_epoch, prev_s = 0.0, 0.0
+    prev_err = 1.0 - 1.0 / num_classes if num_classes else None
     for row in history:
-        if is_finite_row(row) and row["train_top1_error"] < target:
+        if not is_finite_row(row):
+            break
+        err, epoch, seconds = row["train_top1_error"], row["epoch"], row["elapsed_s"]
+        if err < target:
+            frac = 1.0
+            if prev_err is not None and prev_err > err:
+                frac = min(1.0, max(0.0, (prev_err - target) / (prev_err - err)))
             return {
                 "target_train_error": target,
-                "epoch": row["epoch"],
-                "seconds": row["elapsed_s"],
+                "epoch": epoch,
+                "seconds": seconds,
+                "epoch_interpolated": round(prev_epoch + frac * (epoch - prev_epoch), 4),
+                "seconds_interpolated": round(prev_s + frac * (seconds - prev_s), 4),
             }
-    return {"target_train_error": target, "epoch": None, "seconds": None}
+        prev_epoch, prev_s, prev_err = float(epoch), float(seconds), err
+    return {
+        "target_train_error": target,
+        "epoch": None,
+        "seconds": None,
+        "epoch_interpolated": None,
+        "seconds_interpolated": None,
+    }
+
+
+COLLAPSE_TAIL_EPOCHS = 2
+COLLAPSE_LOSS_TOLERANCE = 0.005  # relative to ln(C): a collapsed net sits at ln(C) +- 1e-4
+COLLAPSE_ERROR_TOLERANCE = 0.02  # absolute, below the chance error
+
+
+def collapse_reason(history: list[dict[str, Any]], num_classes: int) -> str | None:
+    """Why a finished run counts as *not having learned*, or ``None`` if it learned.
+
+    Collapsed: the training loss stayed within 0.5% of ln(num_classes) (the loss of a constant
+    uniform prediction) over each of the last two epochs, or the final validation top-1 error is
+    within 0.02 of chance (1 - 1/num_classes). Such a run is a defect of the study, not a
+    finding. (A single epoch's mean loss is near ln(C) even in a run that is starting to learn,
+    so the loss rule needs two epochs.)
+    """
+    finite = [r for r in history if is_finite_row(r)]
+    if not finite or num_classes < 2:
+        return None
+    chance_loss, chance_error = math.log(num_classes), 1.0 - 1.0 / num_classes
+    tail = finite[-COLLAPSE_TAIL_EPOCHS:]
+    if len(tail) == COLLAPSE_TAIL_EPOCHS and all(
+        abs(r["train_loss"] - chance_loss) <= COLLAPSE_LOSS_TOLERANCE * chance_loss for r in tail
+    ):
+        return (
+            f"did not learn: training loss stayed at ln({num_classes}) = {chance_loss:.3f} "
+            f"(chance) over the last {len(tail)} epoch(s)"
+        )
+    val = finite[-1].get("val_top1_error")
+    if val is not None and math.isfinite(val) and val >= chance_error - COLLAPSE_ERROR_TOLERANCE:
+        return (
+            f"did not learn: final validation top-1 error {val:.3f} is at chance "
+            f"({chance_error:.3f})"
+        )
+    return None
 
 
 def summarise_history(history: list[dict[str, Any]]) -> dict[str, Any]:

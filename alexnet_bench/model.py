@@ -22,6 +22,7 @@ __all__ = [
     "AlexNet",
     "PaperLRN",
     "build_model",
+    "channel_window_sum",
     "count_parameters",
 ]
 
@@ -34,7 +35,7 @@ VARIANTS = ("paper", "torchvision")
 ACTIVATIONS = ("relu", "tanh")
 POOLINGS = ("overlapping", "plain")
 STEMS = ("auto", "imagenet", "small")
-INITS = ("auto", "paper", "torchvision", "kaiming")
+INITS = ("auto", "paper", "torchvision", "kaiming", "lsuv")
 
 _CHANNELS = {"paper": (96, 256, 384, 384, 256), "torchvision": (64, 192, 384, 256, 256)}
 _HIDDEN = 4096
@@ -53,7 +54,7 @@ def _even(n: float) -> int:
     return max(2, 2 * math.floor(n / 2 + 0.5))
 
 
-def _channel_window_sum(t: torch.Tensor, half: int) -> torch.Tensor:
+def channel_window_sum(t: torch.Tensor, half: int) -> torch.Tensor:
     """Sum over channels ``c - half .. c + half`` (clipped at the ends), as in-place view adds."""
     total = t.clone()
     for offset in range(1, half + 1):
@@ -75,7 +76,7 @@ class _PaperLRNFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, half: int, alpha: float, beta: float, k: float):
         work = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-        denom = _channel_window_sum(work * work, half).mul_(alpha).add_(k)
+        denom = channel_window_sum(work * work, half).mul_(alpha).add_(k)
         # d**-0.75 as rsqrt(d * sqrt(d)): the paper's beta without exp/log
         scale = torch.rsqrt(denom * torch.sqrt(denom)) if beta == 0.75 else denom.pow(-beta)
         out = work * scale
@@ -87,7 +88,7 @@ class _PaperLRNFunction(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor):
         work, out, scale, denom = ctx.saved_tensors
         grad = grad.to(work.dtype)
-        spread = _channel_window_sum(grad * out / denom, ctx.half)
+        spread = channel_window_sum(grad * out / denom, ctx.half)
         grad_x = grad * scale - ctx.coeff * work * spread
         return grad_x.to(ctx.in_dtype), None, None, None, None
 
@@ -133,20 +134,27 @@ class AlexNet(nn.Module):
         features:   0 conv1, 1 act1[+LRN], 2 pool1, 3 conv2, 4 act2[+LRN], 5 pool2,
                     6 conv3, 7 act3, 8 conv4, 9 act4, 10 conv5, 11 act5, 12 pool5
         avgpool:    AdaptiveAvgPool2d((6, 6))
-        classifier: 0 dropout, 1 fc6, 2 act6, 3 dropout, 4 fc7, 5 act7, 6 fc8
+        classifier: 1 fc6, 4 fc7, 6 fc8 (parameter-free slots 0, 2, 3, 5; see below)
 
-    LRN is placed inside the activation slot (``nn.Sequential(act, PaperLRN())``) and dropout
-    modules are kept with ``p=0``, so parameter-free switches never shift indices; the
-    ``torchvision`` variant with the ``imagenet`` stem and ``width=1`` loads
-    ``torchvision.models.alexnet`` weights with ``strict=True``.
+    Dropout follows each variant's reference: ``paper`` drops the *outputs* of fc6 and fc7
+    ("the output of each hidden neuron", Sec. 4.2; Caffe's bvlc_alexnet drop6/drop7), so slots
+    2 and 5 hold ``nn.Sequential(act, Dropout)`` and slots 0 and 3 are ``nn.Identity``;
+    ``torchvision`` drops the *inputs* of fc6 and fc7 (slots 0 and 3 are ``Dropout``, as in
+    ``torchvision.models.alexnet``). LRN is placed inside the activation slot
+    (``nn.Sequential(act, PaperLRN())``) and dropout modules are kept with ``p=0``, so
+    parameter-free switches never shift indices; the ``torchvision`` variant with the
+    ``imagenet`` stem and ``width=1`` loads ``torchvision.models.alexnet`` weights with
+    ``strict=True`` and, with its own defaults (no LRN, torch's init), computes the same function.
 
     Args:
         num_classes: output classes (>= 2).
         variant: ``"paper"`` (96-256-384-384-256, conv2/4/5 in two groups when ``grouped``,
             paper init) or ``"torchvision"`` (64-192-384-256-256, ungrouped, torch default init).
         activation: ``"relu"`` or ``"tanh"`` for every hidden layer (conv and FC).
-        lrn: paper LRN after the activations of conv1 and conv2.
-        dropout: dropout probability on the inputs of fc6 and fc7 (0 = off).
+        lrn: paper LRN after the activations of conv1 and conv2; ``None`` = the variant's own
+            (on for ``paper``, off for ``torchvision``, which has none).
+        dropout: dropout probability (0 = off), on the outputs of fc6 and fc7 (``paper``) or on
+            the inputs of fc6 and fc7 (``torchvision``).
         pooling: ``"overlapping"`` (3x3, stride 2, the paper) or ``"plain"`` (2x2, stride 2).
         width: multiplier on every conv width and on the FC hidden size (4096); each count is
             rounded to a multiple of 2 (at least 2) so the two-tower grouping stays possible.
@@ -155,7 +163,9 @@ class AlexNet(nn.Module):
             stride 1, padding 2) or ``"auto"`` (imagenet when ``image_size >= 64``, else small).
         init: ``"paper"`` (weights N(0, 0.01); bias 1 in conv2, conv4, conv5, fc6, fc7, else 0),
             ``"torchvision"`` (torch's default init), ``"kaiming"`` (He-normal, zero bias, small
-            fc8; trains fastest at small scale) or ``"auto"`` (the variant's own).
+            fc8), ``"lsuv"`` (the kaiming draws, to be rescaled on data by
+            :func:`alexnet_bench.lsuv.unit_variance_init`, which the trainer does) or ``"auto"``
+            (the variant's own).
         grouped: paper variant only; ``groups=2`` in conv2, conv4 and conv5.
         image_size: the input size the network is built for (32-512).
 
@@ -179,7 +189,7 @@ class AlexNet(nn.Module):
         *,
         variant: str = "paper",
         activation: str = "relu",
-        lrn: bool = True,
+        lrn: bool | None = None,
         dropout: float = 0.5,
         pooling: str = "overlapping",
         width: float = 1.0,
@@ -208,6 +218,7 @@ class AlexNet(nn.Module):
             stem if stem != "auto" else ("imagenet" if image_size >= _SMALL_STEM_BELOW else "small")
         )
         init = init if init != "auto" else variant
+        lrn = (variant == "paper") if lrn is None else lrn
         groups = 2 if variant == "paper" and grouped else 1
         c1, c2, c3, c4, c5 = (_even(c * width * conv_width) for c in _CHANNELS[variant])
         hidden = _even(_HIDDEN * width)
@@ -247,18 +258,26 @@ class AlexNet(nn.Module):
             pools[2],
         )
         self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
+        paper = variant == "paper"
+
+        def input_dropout() -> nn.Module:  # torchvision: dropout on the inputs of fc6 and fc7
+            return nn.Identity() if paper else nn.Dropout(p=dropout)
+
+        def fc_activation() -> nn.Module:  # paper: dropout on the outputs of fc6 and fc7
+            return nn.Sequential(act(), nn.Dropout(p=dropout)) if paper else act()
+
         self.classifier = nn.Sequential(
-            nn.Dropout(p=dropout),
+            input_dropout(),
             nn.Linear(c5 * 6 * 6, hidden),
-            act(),
-            nn.Dropout(p=dropout),
+            fc_activation(),
+            input_dropout(),
             nn.Linear(hidden, hidden),
-            act(),
+            fc_activation(),
             nn.Linear(hidden, num_classes),
         )
         if init == "paper":
             self._paper_init()
-        elif init == "kaiming":
+        elif init in ("kaiming", "lsuv"):
             self._kaiming_init()
 
         self.config: dict[str, Any] = {
@@ -266,6 +285,7 @@ class AlexNet(nn.Module):
             "activation": activation,
             "lrn": bool(lrn),
             "dropout": float(dropout),
+            "dropout_on": "fc6/fc7 outputs" if paper else "fc6/fc7 inputs",
             "pooling": pooling,
             "width": float(width),
             "conv_width": float(conv_width),

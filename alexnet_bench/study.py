@@ -59,6 +59,7 @@ def check_study(study: dict[str, Any], base_dir: Path | None = None) -> None:
     _preset(study, preset)
     if study["baseline"] not in study["ablation_defs"]:
         raise ConfigError(f"baseline '{study['baseline']}' is not defined in ablation_defs")
+    check_calibration(study)
     roots: set[tuple[str, str]] = set()
     for ablation, seed in cells(study):
         cfg = resolve_run(study, preset, ablation, seed)
@@ -85,3 +86,53 @@ def family_ablations(study: dict[str, Any], family: str) -> list[str]:
     """The baseline plus the study's ablations of one family (e.g. 'lrn')."""
     chosen = [a for a in study["ablations"] if study["ablation_defs"][a].get("family") == family]
     return [study["baseline"], *[a for a in chosen if a != study["baseline"]]]
+
+
+# -- calibration: candidate settings of a preset's free knobs --------------------------------
+def resolve_calibration_run(
+    study: dict[str, Any], candidate: str, ablation: str, seed: int
+) -> RunConfig:
+    """Run config of one calibration cell: calibration.preset's run <- the candidate's settings
+    <- study.run <- the ablation's overrides <- seed."""
+    block = study.get("calibration") or {}
+    candidates = block.get("candidates") or {}
+    if candidate not in candidates:
+        raise ConfigError(
+            f"unknown calibration candidate '{candidate}'; choose from: "
+            f"{', '.join(sorted(candidates))}"
+        )
+    preset = block.get("preset", study["preset"])
+    cfg = deep_merge(_preset(study, preset).get("run", {}), candidates[candidate] or {})
+    cfg = deep_merge(cfg, study.get("run", {}) or {})
+    cfg = deep_merge(cfg, ablation_def(study, ablation).get("overrides", {}))
+    cfg = deep_merge(cfg, {"train": {"seed": int(seed)}})
+    try:
+        return RunConfig(cfg)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"calibration candidate '{candidate}', ablation '{ablation}': {exc}"
+        ) from None
+
+
+def calibration_cells(study: dict[str, Any]) -> list[tuple[str, str, int]]:
+    """(candidate, ablation, seed) triples of the calibration sweep, in config order."""
+    block = study.get("calibration") or {}
+    return [
+        (c, a, int(s))
+        for c in block.get("candidates", {})
+        for a in block.get("arms", [])
+        for s in block.get("seeds", [])
+    ]
+
+
+def check_calibration(study: dict[str, Any]) -> None:
+    """Fail fast on a calibration block naming unknown arms or holding invalid settings."""
+    block = study.get("calibration")
+    if not block:
+        return
+    if study["baseline"] not in block.get("arms", []):
+        raise ConfigError(
+            f"calibration.arms must include the baseline '{study['baseline']}'; add it"
+        )
+    for candidate, ablation, seed in calibration_cells(study):
+        resolve_calibration_run(study, candidate, ablation, seed)

@@ -25,8 +25,16 @@ from .checkpoint import load_latest, save_checkpoint
 from .config import RunConfig
 from .data import DataBundle, build_data
 from .data.loaders import epoch_generator
-from .metrics import summarise_history, time_to_target, write_history, write_metrics
-from .model import build_model, count_parameters
+from .diagnostics import activation_health
+from .lsuv import unit_variance_init
+from .metrics import (
+    collapse_reason,
+    summarise_history,
+    time_to_target,
+    write_history,
+    write_metrics,
+)
+from .model import AlexNet, build_model, count_parameters
 from .parallel import TwoTowerAlexNet
 from .parallel.scaling import scaling_efficiency
 from .runtime import (
@@ -69,6 +77,7 @@ class RunState:
     resumed_from: int | None = None
     notes: list[str] = field(default_factory=list)
     images_this_session: int = 0
+    status_reason: str | None = None
 
 
 def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager[Any]:
@@ -121,7 +130,7 @@ class Trainer:
         self.dist = dist or DistContext()
         rt = cfg.runtime
         configure_threads(rt.threads)
-        seed_everything(cfg.train.seed, cfg.train.deterministic)
+        seed_everything(cfg.train.seed, cfg.train.deterministic, rt.compile or rt.cuda_graphs)
         kind = resolve_device_type(rt.device, rt.gpus)
         self.device = device_for(kind, self.dist)
         if self.device.type == "cuda":
@@ -153,6 +162,8 @@ class Trainer:
     def _build_model(self) -> nn.Module:
         fmt = torch.channels_last if self.cfg.runtime.channels_last else torch.contiguous_format
         m = build_model(self.cfg.model, self.data.num_classes, self.cfg.data.image_size)
+        if self.cfg.model.init == "lsuv":
+            self._unit_variance_init(m)
         if self.model_parallel:
             if self.device.type == "cuda":
                 devices = [torch.device("cuda", i) for i in range(self.cfg.runtime.gpus)]
@@ -160,6 +171,13 @@ class Trainer:
                 devices = [self.device] * self.cfg.runtime.gpus
             return TwoTowerAlexNet(m, devices).to(memory_format=fmt)
         return m.to(self.device, memory_format=fmt)
+
+    def _unit_variance_init(self, model: AlexNet) -> None:
+        """Data-dependent init on the first training images, the same in every arm and rank."""
+        assert self.data.calibration is not None
+        images = self.data.augment(self.data.calibration.to(self.device), train=False)
+        factors = unit_variance_init(model.to(self.device), images)
+        model.config["init_factors"] = [round(f, 6) for f in factors]
 
     def _wrap_model(self, model: nn.Module) -> nn.Module:
         wrapped: nn.Module = model
@@ -409,6 +427,11 @@ class Trainer:
                     val.top5_error, stats.seconds, row["images_per_s"],
                 )  # fmt: skip
             self._save(state)
+        collapse = collapse_reason(state.history, self.data.num_classes)
+        if status == "completed" and collapse:
+            status = "collapsed"
+            log.warning("run collapsed (status: collapsed): %s", collapse)
+        self.state.status_reason = collapse if status == "collapsed" else None
         ten_crop = None
         if cfg.eval.ten_crop and status == "completed":
             tc = self.evaluate(ten_crop=True)
@@ -435,15 +458,21 @@ class Trainer:
         world = self.dist.world_size
         global_ips = ips * world if ips else None
         flops = self._flops(global_ips)
+        reason = (
+            f"loss became non-finite in epoch {diverged_epoch}"
+            if diverged_epoch
+            else state.status_reason
+        )
         return {
             "status": status,
-            "reason": f"loss became non-finite in epoch {diverged_epoch}" if diverged_epoch else None,
+            "reason": reason,
             "epochs_completed": state.epoch,
             "diverged_epoch": diverged_epoch,
             "resumed_from_epoch": state.resumed_from,
             "notes": state.notes,
             **summary,
-            "time_to_target": time_to_target(state.history, self.cfg.train.target_train_error),
+            "time_to_target": time_to_target(state.history, self.cfg.train.target_train_error,
+                                             self.data.num_classes),
             "train_time_s": round(state.elapsed_s, 4),
             "throughput": {
                 "images_per_s_median": global_ips,
@@ -453,12 +482,20 @@ class Trainer:
             "step_time": step,
             "flops": flops,
             "model": {"num_params": count_parameters(self.model), **getattr(self.model, "config", {})},
+            "health": self._health(),
             "device": self._device_info(),
             "runtime": self.runtime_info(),
             "data": {**{k: v for k, v in self.data.info.items() if k != "skipped_at_load"},
                      "skipped_files": len(self.data.skipped_files),
                      "skipped_examples": self.data.skipped_files[:10]},
         }  # fmt: skip
+
+    def _health(self) -> dict[str, Any] | None:
+        """Dead ReLUs and LRN load of the final model on the fixed calibration images."""
+        if self.data.calibration is None:
+            return None
+        images = self.data.augment(self.data.calibration.to(self.device), train=False)
+        return activation_health(self.model, images.contiguous(memory_format=self.memory_format))
 
     def _flops(self, images_per_s: float | None) -> dict[str, Any]:
         per_image = train_flops_per_image(self.model, self.cfg.data.image_size, self.device)

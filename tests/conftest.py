@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
@@ -58,3 +59,11 @@ def cifar_dir(tmp_path: Path) -> Path:
         with open(base / name, "wb") as fh:
             pickle.dump(batch, fh)
     return base
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _data_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Generated data is cached in a per-session directory (subprocesses inherit it)."""
+    from alexnet_bench.data.cache import CACHE_ENV
+
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("data-cache"))

@@ -17,6 +17,7 @@ from .synthetic import CLASS_NAMES, shapes10
 
 IN_MEMORY_LIMIT_BYTES = 8 * 2**30
 STATS_SAMPLE = 2000
+CALIBRATION_IMAGES = 256  # fixed training images for the data-dependent init (model.init: lsuv)
 
 __all__ = ["BatchAugment", "DataBundle", "build_data", "stored_size_for"]
 
@@ -40,6 +41,7 @@ class DataBundle:
     augment: BatchAugment
     num_classes: int
     info: dict[str, Any] = field(default_factory=dict)
+    calibration: torch.Tensor | None = None  # uint8 training images (the first ones), on the CPU
 
     @property
     def skipped_files(self) -> list[str]:
@@ -184,7 +186,14 @@ def build_data(cfg: Any, device: torch.device, rank: int = 0, world_size: int = 
         "in_memory": loaded is not None,
         "skipped_at_load": skipped,
     }
-    return DataBundle(train=train, val=val, augment=augment, num_classes=num_classes, info=info)
+    return DataBundle(
+        train=train,
+        val=val,
+        augment=augment,
+        num_classes=num_classes,
+        info=info,
+        calibration=stats_images[:CALIBRATION_IMAGES].cpu(),
+    )
 
 
 def _check_batch(batch_size: int, num_train: int, world_size: int) -> None:

@@ -82,8 +82,9 @@ class TwoTowerAlexNet(nn.Module):
     window spans all channels. To stay exactly equal to the unsplit model, after conv1 and conv2
     the towers exchange a halo of ``size // 2`` boundary channels (2 for the paper's n=5): tower
     A normalises ``[A, B[:2]]`` and keeps its own channels, tower B normalises ``[A[-2:], B]``.
-    Dropout is applied by each tower to its own half before the exchange, so both halves of the
-    next FC layer see the same mask, as in the unsplit model.
+    Dropout (on the outputs of fc6 and fc7, as in the paper variant) is applied by each tower to
+    its own half before the exchange, so both halves of the next FC layer see the same mask, as
+    in the unsplit model.
 
     The weights of ``model`` are copied (``model`` is left untouched); use
     :meth:`merged_state_dict` to load trained weights back into an unsplit :class:`AlexNet`.
@@ -110,7 +111,7 @@ class TwoTowerAlexNet(nn.Module):
         self.lrn = PaperLRN() if model.config["lrn"] else None
         self.pool1, self.pool2, self.pool5 = (copy.deepcopy(model.features[i]) for i in (2, 5, 12))
         self.avgpool = copy.deepcopy(model.avgpool)
-        self.dropout = copy.deepcopy(model.classifier[0])
+        self.dropout = copy.deepcopy(model.classifier[2][1])  # the paper's: on fc6/fc7 outputs
 
     def _exchange(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Both towers' activations concatenated on each tower's device (channel/feature dim 1)."""
@@ -147,8 +148,8 @@ class TwoTowerAlexNet(nn.Module):
         # Flattening is channel-major, so [A | B] is the unsplit model's fc6 input order.
         a, b = torch.flatten(self.avgpool(a), 1), torch.flatten(self.avgpool(b), 1)
         for fa, fb in ((ta.fc6, tb.fc6), (ta.fc7, tb.fc7)):
-            xa, xb = self._exchange(self.dropout(a), self.dropout(b))
-            a, b = act(fa(xa)), act(fb(xb))
+            xa, xb = self._exchange(a, b)
+            a, b = self.dropout(act(fa(xa))), self.dropout(act(fb(xb)))
         xa, xb = self._exchange(a, b)
         return torch.cat([ta.fc8(xa), tb.fc8(xb).to(da)], 1)
 

@@ -3,7 +3,8 @@
 :class:`HostStats` brackets a run (``start()`` ... ``stop()``) and reports, for that interval,
 the CPU time of this process and of its child processes (e.g. data-loader workers), the wall
 time, their ratio as a utilisation (100 % = one fully busy core; it can exceed 100), and the
-peak resident memory.
+peak resident memory; also the CPU time of the whole process since it started
+(``process_lifetime_cpu_s``, start-up included).
 
 Notes: child CPU time comes from two places: children already reaped by the time of
 ``stop()`` (``RUSAGE_CHILDREN``, counted only once a child has exited *and* been waited for)
@@ -122,8 +123,12 @@ class HostStats:
             rss_now = self._proc.memory_info().rss / _MIB
         except psutil.Error:
             rss_now = None
+        lifetime = end[1]
         return {
             "process_cpu_s": round(cpu_s, 4),
+            # the whole process so far, start-up (imports, data, model) included: what the job
+            # costs a study's CPU budget, however busy the machine was
+            "process_lifetime_cpu_s": round(lifetime.user + lifetime.system, 4),
             "self_cpu_s": round(self_cpu, 4),
             "children_cpu_s": round(children_cpu, 4),
             "wall_s": round(wall, 4),

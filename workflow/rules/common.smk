@@ -8,7 +8,14 @@ from snakemake.utils import min_version, validate
 from alexnet_bench.errors import BenchError
 from alexnet_bench.gpu_lock import physical_gpu_count
 from alexnet_bench.reports import output_captions
-from alexnet_bench.study import cells, check_study, family_ablations, resolve_run
+from alexnet_bench.study import (
+    calibration_cells,
+    cells,
+    check_study,
+    family_ablations,
+    resolve_calibration_run,
+    resolve_run,
+)
 
 min_version("8.0")
 
@@ -30,25 +37,33 @@ USE_GPU_RESOURCE = config["gpu_jobs"] == "yes" or (
 
 wildcard_constraints:
     preset=r"[A-Za-z0-9_\-]+",
+    candidate=r"[A-Za-z0-9_\-]+",
     ablation=r"[A-Za-z0-9_\-]+",
     seed=r"\d+",
 
 
-def run_config(wildcards):
-    """The validated run config of one cell, as a JSON string for the CLI."""
+def cell_config(wildcards):
+    """The validated run config of a study cell, or of a calibration cell ({candidate})."""
+    seed = int(wildcards.seed)
     try:
-        cfg = resolve_run(
-            config, wildcards.preset, wildcards.ablation, int(wildcards.seed)
-        )
+        if "candidate" in wildcards.keys():
+            return resolve_calibration_run(
+                config, wildcards.candidate, wildcards.ablation, seed
+            )
+        return resolve_run(config, wildcards.preset, wildcards.ablation, seed)
     except BenchError as exc:
         raise WorkflowError(str(exc)) from None
+
+
+def run_config(wildcards):
+    """The validated run config of one cell, as a JSON string for the CLI."""
+    cfg = cell_config(wildcards)
     return json.dumps(cfg.to_dict(), sort_keys=True, separators=(",", ":"))
 
 
 def run_gpus(wildcards):
     """Devices the cell uses (runtime.gpus)."""
-    cfg = resolve_run(config, wildcards.preset, wildcards.ablation, int(wildcards.seed))
-    return cfg.runtime.gpus
+    return cell_config(wildcards).runtime.gpus
 
 
 def gpu_resource(wildcards):
@@ -91,4 +106,16 @@ def family_metrics(family):
         metrics_path(a, s)
         for a in family_ablations(config, family)
         for s in config["seeds"]
+    ]
+
+
+CALIBRATION_RESULTS = "results/calibration"
+CALIBRATION_REPORTS = f"{REPORTS}/calibration"
+
+
+def calibration_metrics():
+    """metrics.json of every cell of the calibration sweep."""
+    return [
+        f"{CALIBRATION_RESULTS}/{c}/{a}/seed{s}/metrics.json"
+        for c, a, s in calibration_cells(config)
     ]

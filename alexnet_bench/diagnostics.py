@@ -1,0 +1,78 @@
+"""How the network's units behave on a fixed batch: dead ReLUs and how hard LRN normalises.
+
+Recorded at the end of every run (``metrics.json`` -> ``health``) so a study can tell an arm
+that trained from one whose units died, and whether LRN acts as a normaliser or, with its
+``k`` dominating, as a constant gain of ``k**-beta``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .model import AlexNet, PaperLRN, channel_window_sum
+
+__all__ = ["activation_health"]
+
+
+def _layer_names(model: AlexNet) -> dict[nn.Module, str]:
+    """Activation modules -> 'conv1'..'conv5', 'fc6', 'fc7' (the slot after each layer)."""
+    names: dict[nn.Module, str] = {}
+    slots = [("conv1", model.features[1]), ("conv2", model.features[4]),
+             ("conv3", model.features[7]), ("conv4", model.features[9]),
+             ("conv5", model.features[11]), ("fc6", model.classifier[2]),
+             ("fc7", model.classifier[5])]  # fmt: skip
+    for name, slot in slots:
+        act = slot[0] if isinstance(slot, nn.Sequential) else slot
+        names[act] = name
+    return names
+
+
+@torch.no_grad()
+def activation_health(model: nn.Module, images: torch.Tensor) -> dict[str, Any] | None:
+    """Per hidden layer on ``images`` (eval mode): the fraction of ReLU units that never fire
+    ("dead": zero for every image and position) and, after each LRN, the mean of
+    ``alpha * sum(a**2) / k`` (≪ 1: LRN is a constant gain; ≈ 1 or more: it normalises).
+
+    ``None`` for models other than :class:`AlexNet` (e.g. the two-tower split).
+    """
+    if not isinstance(model, AlexNet):
+        return None
+    names = _layer_names(model)
+    dead: dict[str, float] = {}
+    lrn_load: dict[str, float] = {}
+    hooks = []
+
+    def on_activation(module: nn.Module, _inputs: Any, out: torch.Tensor) -> None:
+        if isinstance(module, nn.ReLU):  # a unit = a conv channel or an FC neuron
+            positive = out > 0
+            fired = positive.amax(dim=(0, 2, 3)) if out.dim() == 4 else positive.amax(dim=0)
+            dead[names[module]] = round(1.0 - fired.float().mean().item(), 4)
+
+    def on_lrn(module: PaperLRN, inputs: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:
+        x = inputs[0].float()
+        window = channel_window_sum(x * x, module.size // 2)
+        index = len(lrn_load) + 1
+        lrn_load[f"lrn{index}"] = float((module.alpha * window / module.k).mean().item())
+
+    for module in model.modules():
+        if module in names:
+            hooks.append(module.register_forward_hook(on_activation))
+        elif isinstance(module, PaperLRN):
+            hooks.append(module.register_forward_hook(on_lrn))
+    was_training = model.training
+    model.eval()
+    try:
+        model(images)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.train(was_training)
+    out: dict[str, Any] = {"images": int(images.shape[0])}
+    if dead:
+        out["dead_relu_fraction"] = dead
+    if lrn_load:
+        out["lrn_alpha_sum_over_k"] = lrn_load
+    return out
