@@ -211,7 +211,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             device_kind = resolve_device_type(rt.device, rt.gpus)
             if rt.gpus > 1 and rt.parallel == "ddp" and not dist.distributed:
                 return _launch_ddp(args, cfg, device_kind, out, lease)
-            return _train_here(cfg, out, labels, dist, device_kind, reference)
+            peak = Path(args.peak_flops) if args.peak_flops else None
+            return _train_here(cfg, out, labels, dist, device_kind, reference, peak)
         finally:
             if lease is not None:
                 lease.release()
@@ -276,6 +277,7 @@ def _train_here(
     dist: Any,
     device_kind: str,
     scaling_reference: Path | None = None,
+    peak_flops: Path | None = None,
 ) -> int:
     """Train in this process (a single-process job or one DDP rank)."""
     if dist.distributed:
@@ -284,7 +286,7 @@ def _train_here(
         dist = init_distributed(dist, device_kind)
     from .train import run_training
 
-    metrics = run_training(cfg, out, labels, dist, scaling_reference)
+    metrics = run_training(cfg, out, labels, dist, scaling_reference, peak_flops)
     if dist.is_main:
         final = metrics.get("final", {})
         print(
@@ -327,6 +329,18 @@ def cmd_list_failed(args: argparse.Namespace) -> int:
             status = "unparseable"
         if status not in ("completed",) and (args.status is None or status in args.status):
             print(path)
+    return 0
+
+
+def cmd_peak_flops(args: argparse.Namespace) -> int:
+    """Measure the CPU peak FLOP/s for each thread count and write them (atomically)."""
+    from .telemetry.peak import write_cpu_peaks
+
+    result = write_cpu_peaks(Path(args.out), args.threads)
+    peaks = ", ".join(
+        f"{n} thread(s): {v / 1e9:.1f} GFLOP/s" for n, v in result["peak_flops_by_threads"].items()
+    )
+    print(f"{peaks}; wrote {args.out}")
     return 0
 
 
@@ -409,7 +423,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="one-device metrics.json to compute a multi-device run's speed-up and scaling "
         "efficiency against (written to parallel.scaling in metrics.json)",
     )  # fmt: skip
+    train.add_argument(
+        "--peak-flops", metavar="PEAK_JSON",
+        help="the host's CPU peak FLOP/s per thread count, measured once per study by "
+        "'alexnet-bench peak-flops' (default: probe it in this job)",
+    )  # fmt: skip
     train.set_defaults(func=cmd_train)
+
+    peak = sub.add_parser(
+        "peak-flops",
+        help="measure this host's CPU peak FLOP/s once (run it with nothing else running)",
+    )
+    peak.add_argument(
+        "--out", required=True, help="JSON file to write, e.g. results/default/peak_flops.json"
+    )
+    peak.add_argument(
+        "--threads", type=int, nargs="+", default=[1], help="thread counts to measure (default: 1)"
+    )
+    peak.set_defaults(func=cmd_peak_flops)
 
     failed = sub.add_parser(
         "list-failed", help="list metrics.json files of runs that did not complete"
@@ -429,11 +460,12 @@ def build_parser() -> argparse.ArgumentParser:
     preview.set_defaults(func=cmd_preview_data)
 
     try:
-        from .reports.cli import add_report_parser
+        from .reports.cli import add_calibration_parser, add_report_parser
     except ImportError:  # reports extra not importable: keep training usable
         pass
     else:
         add_report_parser(sub)
+        add_calibration_parser(sub)
     return parser
 
 

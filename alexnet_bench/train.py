@@ -48,6 +48,7 @@ from .telemetry.environment import collect_environment
 from .telemetry.flops import device_peak_flops, mfu, train_flops_per_image
 from .telemetry.host import HostStats
 from .telemetry.nvml import GpuSampler
+from .telemetry.peak import cpu_peak_for
 from .telemetry.timing import StepTimer
 
 log = logging.getLogger(__name__)
@@ -113,19 +114,41 @@ def build_optimizer(
 
 def build_scheduler(
     opt: torch.optim.Optimizer, cfg: RunConfig
-) -> torch.optim.lr_scheduler.LRScheduler:
-    """Step-down schedule (divide by 1/gamma every ``lr_step_epochs``) or constant."""
+) -> torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau:
+    """Step-down schedule (divide by 1/gamma every ``lr_step_epochs``), the paper's plateau
+    rule (divide by 1/gamma once the validation top-1 error has not improved for
+    ``lr_patience`` epochs) or constant. Stepped once per epoch (:func:`step_scheduler`)."""
     t = cfg.train
+    sched = torch.optim.lr_scheduler
     if t.lr_schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(opt, step_size=t.lr_step_epochs, gamma=t.lr_gamma)
-    return torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
+        return sched.StepLR(opt, step_size=t.lr_step_epochs, gamma=t.lr_gamma)
+    if t.lr_schedule == "plateau":
+        return sched.ReduceLROnPlateau(
+            opt, mode="min", factor=t.lr_gamma, patience=t.lr_patience, threshold=0.0
+        )
+    return sched.ConstantLR(opt, factor=1.0, total_iters=0)
+
+
+def step_scheduler(scheduler: Any, val_top1_error: float) -> None:
+    """End-of-epoch scheduler step (the plateau rule watches the validation error)."""
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        scheduler.step(val_top1_error)
+    else:
+        scheduler.step()
 
 
 class Trainer:
     """Owns model, optimiser, data and telemetry for one run."""
 
-    def __init__(self, cfg: RunConfig, out_dir: Path, dist: DistContext | None = None) -> None:
+    def __init__(
+        self,
+        cfg: RunConfig,
+        out_dir: Path,
+        dist: DistContext | None = None,
+        peak_flops_file: Path | None = None,
+    ) -> None:
         self.cfg = cfg
+        self.peak_flops_file = peak_flops_file
         self.out_dir = Path(out_dir)
         self.dist = dist or DistContext()
         rt = cfg.runtime
@@ -418,7 +441,7 @@ class Trainer:
                 val_loss=val.loss, val_top1_error=val.top1_error, val_top5_error=val.top5_error
             )
             state.history.append(row)
-            self.scheduler.step()
+            step_scheduler(self.scheduler, val.top1_error)
             state.epoch = epoch
             if self.dist.is_main:  # one line per epoch, not one per DDP rank
                 log.info(
@@ -500,19 +523,32 @@ class Trainer:
     def _flops(self, images_per_s: float | None) -> dict[str, Any]:
         per_image = train_flops_per_image(self.model, self.cfg.data.image_size, self.device)
         dtype = AMP_DTYPES.get(self.cfg.runtime.amp, torch.float32)
-        peak = device_peak_flops(self.device, dtype)
-        peak_total = (
-            peak["peak_flops"] * self.dist.world_size
-            if self.device.type == "cuda"
-            else peak["peak_flops"]
-        )
+        study_peak = None
+        if self.device.type == "cpu":
+            study_peak = cpu_peak_for(self.peak_flops_file, torch.get_num_threads())
+        if study_peak is not None:
+            peak = {"peak_flops": study_peak[0], "source": "measured-matmul-once",
+                    "note": study_peak[1]}  # fmt: skip
+        else:
+            peak = device_peak_flops(self.device, dtype)
+            if peak["source"] == "measured-matmul":
+                peak["note"] += " in this job (other jobs running beside it may disturb it)"
+        # every process (DDP rank) has the same device and threads: the job's peak is the sum
+        peak_total = peak["peak_flops"] * self.dist.world_size
         achieved = per_image * images_per_s if images_per_s else None
+        value = mfu(achieved, peak_total) if achieved else None
+        note = peak.get("note")
+        if value is not None and value > 1.0:  # impossible: the peak was underestimated
+            note = (f"MFU {value:.2f} > 1 means the peak probe was disturbed; not reported. "
+                    f"{note or ''}").strip()  # fmt: skip
+            value = None
         return {
             "train_flops_per_image": per_image,
             "achieved_flops_per_s": achieved,
             "peak_flops_per_s": peak_total,
             "peak_source": peak["source"],
-            "mfu": mfu(achieved, peak_total) if achieved else None,
+            "peak_note": note,
+            "mfu": value,
         }
 
     @property
@@ -551,12 +587,14 @@ class Trainer:
 
 def run_training(cfg: RunConfig, out_dir: Path, labels: dict[str, Any] | None = None,
                  dist: DistContext | None = None,
-                 scaling_reference: Path | None = None) -> dict[str, Any]:  # fmt: skip
+                 scaling_reference: Path | None = None,
+                 peak_flops_file: Path | None = None) -> dict[str, Any]:  # fmt: skip
     """Train one run and write ``history.csv`` and ``metrics.json`` into ``out_dir``.
 
     A multi-device run also records its speed-up and scaling efficiency against
     ``scaling_reference`` (the metrics.json of the same cell on one device) under
-    ``parallel.scaling``.
+    ``parallel.scaling``. ``peak_flops_file`` holds the host's CPU peak FLOP/s measured once
+    per study (``alexnet-bench peak-flops``); without it the peak is probed in this job.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -564,7 +602,7 @@ def run_training(cfg: RunConfig, out_dir: Path, labels: dict[str, Any] | None = 
     host = HostStats()
     host.start()
     wall_start = time.perf_counter()
-    trainer = Trainer(cfg, out_dir, dist)
+    trainer = Trainer(cfg, out_dir, dist, peak_flops_file)
     telemetry_on = cfg.telemetry.enabled and dist.is_main
     sampler = GpuSampler(
         trainer.nvml_indices() if telemetry_on else [],

@@ -174,7 +174,7 @@ def test_lrn_position() -> None:
     assert not any(isinstance(m, PaperLRN) for m in no_lrn.modules())
     tanh = AlexNet(10, activation="tanh", width=0.125, image_size=32)
     assert all(isinstance(tanh.features[i], nn.Tanh) for i in (7, 9, 11))
-    assert all(isinstance(tanh.classifier[i], nn.Tanh) for i in (2, 5))
+    assert all(isinstance(tanh.classifier[i][0], nn.Tanh) for i in (2, 5))
 
 
 # -- torchvision compatibility ------------------------------------------------------------------
@@ -194,6 +194,30 @@ def test_torchvision_state_dict_keys(options: dict) -> None:
     conv_keys = {f"features.{i}.weight" for i in CONV_INDICES}
     fc_keys = {f"classifier.{i}.weight" for i in FC_INDICES}
     assert conv_keys | fc_keys <= set(theirs)
+
+
+def test_torchvision_variant_alone_is_torchvision_alexnet() -> None:
+    """model.variant: torchvision with no other option (schema defaults filled in) computes
+    exactly torchvision.models.alexnet: same keys and shapes, same logits after a strict load."""
+    from alexnet_bench.config import RunConfig
+    from alexnet_bench.model import build_model
+
+    cfg = RunConfig({"model": {"variant": "torchvision"}})
+    torch.manual_seed(0)
+    reference = torchvision.models.alexnet(weights=None).eval()
+    ours = build_model(cfg.model, 1000, 224).eval()
+    assert ours.config["lrn"] is False and ours.config["init"] == "torchvision"
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.equal(ours(x), reference(x))
+    # the same in train mode with the same dropout draws
+    ours.train(), reference.train()
+    torch.manual_seed(1)
+    a = ours(x)
+    torch.manual_seed(1)
+    b = reference(x)
+    assert torch.equal(a, b)
 
 
 def test_torchvision_checkpoint_gives_same_logits() -> None:
@@ -247,8 +271,33 @@ def test_grouping() -> None:
 
 def test_dropout_modules_kept_at_zero() -> None:
     model = AlexNet(10, dropout=0.0, width=0.125, image_size=32)
-    assert [model.classifier[i].p for i in (0, 3)] == [0.0, 0.0]
+    assert [model.classifier[i][1].p for i in (2, 5)] == [0.0, 0.0]
     assert isinstance(model.avgpool, nn.AdaptiveAvgPool2d)
+
+
+def test_dropout_placement_follows_each_reference() -> None:
+    """paper: dropout on the outputs of fc6/fc7 (Caffe drop6/drop7 after relu6/relu7);
+    torchvision: dropout on the inputs of fc6/fc7 (pool5 and fc6 outputs)."""
+    paper = AlexNet(10, width=0.125, image_size=32)
+    layout = [type(m).__name__ for m in paper.classifier]
+    assert layout == ["Identity", "Linear", "Sequential", "Identity", "Linear", "Sequential",
+                      "Linear"]  # fmt: skip
+    assert [type(m).__name__ for m in paper.classifier[2]] == ["ReLU", "Dropout"]
+    assert paper.config["dropout_on"] == "fc6/fc7 outputs"
+    tv = AlexNet(10, variant="torchvision", width=0.125, image_size=32)
+    assert [type(m).__name__ for m in tv.classifier] == [
+        "Dropout", "Linear", "ReLU", "Dropout", "Linear", "ReLU", "Linear",
+    ]  # fmt: skip
+    assert tv.config["dropout_on"] == "fc6/fc7 inputs"
+    # in train mode, zeroing dropout's input of fc8 is what the paper variant does: dropping
+    # fc7's outputs changes fc8's input; torchvision never drops fc8's input
+    torch.manual_seed(0)
+    x = torch.randn(8, 3, 32, 32)
+    paper.train()
+    seen = {}
+    paper.classifier[6].register_forward_hook(lambda m, i, o: seen.update(fc8_in=i[0]))
+    paper(x)
+    assert (seen["fc8_in"] == 0).float().mean() > 0.4  # ReLU zeros plus ~half dropped
 
 
 @pytest.mark.parametrize(
@@ -258,7 +307,10 @@ def test_dropout_modules_kept_at_zero() -> None:
         ({"variant": "vgg"}, "unknown variant 'vgg'; choose paper or torchvision"),
         ({"pooling": "avg"}, "unknown pooling 'avg'; choose overlapping or plain"),
         ({"stem": "tiny"}, "unknown stem 'tiny'; choose auto, imagenet or small"),
-        ({"init": "xavier"}, "unknown init 'xavier'; choose auto, paper, torchvision or kaiming"),
+        (
+            {"init": "xavier"},
+            "unknown init 'xavier'; choose auto, paper, torchvision, kaiming or lsuv",
+        ),
         ({"dropout": 1.0}, "dropout must be in [0, 1)"),
         ({"width": 0}, "width and conv_width must be > 0"),
     ],

@@ -137,6 +137,7 @@ def test_problem_cells_are_listed_with_reasons(report: dict) -> None:
         assert "plain_pooling/seed0/metrics.json" in text and "invalid JSON" in text
     assert report["result"]["counts"] == {
         "completed": 8,
+        "collapsed": 0,
         "diverged": 1,
         "failed": 1,
         "skipped": 0,
@@ -159,25 +160,29 @@ def _claims(report: dict) -> dict[str, dict[str, str]]:
 def test_paper_vs_measured_rows(report: dict) -> None:
     rows = _claims(report)
     ep = rows["relu_vs_tanh:ttt_epoch:tanh / baseline"]
-    assert _f(ep["measured_effect"]) == pytest.approx(2.25)
+    # paired by seed: only seed 0 has both (tanh seed 1 diverged): 9 / 3 epochs
+    assert _f(ep["measured_effect"]) == pytest.approx(3.0)
     assert (ep["same_direction"], ep["exceeds_spread"]) == ("yes", "n/a")
     assert "tanh: 1 diverged (excluded)" in ep["caveats"]
-    assert "only 1 seed(s) of tanh" in ep["caveats"]
+    assert "only 1 paired seed(s): no CI" in ep["caveats"]
+    assert "left out of the paired statistic: 1" in ep["caveats"]
+    assert ep["welch"].startswith("2.25×") and "(Welch, n=1 vs 2)" in ep["welch"]
     assert "synthetic" in ep["caveats"] and "4-layer CNN" in ep["caveats"]
     assert "target here is 50%" in ep["caveats"]
     sec = rows["relu_vs_tanh:ttt_seconds:tanh / baseline"]
-    assert _f(sec["measured_effect"]) == pytest.approx(5.0)
+    assert _f(sec["measured_effect"]) == pytest.approx(6.0)  # 60 s / 10 s, seed 0
     lrn = rows["lrn:val_top1:no_lrn − baseline"]
-    assert _f(lrn["measured_effect"]) == pytest.approx(4.0)
+    assert _f(lrn["measured_effect"]) == pytest.approx(6.0)  # 36 - 30, seed 0
+    assert lrn["welch"].startswith("+4.00")  # 36 - mean(30, 34)
     assert lrn["same_direction"] == "yes" and "no_lrn: 1 failed (excluded)" in lrn["caveats"]
     assert "ImageNet 224 px" in lrn["caveats"] and "6 epochs" in lrn["caveats"]
     pool = rows["overlapping_pooling:val_top1:plain_pooling − baseline"]
-    assert _f(pool["measured_effect"]) == pytest.approx(-1.0)
+    assert _f(pool["measured_effect"]) == pytest.approx(-3.0)  # 31 - 34, seed 1
     assert pool["same_direction"] == "no"
     drop = rows["dropout:ttt_epoch:baseline / no_dropout"]
-    assert _f(drop["measured_effect"]) == pytest.approx(2.0)
+    assert _f(drop["measured_effect"]) == pytest.approx(5.0 / 2.0)  # seed 1: 5 / 2 epochs
     gap = rows["dropout:overfit_gap:no_dropout − baseline"]
-    assert _f(gap["measured_effect"]) == pytest.approx((33 - 5) - ((30 - 20) + (34 - 22)) / 2)
+    assert _f(gap["measured_effect"]) == pytest.approx((33 - 5) - (34 - 22))  # seed 1
     pca = rows["pca_lighting:val_top1:no_pca_lighting − baseline"]
     assert pca["measured"] == "not in this study" and pca["same_direction"] == "n/a"
     half = rows["two_gpus:val_top1:half_width − gpus2"]
@@ -187,7 +192,9 @@ def test_paper_vs_measured_rows(report: dict) -> None:
     assert _f(ddp["measured_effect"]) == pytest.approx(0.0, abs=1e-9)
     assert (ddp["same_direction"], ddp["exceeds_spread"]) == ("yes", "no")
     assert "ran on CPU" in ddp["caveats"]
-    assert _f(ddp["n_a"]) == 2 and _f(ddp["n_b"]) == 2
+    assert _f(ddp["n_a"]) == 2 and _f(ddp["n_b"]) == 2 and _f(ddp["n_pairs"]) == 2
+    # per-seed differences +1 and -1: mean 0, sd sqrt(2), half-width t(1) * sqrt(2) / sqrt(2)
+    assert _f(ddp["ci95_high"]) == pytest.approx(T975[1])
 
 
 def test_claims_spread_censoring_and_fallback(tmp_path: Path) -> None:
@@ -207,13 +214,16 @@ def test_claims_spread_censoring_and_fallback(tmp_path: Path) -> None:
         for r in evaluate(collect(res, study=study), study, "baseline")
     }
     lrn = rows["lrn:val_top1:no_lrn − baseline"]
-    # +10 points, sd 0.5 on both sides, n=3: Welch df 4, half = t(4) * sqrt(2 * 0.25 / 3)
+    # +10 points in every seed: the paired interval has width 0; Welch (sd 0.5 on both sides,
+    # n=3, df 4) has half-width t(4) * sqrt(2 * 0.25 / 3)
     assert lrn.measured_effect == pytest.approx(10.0)
-    assert lrn.ci_high - lrn.measured_effect == pytest.approx(2.7764451 * math.sqrt(0.5 / 3))
+    assert lrn.ci_low == pytest.approx(10.0) and lrn.ci_high == pytest.approx(10.0)
     assert (lrn.same_direction, lrn.exceeds_spread) == ("yes", "yes")
-    assert "± 1.13 pts (n=3 vs 3)" in lrn.measured
+    assert lrn.measured == "+10.00 pts [+10.00, +10.00] (paired, n=3)"
+    assert lrn.welch_high - 10.0 == pytest.approx(2.7764451 * math.sqrt(0.5 / 3))
+    assert "± 1.13 pts (Welch, n=3 vs 3)" in lrn.welch
     pool = rows["overlapping_pooling:val_top1:plain_pooling − baseline"]
-    assert pool.exceeds_spread == "no"
+    assert pool.exceeds_spread == "no"  # per-seed -0.4, +0.4, +0.4 points
     tanh = rows["relu_vs_tanh:ttt_epoch:tanh / baseline"]
     assert tanh.measured.startswith("tanh did not reach 50% train error within 10 epochs")
     assert "ratio > 3.33×" in tanh.measured and tanh.same_direction == "yes"
@@ -252,7 +262,7 @@ def test_html_is_self_contained(report: dict) -> None:
     assert "32.00 ± 2.83" in page  # baseline top-1 mean ± sd
     assert "no GPU telemetry" in page  # energy figure skipped, with a note
     assert "Multi-device scaling (CPU runs, not GPUs)" in page
-    assert "Exceeds seed spread" in page and "excludes zero" in page
+    assert "Exceeds seed spread" in page and "excludes zero" in page and "paired" in page
     assert "abc1234" in page and "testhost" in page  # environment
     assert "ablation_defs:" in page  # study YAML
     md = (report["out"] / "summary.md").read_text()

@@ -6,9 +6,15 @@ or ``a / b`` (``kind="ratio"``) of a per-run metric (see :func:`collect.run_valu
 two ablations, averaged over the completed seeds of each. ``"@baseline"`` stands for the study's
 baseline ablation; a tuple of candidates means "the first one present in the study".
 
-Rule for "exceeds seed-to-seed spread" (:data:`SPREAD_RULE`): the 95% Welch t-interval of the
-difference of the two means (a - b; for ratios too, i.e. whether the ratio differs from 1)
-excludes zero. It needs at least two completed seeds on each side; otherwise it is "n/a".
+The primary statistic is paired over seeds: arms with the same seed share the data order, the
+augmentation draws and (where parameter shapes agree) the initial weights, so for each seed
+present in both arms the difference ``a_s - b_s`` (ratios: ``a_s / b_s``) is formed and its
+mean (ratios: geometric mean) gets a Student-t 95% interval on n-1 degrees of freedom. Welch's
+unpaired interval is reported beside it. Only runs that learned (status ``completed``) enter;
+collapsed, diverged, failed and skipped runs are counted in the caveats.
+
+Rule for "exceeds seed-to-seed spread" (:data:`SPREAD_RULE`): the paired 95% interval excludes
+0 (ratios: 1). It needs at least two paired seeds; otherwise it is "n/a".
 """
 
 from __future__ import annotations
@@ -19,16 +25,28 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .collect import Run, run_value
-from .stats import Difference, Ratio, Summary, ratio, summarize, welch
+from .stats import (
+    Difference,
+    Paired,
+    Ratio,
+    Summary,
+    finite,
+    paired,
+    ratio,
+    summarize,
+    welch,
+)
 
 BASELINE = "@baseline"
 
 SPREAD_RULE = (
-    "A measured effect 'exceeds the seed-to-seed spread' when the 95% confidence interval of "
-    "the difference between the two means (Welch's t-interval over the completed seeds, "
-    "a − b) excludes zero; for ratios the same test is applied to the difference of the "
-    "underlying means, i.e. whether the ratio differs from 1. With fewer than two completed "
-    "seeds on either side the spread cannot be estimated and the answer is 'n/a'."
+    "A measured effect 'exceeds the seed-to-seed spread' when its paired 95% confidence "
+    "interval excludes zero (ratios: excludes 1). Paired: each seed's ablation run is compared "
+    "with the baseline run of the same seed (same data order, augmentation draws and, where "
+    "shapes agree, initial weights), and the per-seed differences (ratios: log ratios) get a "
+    "Student-t interval on n−1 degrees of freedom. Only runs that learned enter; with fewer "
+    "than two paired seeds the answer is 'n/a'. Welch's unpaired interval is shown for "
+    "comparison."
 )
 
 
@@ -315,6 +333,10 @@ class ClaimRow:
     same_direction: str = "n/a"
     exceeds_spread: str = "n/a"
     caveats: list[str] = field(default_factory=list)
+    n_pairs: int = 0
+    welch: str = ""
+    welch_low: float | None = None
+    welch_high: float | None = None
 
     def as_record(self) -> dict[str, Any]:
         return {
@@ -334,6 +356,11 @@ class ClaimRow:
             "ci95_high": self.ci_high,
             "n_a": self.n_a,
             "n_b": self.n_b,
+            "n_pairs": self.n_pairs,
+            "statistic": "paired over seeds (t-interval; ratios: geometric mean of per-seed ratios)",
+            "welch": self.welch,
+            "welch_ci95_low": self.welch_low,
+            "welch_ci95_high": self.welch_high,
             "same_direction": self.same_direction,
             "exceeds_spread": self.exceeds_spread,
             "caveats": "; ".join(self.caveats),
@@ -461,12 +488,12 @@ def _bound_text(
     return text, bound, direction
 
 
-def _direction(effect: float, kind: str, expect: int, diff: Difference) -> str:
+def _direction(pair: Paired, expect: int) -> str:
     if expect == 0:
-        if diff.excludes_zero is None:
+        if pair.excludes_null is None:
             return "n/a"
-        return "no" if diff.excludes_zero else "yes"
-    sign = (effect - 1.0) if kind == "ratio" else effect
+        return "no" if pair.excludes_null else "yes"
+    sign = (pair.estimate - 1.0) if pair.log else pair.estimate
     if sign == 0:
         return "no"
     return "yes" if (sign > 0) == (expect > 0) else "no"
@@ -545,36 +572,55 @@ def evaluate_comparison(claim: Claim, cmp: Comparison, ctx: _Context) -> ClaimRo
                     "the others are left out, so the mean understates its time"
                 )
 
-    for name, s in ((a, sa), (b, sb)):
-        if s.n < 2:
-            row.caveats.insert(0, f"only {s.n} seed(s) of {name}: no CI")
     if sa.n == 0 or sb.n == 0:
         row.measured = f"metric '{cmp.metric}' not recorded"
         return row
-
-    result: Difference | Ratio
-    if cmp.kind == "ratio":
-        result = ratio(sa, sb)
-        diff = result.difference
-        effect = result.ratio
-        if not math.isfinite(effect):
-            row.measured = "n/a (denominator is 0)"
-            return row
-        ci = f" ± {_fmt(result.ci_half)}" if result.has_ci else ""
-        row.measured = f"{_fmt(effect)}×{ci} (n={sa.n} vs {sb.n})"
-    else:
-        result = welch(sa, sb)
-        diff = result
-        effect = result.diff
-        ci = f" ± {_fmt(result.ci_half)}" if result.has_ci else ""
-        row.measured = f"{_fmt_signed(effect)}{ci} pts (n={sa.n} vs {sb.n})"
-    row.measured_effect = effect
-    if result.has_ci:
-        row.ci_low, row.ci_high = result.ci_low, result.ci_high
-    row.same_direction = _direction(effect, cmp.kind, cmp.expect, diff)
-    excl = diff.excludes_zero
+    log = cmp.kind == "ratio"
+    by_seed_a = {r.seed: v for r, v in zip(runs_a, values_a, strict=True) if r.seed is not None}
+    by_seed_b = {r.seed: v for r, v in zip(runs_b, values_b, strict=True) if r.seed is not None}
+    pair = paired(by_seed_a, by_seed_b, log=log)
+    row.n_pairs = pair.n
+    secondary: Difference | Ratio = ratio(sa, sb) if log else welch(sa, sb)
+    row.welch = _welch_text(secondary, sa, sb, log)
+    if secondary.has_ci:
+        row.welch_low, row.welch_high = secondary.ci_low, secondary.ci_high
+    with_value = {s for d in (by_seed_a, by_seed_b) for s, v in d.items() if finite([v])}
+    unpaired = sorted(with_value - set(pair.seeds))
+    if unpaired:
+        row.caveats.append(
+            "seeds without a learned run in both arms left out of the paired statistic: "
+            + ", ".join(map(str, unpaired))
+        )
+    if pair.n == 0:
+        row.measured = f"no seed with a value in both {a} and {b}"
+        return row
+    if pair.n < 2:
+        row.caveats.insert(0, f"only {pair.n} paired seed(s): no CI")
+    unit = "×" if log else " pts"
+    estimate = _fmt(pair.estimate) if log else _fmt_signed(pair.estimate)
+    interval = ""
+    if pair.has_ci:
+        low = _fmt(pair.ci_low) if log else _fmt_signed(pair.ci_low)
+        high = _fmt(pair.ci_high) if log else _fmt_signed(pair.ci_high)
+        interval = f" [{low}, {high}]"
+    row.measured = f"{estimate}{unit}{interval} (paired, n={pair.n})"
+    row.measured_effect = pair.estimate
+    if pair.has_ci:
+        row.ci_low, row.ci_high = pair.ci_low, pair.ci_high
+    row.same_direction = _direction(pair, cmp.expect)
+    excl = pair.excludes_null
     row.exceeds_spread = "n/a" if excl is None else ("yes" if excl else "no")
     return row
+
+
+def _welch_text(result: Difference | Ratio, sa: Summary, sb: Summary, log: bool) -> str:
+    """The unpaired (Welch) comparison, reported beside the paired one."""
+    value = result.ratio if isinstance(result, Ratio) else result.diff
+    if not math.isfinite(value):
+        return "n/a"
+    ci = f" ± {_fmt(result.ci_half)}" if result.has_ci else ""
+    text = f"{_fmt(value)}×{ci}" if log else f"{_fmt_signed(value)}{ci} pts"
+    return f"{text} (Welch, n={sa.n} vs {sb.n})"
 
 
 def evaluate(

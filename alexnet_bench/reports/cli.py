@@ -55,6 +55,44 @@ def add_report_parser(subparsers: Any) -> None:
     _configure(parser)
 
 
+def add_calibration_parser(subparsers: Any) -> None:
+    """Register the ``calibration-report`` subcommand (judges the ``calibrate`` sweep)."""
+    parser = subparsers.add_parser(
+        "calibration-report",
+        help="judge the calibration sweep (table, Markdown, figure, chosen candidate)",
+        description=(
+            "Read results/calibration/<candidate>/<arm>/seed<N>/, measure the criteria of the "
+            "study's calibration block for every candidate and write calibration.csv, "
+            "calibration.md and calibration.png into --out (see docs/calibration.md)."
+        ),
+    )
+    parser.add_argument("--results", default="results/calibration")
+    parser.add_argument("--out", default="reports/calibration")
+    study = parser.add_mutually_exclusive_group()
+    study.add_argument("--study-json", metavar="JSON|FILE", help="the study config as JSON")
+    study.add_argument(
+        "--study-yaml", metavar="FILE", default="config.yaml", help="the study config as YAML"
+    )
+    parser.set_defaults(func=run_calibration_report)
+
+
+def run_calibration_report(args: argparse.Namespace) -> int:
+    """Handler of ``calibration-report``; prints a one-line JSON summary."""
+    from .calibration import write_calibration
+    from .studyconf import load_study
+
+    study = load_study(args.study_json, None if args.study_json else args.study_yaml)
+    if not study or not study.get("calibration"):
+        raise ConfigError("the study config has no 'calibration' block; add one (config.yaml)")
+    results = Path(args.results)
+    if not results.is_dir():
+        raise ConfigError(
+            f"calibration results '{results}' do not exist; run 'snakemake --cores all calibrate'"
+        )
+    print(json.dumps(write_calibration(results, Path(args.out), study), sort_keys=True))
+    return 0
+
+
 def run_report(args: argparse.Namespace) -> int:
     """Handler of the ``report`` subcommand; prints a one-line JSON summary."""
     from .report import build_report

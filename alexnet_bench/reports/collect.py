@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-KNOWN_STATUSES = ("completed", "diverged", "failed", "skipped")
+KNOWN_STATUSES = ("completed", "collapsed", "diverged", "failed", "skipped")
 #: every status a Run can have, in the order the report lists them
 ALL_STATUSES = (*KNOWN_STATUSES, "missing", "unparseable", "unknown")
 SEED_DIR = re.compile(r"^seed(\d+)$")
@@ -283,10 +283,12 @@ def run_value(run: Run, name: str) -> float | None:
         return None if val is None or train is None else val - train
     if name == "best_epoch":
         return run.num("best.epoch")
-    if name == "ttt_epoch":
-        return run.num("time_to_target.epoch")
+    if name == "ttt_epoch":  # interpolated between epochs where recorded (finer ratios)
+        value = run.num("time_to_target.epoch_interpolated")
+        return value if value is not None else run.num("time_to_target.epoch")
     if name == "ttt_seconds":
-        return run.num("time_to_target.seconds")
+        value = run.num("time_to_target.seconds_interpolated")
+        return value if value is not None else run.num("time_to_target.seconds")
     if name == "epochs_completed":
         value = run.num("epochs_completed")
         if value is None and run.history is not None and "epoch" in run.history:

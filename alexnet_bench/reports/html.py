@@ -31,7 +31,7 @@ nav a:hover { text-decoration:underline; }
 .card .n { font-size:26px; font-weight:700; line-height:1.1; }
 .card .l { color:var(--muted); font-size:13px; }
 .card.completed .n { color:var(--ok); }
-.card.diverged .n, .card.failed .n, .card.unparseable .n, .card.unknown .n { color:var(--bad); }
+.card.collapsed .n, .card.diverged .n, .card.failed .n, .card.unparseable .n, .card.unknown .n { color:var(--bad); }
 .card.skipped .n, .card.missing .n { color:var(--warn); }
 .box { background:#eef4fa; border-left:4px solid var(--accent); padding:10px 16px; margin:12px 0;
        border-radius:4px; }
@@ -48,12 +48,12 @@ tr.absent td { color:var(--muted); }
 tr.cont td { border-top:none; }
 table.claims td:nth-child(1) { min-width:190px; }
 table.claims td:nth-child(4) { min-width:120px; }
-table.claims td:nth-child(7) { min-width:260px; font-size:12px; color:var(--muted); }
+table.claims td:nth-child(8) { min-width:260px; font-size:12px; color:var(--muted); }
 .note { color:var(--muted); font-size:13px; margin:4px 0 14px; }
 .badge { display:inline-block; padding:0 7px; border-radius:10px; font-size:12px; font-weight:600;
          white-space:nowrap; }
 .b-yes, .b-completed { background:#dff3e7; color:var(--ok); }
-.b-no, .b-diverged, .b-failed, .b-unparseable, .b-unknown { background:#fbe3e0; color:var(--bad); }
+.b-no, .b-collapsed, .b-diverged, .b-failed, .b-unparseable, .b-unknown { background:#fbe3e0; color:var(--bad); }
 .b-na, .b-skipped, .b-missing { background:#f1f1f1; color:var(--muted); }
 figure { margin:18px 0 30px; padding:12px; border:1px solid var(--line); border-radius:8px; }
 figure img { max-width:100%; height:auto; display:block; margin:0 auto; }
@@ -74,6 +74,7 @@ BADGE_CLASS = {
     "no": "b-no",
     "n/a": "b-na",
     "completed": "b-completed",
+    "collapsed": "b-collapsed",
     "diverged": "b-diverged",
     "failed": "b-failed",
     "skipped": "b-skipped",
@@ -159,7 +160,7 @@ def render(page: Page) -> str:
         f'<div class="card {s}"><div class="n">{page.counts.get(s, 0)}</div>'
         f'<div class="l">{esc(s)}</div></div>'
         for s in ALL_STATUSES
-        if page.counts.get(s, 0) or s in ("completed", "diverged", "failed", "missing")
+        if page.counts.get(s, 0) or s in ("completed", "collapsed", "diverged", "failed", "missing")
     )
     how = "".join(f"<li>{esc(x)}</li>" for x in page.how_to_read)
     warnings = ""
@@ -231,7 +232,7 @@ def render(page: Page) -> str:
 {figs}
 </section>
 <section id="problems">
-<h2>Failed, skipped, diverged, missing and unparseable cells</h2>
+<h2>Collapsed, failed, skipped, diverged, missing and unparseable cells</h2>
 <p class="note">These runs are listed here and counted in the tables, but never averaged in.</p>
 {table_html(page.problems, with_title=False)}
 </section>

@@ -45,7 +45,7 @@ def render(page: Page) -> str:
         out.append(f"- [{f.title}](figures/{f.name}.png) ([SVG](figures/{f.name}.svg))")
     out += [f"- {n}" for n in page.figure_notes]
     out.append("")
-    out += ["## Failed, skipped, diverged, missing and unparseable cells", ""]
+    out += ["## Collapsed, failed, skipped, diverged, missing and unparseable cells", ""]
     out.append(table_md(page.problems, heading=None))
     out += ["## All runs", "", table_md(page.runs, heading=None)]
     out += ["## Study configuration", "", "```yaml", page.study_yaml.rstrip("\n"), "```", ""]

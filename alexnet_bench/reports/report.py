@@ -163,8 +163,12 @@ def _how_to_read(study: dict[str, Any] | None, baseline: str, runs: Sequence[Run
         "Errors are top-1/top-5 validation errors in percent at the last epoch. Δ is the "
         "ablation mean minus the baseline mean in percentage points: positive Δ means the "
         "ablation is worse than the baseline.",
-        "95% CI = Student-t interval of the mean over seeds. With two seeds t = 12.7, so the "
-        "intervals are wide: read them as 'how sure are we', not as noise to ignore.",
+        "95% CI of a mean = Student-t interval over seeds. Effects (Paper vs measured) are "
+        "paired: each seed's ablation run is compared with the baseline run of the same seed "
+        "(same data order, augmentation draws and, where shapes agree, initial weights), and "
+        "the per-seed differences get a t-interval on n−1 degrees of freedom (ratios: "
+        "geometric mean of per-seed ratios); Welch's unpaired interval is shown beside it. "
+        "With three seeds t = 4.30: read intervals as 'how sure are we', not as noise to ignore.",
         "Paper vs measured: 'Same direction?' asks whether the measured effect has the sign the "
         "paper reports; 'Exceeds seed spread?' whether it is larger than seed-to-seed noise "
         "(rule stated above the table). Magnitudes are not expected to match when the data set "
@@ -189,6 +193,15 @@ def _warnings(
             f"The baseline '{baseline}' has no completed run ({T.status_summary(base.counts)}): "
             "no deltas or ratios can be computed."
         )
+    for a in stats:
+        collapsed = a.counts.get("collapsed", 0)
+        if collapsed:
+            total = sum(a.counts.values())
+            out.append(
+                f"{a.name}: {collapsed}/{total} seed(s) collapsed (stayed at chance: the network "
+                f"did not learn). Its effects use the {a.counts.get('completed', 0)} run(s) that "
+                "learned; the collapse rate is itself a finding (see Problems)."
+            )
     bad = [r for r in runs if r.status in ("unparseable", "unknown")]
     if bad:
         out.append(

@@ -220,3 +220,65 @@ def ratio(a: Summary, b: Summary, confidence: float = CONFIDENCE) -> Ratio:
     rel = math.sqrt((a.std / a.mean) ** 2 / a.n + (b.std / b.mean) ** 2 / b.n)
     half = t_crit(d.df, confidence) * abs(r) * rel if d.df > 0 else math.nan
     return Ratio(a, b, r, half, d)
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Paired comparison over seeds: the mean of per-seed differences ``a_s - b_s`` (or, with
+    ``log=True``, the geometric mean of per-seed ratios ``a_s / b_s``) with a t-interval on n-1
+    degrees of freedom. Two arms with the same seed share data order, augmentation draws and,
+    where shapes agree, initial weights, so the seed-to-seed variation common to both cancels."""
+
+    n: int
+    estimate: float  # mean difference, or geometric-mean ratio when log
+    ci_low: float
+    ci_high: float
+    sd: float  # of the per-seed differences (of log ratios when log)
+    log: bool = False
+    seeds: tuple[int, ...] = ()
+
+    @property
+    def has_ci(self) -> bool:
+        return self.n >= 2 and math.isfinite(self.ci_low) and math.isfinite(self.ci_high)
+
+    @property
+    def ci_half(self) -> float:
+        """Half-width (differences); for ratios the larger distance from the estimate."""
+        if not self.has_ci:
+            return math.nan
+        return max(self.estimate - self.ci_low, self.ci_high - self.estimate)
+
+    @property
+    def excludes_null(self) -> bool | None:
+        """True when the CI excludes 0 (differences) or 1 (ratios); None without a CI."""
+        if not self.has_ci:
+            return None
+        null = 1.0 if self.log else 0.0
+        return self.ci_low > null or self.ci_high < null
+
+
+def paired(
+    a: dict[int, float | None],
+    b: dict[int, float | None],
+    log: bool = False,
+    confidence: float = CONFIDENCE,
+) -> Paired:
+    """Pair ``a`` and ``b`` by seed (seeds with a finite value on both sides; positive ones for
+    ``log``) and summarise the per-seed differences (or log ratios)."""
+    seeds = []
+    diffs = []
+    for seed in sorted(set(a) & set(b)):
+        x, y = finite([a[seed]]), finite([b[seed]])
+        if not x or not y or (log and (x[0] <= 0 or y[0] <= 0)):
+            continue
+        seeds.append(seed)
+        diffs.append(math.log(x[0] / y[0]) if log else x[0] - y[0])
+    s = summarize(diffs, confidence)
+    back = math.exp if log else (lambda v: v)
+    if s.n == 0:
+        return Paired(0, math.nan, math.nan, math.nan, math.nan, log)
+    if not s.has_ci:
+        return Paired(s.n, back(s.mean), math.nan, math.nan, s.std, log, tuple(seeds))
+    return Paired(
+        s.n, back(s.mean), back(s.ci_low), back(s.ci_high), s.std, log, tuple(seeds)
+    )

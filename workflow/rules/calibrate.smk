@@ -4,6 +4,8 @@
 
 
 rule calibration_train:
+    input:
+        peak=peak_file,
     output:
         metrics=f"{CALIBRATION_RESULTS}/{{candidate}}/{{ablation}}/seed{{seed}}/metrics.json",
         history=f"{CALIBRATION_RESULTS}/{{candidate}}/{{ablation}}/seed{{seed}}/history.csv",
@@ -25,7 +27,8 @@ rule calibration_train:
         "alexnet-bench train --config-json {params.run_config:q} --out {params.out}"
         " --label candidate={wildcards.candidate} --label ablation={wildcards.ablation}"
         " --label seed={wildcards.seed} --gpu-lock-dir {params.lock_dir}"
-        " --on-insufficient-gpus {params.on_gpus} --record-failures > {log} 2>&1"
+        " --on-insufficient-gpus {params.on_gpus} --record-failures"
+        " --peak-flops {input.peak} > {log} 2>&1"
 
 
 rule calibration_report:
@@ -46,7 +49,7 @@ rule calibration_report:
     conda:
         "../envs/alexnet-bench.yaml"
     params:
-        results=CALIBRATION_RESULTS,
+        results=lambda wc, input: results_dir(input.metrics, depth=3),
         out=subpath(output.table, parent=True),
         study=lambda wc: json.dumps(config, sort_keys=True),
     shell:

@@ -81,6 +81,23 @@ def scaling_reference(wildcards):
     return ancient(metrics_path(config["baseline"], wildcards.seed, wildcards.preset))
 
 
+def peak_file(wildcards):
+    """The results directory's once-measured CPU peak (ancient: re-measuring never retrains)."""
+    results = wildcards.get("preset", "calibration")
+    return ancient(f"results/{results}/peak_flops.json")
+
+
+def peak_threads(wildcards):
+    """Thread counts one training process of this study can have (the peaks to measure)."""
+    per_job = config["threads_per_job"]
+    devices = {cell_gpus(a, s) for a, s in cells(config)}
+    return " ".join(str(per_job * d) for d in sorted(devices | {1}))
+
+
+def cell_gpus(ablation, seed):
+    return resolve_run(config, PRESET, ablation, int(seed)).runtime.gpus
+
+
 def job_threads(wildcards):
     """CPU threads: threads_per_job for each process of the job."""
     return config["threads_per_job"] * run_gpus(wildcards)
@@ -90,9 +107,10 @@ def metrics_path(ablation, seed, preset=PRESET):
     return f"results/{preset}/{ablation}/seed{seed}/metrics.json"
 
 
-def results_dir(metrics_files):
-    """results/<preset> from a list of results/<preset>/<ablation>/seed<n>/metrics.json."""
-    return str(Path(metrics_files[0]).parents[2])
+def results_dir(metrics_files, depth=2):
+    """results/<preset> from results/<preset>/<ablation>/seed<n>/metrics.json files (depth 3:
+    results/calibration from results/calibration/<candidate>/<ablation>/seed<n>/...)."""
+    return str(Path(metrics_files[0]).parents[depth])
 
 
 def study_metrics():

@@ -4,6 +4,7 @@
 rule train:
     input:
         reference=scaling_reference,
+        peak=peak_file,
     output:
         metrics="results/{preset}/{ablation}/seed{seed}/metrics.json",
         history="results/{preset}/{ablation}/seed{seed}/history.csv",
@@ -32,6 +33,7 @@ rule train:
         " --label preset={wildcards.preset} --label ablation={wildcards.ablation}"
         " --label seed={wildcards.seed} --gpu-lock-dir {params.lock_dir}"
         " --on-insufficient-gpus {params.on_gpus} {params.record} {params.reference}"
+        " --peak-flops {input.peak}"
         " > {log} 2>&1"
 
 
