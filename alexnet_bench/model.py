@@ -20,6 +20,7 @@ __all__ = [
     "FC_INDICES",
     "POOL_INDICES",
     "AlexNet",
+    "LRNGain",
     "PaperLRN",
     "build_model",
     "channel_window_sum",
@@ -55,7 +56,21 @@ def _even(n: float) -> int:
 
 
 def channel_window_sum(t: torch.Tensor, half: int) -> torch.Tensor:
-    """Sum over channels ``c - half .. c + half`` (clipped at the ends), as in-place view adds."""
+    """Sum over channels ``c - half .. c + half`` (clipped at the ends).
+
+    NCHW tensors: in-place adds of shifted channel slices. channels_last tensors (channels
+    innermost, where strided slice adds ran about 8x slower on CPU): one matmul of the
+    (N*H*W, C) view with the banded 0/1 matrix, whose result is channels_last again.
+    """
+    if (
+        t.dim() == 4
+        and t.shape[1] > 1
+        and not t.is_contiguous()
+        and t.is_contiguous(memory_format=torch.channels_last)
+    ):
+        index = torch.arange(t.shape[1], device=t.device)
+        band = ((index[:, None] - index[None, :]).abs() <= half).to(t.dtype)
+        return (t.permute(0, 2, 3, 1) @ band).permute(0, 3, 1, 2)
     total = t.clone()
     for offset in range(1, half + 1):
         total[:, offset:] += t[:, :-offset]
@@ -118,6 +133,24 @@ class PaperLRN(nn.Module):
         return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
 
 
+class LRNGain(nn.Module):
+    """The LRN layer without its normalisation: the constant ``k ** -beta`` it multiplies by
+    when ``alpha * sum(a**2)`` is negligible against ``k`` (0.595 for the paper's k=2,
+    beta=0.75). The ``lrn: gain`` ablation removes LRN's idea (dividing by the local energy)
+    while keeping the signal scale, and so the per-layer step sizes, of the baseline."""
+
+    def __init__(self, beta: float = 0.75, k: float = 2.0) -> None:
+        super().__init__()
+        self.beta, self.k = beta, k
+        self.gain = k**-beta
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gain
+
+    def extra_repr(self) -> str:
+        return f"gain={self.gain:.6f} (k={self.k}, beta={self.beta})"
+
+
 def _activation(name: str) -> nn.Module:
     return nn.ReLU(inplace=True) if name == "relu" else nn.Tanh()
 
@@ -151,7 +184,9 @@ class AlexNet(nn.Module):
         variant: ``"paper"`` (96-256-384-384-256, conv2/4/5 in two groups when ``grouped``,
             paper init) or ``"torchvision"`` (64-192-384-256-256, ungrouped, torch default init).
         activation: ``"relu"`` or ``"tanh"`` for every hidden layer (conv and FC).
-        lrn: paper LRN after the activations of conv1 and conv2; ``None`` = the variant's own
+        lrn: paper LRN after the activations of conv1 and conv2 (``True``), none (``False``),
+            or ``"gain"``: only LRN's constant small-signal gain ``k**-beta`` (:class:`LRNGain`),
+            i.e. no normalisation at the baseline's signal scale; ``None`` = the variant's own
             (on for ``paper``, off for ``torchvision``, which has none).
         dropout: dropout probability (0 = off), on the outputs of fc6 and fc7 (``paper``) or on
             the inputs of fc6 and fc7 (``torchvision``).
@@ -189,7 +224,7 @@ class AlexNet(nn.Module):
         *,
         variant: str = "paper",
         activation: str = "relu",
-        lrn: bool | None = None,
+        lrn: bool | str | None = None,
         dropout: float = 0.5,
         pooling: str = "overlapping",
         width: float = 1.0,
@@ -219,6 +254,8 @@ class AlexNet(nn.Module):
         )
         init = init if init != "auto" else variant
         lrn = (variant == "paper") if lrn is None else lrn
+        if lrn not in (True, False, "gain"):
+            raise ValueError(f"unknown lrn {lrn!r}; choose true, false or 'gain'")
         groups = 2 if variant == "paper" and grouped else 1
         c1, c2, c3, c4, c5 = (_even(c * width * conv_width) for c in _CHANNELS[variant])
         hidden = _even(_HIDDEN * width)
@@ -238,8 +275,10 @@ class AlexNet(nn.Module):
                 pools.append(nn.Identity())
                 skipped.append(index)
 
-        def act(with_lrn: bool = False) -> nn.Module:
+        def act(with_lrn: bool | str = False) -> nn.Module:
             a = _activation(activation)
+            if with_lrn == "gain":
+                return nn.Sequential(a, LRNGain())
             return nn.Sequential(a, PaperLRN()) if with_lrn else a
 
         self.features = nn.Sequential(
@@ -283,7 +322,7 @@ class AlexNet(nn.Module):
         self.config: dict[str, Any] = {
             "variant": variant,
             "activation": activation,
-            "lrn": bool(lrn),
+            "lrn": lrn,
             "dropout": float(dropout),
             "dropout_on": "fc6/fc7 outputs" if paper else "fc6/fc7 inputs",
             "pooling": pooling,

@@ -585,6 +585,15 @@ class Trainer:
         return list(range(count)) if count > 1 else [self.device.index or 0]
 
 
+def _host_summary(host: HostStats, dist: DistContext, device: torch.device) -> dict[str, Any]:
+    """Host statistics plus ``job_cpu_s``: the CPU time of all of the job's training processes
+    since they started (start-up included; summed over DDP ranks), what the job costs."""
+    summary = host.summary()
+    cpu = torch.tensor([summary["process_lifetime_cpu_s"]], dtype=torch.float64, device=device)
+    summary["job_cpu_s"] = round(float(_all_reduce(cpu, dist).item()), 4)
+    return summary
+
+
 def run_training(cfg: RunConfig, out_dir: Path, labels: dict[str, Any] | None = None,
                  dist: DistContext | None = None,
                  scaling_reference: Path | None = None,
@@ -627,7 +636,7 @@ def run_training(cfg: RunConfig, out_dir: Path, labels: dict[str, Any] | None = 
         config_hash=cfg.hash,
         total_time_s=round(time.perf_counter() - wall_start, 4),
         gpu=gpu,
-        host=host.summary(),
+        host=_host_summary(host, dist, trainer.device),
         parallel=trainer.parallel_info(),
         environment=collect_environment(trainer.device),
     )  # fmt: skip

@@ -336,3 +336,35 @@ def test_calibration_criteria_and_choice(tmp_path: Path) -> None:
     # the convergence criterion reads the last-epoch change of the baseline's val error
     assert good.baseline_last_gain == pytest.approx(0.005)
     assert good.baseline_val_error == pytest.approx(0.12)
+
+
+def test_lrn_gain_is_lrn_without_its_normalisation() -> None:
+    """lrn: gain keeps exactly what LRN does to a vanishing signal (x * k**-beta) and nothing
+    else; at this scale alpha * sum(a**2) is tiny, so the baseline's LRN is nearly this gain."""
+    from alexnet_bench.model import LRNGain, PaperLRN
+
+    x = torch.randn(4, 12, 8, 8)
+    assert torch.allclose(LRNGain()(x), PaperLRN(alpha=0.0)(x), rtol=1e-6, atol=0)
+    assert LRNGain().gain == pytest.approx(2**-0.75)
+    torch.manual_seed(0)
+    base = AlexNet(10, width=0.125, image_size=32, init="lsuv")
+    torch.manual_seed(0)
+    gain = AlexNet(10, width=0.125, image_size=32, init="lsuv", lrn="gain")
+    batch = torch.randn(32, 3, 32, 32)
+    factors_base = unit_variance_init(base, batch)
+    factors_gain = unit_variance_init(gain, batch)
+    # the same rescaling in both arms (LRN barely normalises), unlike plain removal
+    assert factors_gain == pytest.approx(factors_base, rel=1e-3)
+    with pytest.raises(ValueError, match="unknown lrn"):
+        AlexNet(10, width=0.125, image_size=32, lrn="half")
+
+
+def test_two_tower_split_with_lrn_gain_matches_unsplit_model() -> None:
+    from alexnet_bench.parallel import TwoTowerAlexNet
+
+    torch.manual_seed(0)
+    model = AlexNet(10, width=0.125, image_size=32, init="kaiming", lrn="gain").eval()
+    towers = TwoTowerAlexNet(model, ["cpu", "cpu"]).eval()
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(towers(x), model(x), atol=1e-5)

@@ -108,7 +108,7 @@ class TwoTowerAlexNet(nn.Module):
         }
         self.towers = nn.ModuleList(_Tower(model, t, d) for t, d in enumerate(self.devices))
         self.act = copy.deepcopy(model.features[7])  # the plain hidden activation
-        self.lrn = PaperLRN() if model.config["lrn"] else None
+        self.lrn = copy.deepcopy(model.features[1][1]) if model.config["lrn"] else None
         self.pool1, self.pool2, self.pool5 = (copy.deepcopy(model.features[i]) for i in (2, 5, 12))
         self.avgpool = copy.deepcopy(model.avgpool)
         self.dropout = copy.deepcopy(model.classifier[2][1])  # the paper's: on fc6/fc7 outputs
@@ -121,6 +121,8 @@ class TwoTowerAlexNet(nn.Module):
     def _lrn(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Cross-channel LRN over the union of both towers, exchanging only the halo channels."""
         assert self.lrn is not None
+        if not isinstance(self.lrn, PaperLRN):  # LRNGain: element-wise, no channel window
+            return self.lrn(a), self.lrn(b)
         da, db = self.devices
         halo = self.lrn.size // 2
         na, nb = a.shape[1], b.shape[1]

@@ -12,10 +12,10 @@ any ablation effect, and none of them compares arms with each other):
 3. every ``target_arm`` reaches ``target_train_error`` (training error) in every seed;
 4. the projected wall time of the whole default study is at most ``max_study_minutes``.
 
-The projection sums, over the study's cells, the CPU time a job of that arm took here (the
-whole process, start-up included: ``host.process_lifetime_cpu_s``; arms not calibrated take the
-baseline's; a job on N devices counts N times), divides by ``cores`` and adds
-``fixed_overhead_s``. CPU time, not wall time, so a busy machine does not distort it.
+The projection sums, over the study's cells, the CPU time a job of that arm took here (all of
+its processes, start-up included: ``host.job_cpu_s``; an arm not calibrated takes the
+baseline's, once per device it uses), divides by ``cores`` and adds ``fixed_overhead_s``. CPU
+time, not wall time, so a busy machine does not distort it.
 
 The chosen candidate is the passing one with the lowest baseline mean val top-1 error (ties
 within 0.5 points: the shorter projected study).
@@ -84,7 +84,12 @@ def _reached(run: Run, target: float) -> bool:
 
 
 def _job_cpu(runs: list[Run]) -> float | None:
-    values = [v for r in runs if (v := r.num("host.process_lifetime_cpu_s")) is not None]
+    """Mean CPU seconds of a job (all its processes, start-up included)."""
+    values = [
+        v
+        for r in runs
+        if (v := r.num("host.job_cpu_s") or r.num("host.process_lifetime_cpu_s")) is not None
+    ]
     return sum(values) / len(values) if values else None
 
 
@@ -99,10 +104,11 @@ def _projected_minutes(
     total = 0.0
     preset = study["preset"]
     for ablation in study["ablations"]:
-        cost = _job_cpu(candidate.runs.get(ablation, [])) or base_cost
+        measured = _job_cpu(candidate.runs.get(ablation, []))
         for seed in study["seeds"]:
             devices = resolve_run(study, preset, ablation, int(seed)).runtime.gpus
-            total += cost * devices
+            # not calibrated: the baseline's cost, once per device (an upper bound)
+            total += measured if measured is not None else base_cost * devices
     return (total / criteria["cores"] + criteria["fixed_overhead_s"]) / 60.0
 
 
