@@ -57,14 +57,19 @@ def workdir(tmp_path: Path) -> Path:
 def test_dry_run_lists_exactly_the_default_grid(workdir: Path) -> None:
     result = snakemake(workdir, "-n", "--cores", "2")
     assert result.returncode == 0, result.stderr
-    assert job_counts(result.stdout) == {"train": len(EXPECTED_CELLS), "report": 1, "all": 1}
+    assert job_counts(result.stdout) == {
+        "peak_flops": 1, "train": len(EXPECTED_CELLS), "report": 1, "all": 1,
+    }  # fmt: skip
+    assert len(STUDY["seeds"]) >= 3
     for ablation, seed in EXPECTED_CELLS:
         assert f"results/default/{ablation}/seed{seed}/metrics.json" in result.stdout
 
 
 def test_family_target_runs_baseline_and_family(workdir: Path) -> None:
     result = snakemake(workdir, "-n", "--cores", "1", "ablation_lrn")
-    assert job_counts(result.stdout) == {"train": 2 * len(STUDY["seeds"]), "ablation_lrn": 1}
+    assert job_counts(result.stdout) == {
+        "peak_flops": 1, "train": 2 * len(STUDY["seeds"]), "ablation_lrn": 1,
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -97,19 +102,31 @@ def test_slurm_profile_parses(workdir: Path) -> None:
     assert job_counts(result.stdout)["train"] == len(EXPECTED_CELLS)
 
 
+TINY_SEEDS = [0, 1]  # the default study's grid on two seeds keeps the suite's time down
+TINY = ["--config", "preset=tiny", f"seeds={TINY_SEEDS}".replace(" ", "")]
+TINY_CELLS = [(a, s) for a in STUDY["ablations"] for s in TINY_SEEDS]
+
+
 @pytest.mark.slow
 def test_tiny_study_end_to_end(workdir: Path) -> None:
     """Whole grid on the tiny preset; rerun of one target; idempotent second run."""
-    result = snakemake(workdir, "--cores", "2", "--config", "preset=tiny", timeout=900)
+    result = snakemake(workdir, "--cores", "2", *TINY, timeout=900)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    peak = json.loads((workdir / "results" / "tiny" / "peak_flops.json").read_text())
+    assert set(peak["peak_flops_by_threads"]) == {"1", "2"}  # 1-thread jobs, 2-thread towers
     statuses = {}
     multi_device = 0
-    for ablation, seed in EXPECTED_CELLS:
+    for ablation, seed in TINY_CELLS:
         cell = workdir / "results" / "tiny" / ablation / f"seed{seed}"
         metrics = json.loads((cell / "metrics.json").read_text())
         assert (cell / "history.csv").read_text().startswith("epoch,")
         assert metrics["run"] == {"preset": "tiny", "ablation": ablation, "seed": seed}
         statuses[ablation, seed] = metrics["status"]
+        # MFU is never above 1: every job divides by the study's once-measured peak
+        flops = metrics.get("flops") or {}
+        if metrics["status"] == "completed":
+            assert flops["peak_source"] == "measured-matmul-once", flops
+            assert flops["mfu"] is None or 0 < flops["mfu"] <= 1, flops
         if metrics["status"] == "completed":
             assert (
                 metrics["epochs_completed"] == 2 and metrics["final"]["val_top1_error"] is not None
@@ -121,28 +138,61 @@ def test_tiny_study_end_to_end(workdir: Path) -> None:
             assert scaling["reference"].endswith(f"tiny/baseline/seed{seed}/metrics.json")
             multi_device += 1
     assert statuses["baseline", 0] == "completed"
-    assert multi_device == 2 * len(STUDY["seeds"])  # gpus2 and gpus2_model (CPU stand-ins)
-    assert set(statuses.values()) <= {"completed", "diverged"}
+    assert multi_device == 2 * len(TINY_SEEDS)  # gpus2 and gpus2_model (CPU stand-ins)
+    assert set(statuses.values()) <= {"completed", "diverged"}, statuses
     assert (workdir / "reports" / "index.html").stat().st_size > 1000
     assert (workdir / "reports" / "summary.md").exists()
 
     target = workdir / "results" / "tiny" / "tanh" / "seed0" / "metrics.json"
     target.unlink()
     rel = str(target.relative_to(workdir))
-    dry = snakemake(workdir, rel, "-n", "--cores", "2", "--config", "preset=tiny")
+    dry = snakemake(workdir, rel, "-n", "--cores", "2", *TINY)
     assert job_counts(dry.stdout) == {"train": 1}, dry.stdout[-2000:]
-    rerun = snakemake(workdir, rel, "--cores", "2", "--config", "preset=tiny")
+    rerun = snakemake(workdir, rel, "--cores", "2", *TINY)
     assert rerun.returncode == 0 and target.exists()
 
-    again = snakemake(workdir, "-n", "--cores", "2", "--config", "preset=tiny")
+    again = snakemake(workdir, "-n", "--cores", "2", *TINY)
     assert again.returncode == 0
     assert job_counts(again.stdout) in ({}, {"report": 1, "all": 1}), again.stdout[-2000:]
 
     bundle = workdir / "reports" / "snakemake-report.zip"
-    packed = snakemake(workdir, "--report", str(bundle), "--config", "preset=tiny")
+    packed = snakemake(workdir, "--report", str(bundle), *TINY)
     assert packed.returncode == 0, packed.stderr[-3000:]
     with zipfile.ZipFile(bundle) as zf:
         names = zf.namelist()
     assert any(n.endswith("index.html") for n in names)
     assert any(n.endswith("learning_curves_epoch.png") for n in names)
     assert any(n.endswith("ablations.csv") for n in names)
+
+
+@pytest.mark.slow
+def test_calibrate_target_end_to_end(workdir: Path) -> None:
+    """`snakemake calibrate` on a tiny sweep writes the table, Markdown and figure, judging
+    every candidate by the config's criteria."""
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["calibration"].update(
+        preset="tiny",
+        arms=["baseline", "tanh"],
+        seeds=[100],
+        candidates={"short": {"train": {"epochs": 1}}, "longer": {"train": {"epochs": 2}}},
+    )
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    dry = snakemake(workdir, "-n", "--cores", "2", "calibrate")
+    assert job_counts(dry.stdout) == {
+        "peak_flops": 1, "calibration_train": 4, "calibration_report": 1, "calibrate": 1,
+    }, dry.stdout[-2000:]  # fmt: skip
+    result = snakemake(workdir, "--cores", "2", "calibrate", timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = workdir / "reports" / "calibration"
+    table = (out / "calibration.csv").read_text().splitlines()
+    assert table[0].startswith("candidate,") and "projected_study_min" in table[0]
+    assert [line.split(",")[0] for line in table[1:]] == ["short", "longer"]
+    md = (out / "calibration.md").read_text()
+    assert "Criteria, fixed before any ablation effect was looked at" in md
+    assert "| `short`" in md and "| `longer`" in md
+    assert (out / "calibration.png").read_bytes().startswith(b"\x89PNG")
+    metrics = json.loads(
+        (workdir / "results/calibration/longer/tanh/seed100/metrics.json").read_text()
+    )
+    assert metrics["config"]["model"]["activation"] == "tanh"
+    assert metrics["config"]["train"]["epochs"] == 2 and metrics["host"]["job_cpu_s"] > 0

@@ -332,6 +332,16 @@ def run_value(run: Run, name: str) -> float | None:
         if value is None:
             value = run.num("config.train.target_train_error")
         return _pct(value)
+    if name == "dead_relu_max":  # % of the units of the deadest hidden layer, at the end
+        dead = run.get("health.dead_relu_fraction")
+        values = [as_float(x) for x in dead.values()] if isinstance(dead, dict) else []
+        values = [x for x in values if x is not None]
+        return _pct(max(values)) if values else None
+    if name == "lrn_load":  # mean alpha * sum(a**2) / k over the LRN layers, at the end
+        load = run.get("health.lrn_alpha_sum_over_k")
+        values = [as_float(x) for x in load.values()] if isinstance(load, dict) else []
+        values = [x for x in values if x is not None]
+        return sum(values) / len(values) if values else None
     if name == "planned_epochs":
         return run.num("config.train.epochs")
     raise KeyError(f"unknown run value {name!r}")

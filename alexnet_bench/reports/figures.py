@@ -199,7 +199,8 @@ def learning_curves(
         x, xlabel = "elapsed_s", "training wall time (s)"
     else:
         x, xlabel = "epoch", "epoch"
-    names = [n for n in order if n in set(hist["ablation"])]
+    shown = set(hist["ablation"]) | (set(diverged["ablation"]) if not diverged.empty else set())
+    names = [n for n in order if n in shown]
     if not names:
         return None
     ncols = min(4, len(names))
@@ -245,7 +246,7 @@ def learning_curves(
                 linestyle=":",
                 marker="x",
                 markeredgecolor="#c0392b",
-                label="diverged run (not averaged)",
+                label="diverged or collapsed run (not averaged)",
             )
         )
     fig.legend(handles=handles, loc="outside upper center", ncols=len(handles), frameon=False)
@@ -504,7 +505,8 @@ def render_all(
     by_name = {a.name: a for a in stats}
     completed = [r for r in runs if r.completed]
     hist = _history_frame(completed)
-    diverged = _history_frame([r for r in runs if r.status == "diverged"])
+    # runs that did not learn (collapsed) or blew up (diverged): drawn, never averaged
+    diverged = _history_frame([r for r in runs if r.status in ("diverged", "collapsed")])
     target = next(
         (v for r in completed if (v := run_value(r, "target_train_error")) is not None), None
     )

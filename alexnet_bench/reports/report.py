@@ -152,6 +152,28 @@ def _data_sentence(runs: Sequence[Run]) -> str:
     return text + " (the paper: ImageNet, 1.2 M images, 224 px, 1000 classes, ~90 epochs)."
 
 
+def _fairness_sentence(runs: Sequence[Run]) -> str:
+    """How the arms were kept comparable (init rule and the LRN arm), from the runs' configs."""
+    inits = sorted({str(r.get("config.model.init")) for r in runs if r.get("config.model.init")})
+    lrn_modes = {str(r.get("config.model.lrn")).lower() for r in runs}
+    text = "Fair arms: "
+    if inits == ["lsuv"]:
+        text += (
+            "every arm starts from the same He-normal draws rescaled by one rule, unit output "
+            "variance per conv/hidden FC layer on a fixed batch of training images, so no "
+            "ablation changes the signal scale as a side effect. "
+        )
+    elif inits:
+        text += f"initialisation '{'/'.join(inits)}' in every arm. "
+    if "gain" in lrn_modes:
+        text += (
+            "The LRN arm keeps LRN's constant small-signal gain k^−β (0.595) and removes only "
+            "its normalisation; health.lrn_alpha_sum_over_k in metrics.json shows how much LRN "
+            "normalised at all (≪ 1: it acted as that gain). "
+        )
+    return text + "See docs/reports.md, 'Fair ablations'."
+
+
 def _how_to_read(study: dict[str, Any] | None, baseline: str, runs: Sequence[Run]) -> list[str]:
     seeds = study.get("seeds") if isinstance(study, dict) else None
     seed_txt = f" with seeds {', '.join(map(str, seeds))}" if seeds else ""
@@ -173,6 +195,10 @@ def _how_to_read(study: dict[str, Any] | None, baseline: str, runs: Sequence[Run
         "paper reports; 'Exceeds seed spread?' whether it is larger than seed-to-seed noise "
         "(rule stated above the table). Magnitudes are not expected to match when the data set "
         "or scale differs: see the Caveats column.",
+        _fairness_sentence(runs),
+        "PCA colour lighting adds p·(α·√λ) per image (α ~ N(0, σ)), where the paper writes "
+        "α·λ: eigenvalues carry squared pixel units, so α·λ depends on the pixel scale, while "
+        "√λ makes the shift's covariance σ² times the data's RGB covariance on any scale.",
         _data_sentence(runs),
     ]
 
