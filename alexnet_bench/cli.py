@@ -209,6 +209,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         lease = _lease_gpus(args, cfg) if not dist.distributed else None
         try:
             device_kind = resolve_device_type(rt.device, rt.gpus)
+            if device_kind == "cpu" and rt.gpus > 1 and args.cpu_standins == "skip":
+                reason = CPU_STANDIN_SKIPPED.format(gpus=rt.gpus)
+                _record(out, "skipped", reason, cfg, labels)
+                print(f"skipped: {reason}", file=sys.stderr)
+                return 0
             if rt.gpus > 1 and rt.parallel == "ddp" and not dist.distributed:
                 return _launch_ddp(args, cfg, device_kind, out, lease)
             peak = Path(args.peak_flops) if args.peak_flops else None
@@ -225,6 +230,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     except BenchError as exc:
         return _fail(out, exc, cfg, labels, args.record_failures)
 
+
+CPU_STANDIN_SKIPPED = (
+    "needs {gpus} GPUs and none is visible; its CPU stand-in repeats the one-device baseline's "
+    "arithmetic (a correctness check the test suite covers) and is not trained by default: set "
+    "cpu_standins: run in config.yaml (or pass --cpu-standins run) to train it anyway"
+)
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                    "GOTO_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")  # fmt: skip
@@ -409,6 +420,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--on-insufficient-gpus", choices=["fail", "skip"], default="fail",
         help="when the job needs more GPUs than visible: fail (exit 2) or record status 'skipped'",
+    )  # fmt: skip
+    train.add_argument(
+        "--cpu-standins", choices=["run", "skip"], default="run",
+        help="a multi-device run on a host without GPUs: train it on CPU processes/threads "
+        "(run, the default) or record it as skipped (skip, what the workflow does by default)",
     )  # fmt: skip
     train.add_argument(
         "--gpu-lock-dir", metavar="DIR",

@@ -13,7 +13,8 @@ from .io import write_json, write_text
 SCHEMA_VERSION = 1
 HISTORY_COLUMNS = (
     "epoch", "train_loss", "train_top1_error", "val_loss", "val_top1_error", "val_top5_error",
-    "lr", "epoch_time_s", "elapsed_s", "images_per_s",
+    "lr", "epoch_time_s", "elapsed_s", "images_per_s", "train_clean_loss",
+    "train_clean_top1_error",
 )  # fmt: skip
 
 
@@ -35,9 +36,14 @@ def is_finite_row(row: dict[str, Any]) -> bool:
 
 
 def time_to_target(
-    history: list[dict[str, Any]], target: float, num_classes: int | None = None
+    history: list[dict[str, Any]],
+    target: float,
+    num_classes: int | None = None,
+    column: str = "train_top1_error",
 ) -> dict[str, Any]:
-    """When the training top-1 error first fell below ``target`` (paper Figure 1 criterion).
+    """When the training top-1 error (history ``column``: the running error over the epoch's
+    batches, or ``train_clean_top1_error``, an eval-mode pass over fixed training images)
+    first fell below ``target`` (paper Figure 1 criterion).
 
     ``epoch`` and ``seconds`` are those of the first epoch that ended below the target.
     ``epoch_interpolated`` and ``seconds_interpolated`` place the crossing by linear
@@ -48,15 +54,16 @@ def time_to_target(
     prev_epoch, prev_s = 0.0, 0.0
     prev_err = 1.0 - 1.0 / num_classes if num_classes else None
     for row in history:
-        if not is_finite_row(row):
+        if not is_finite_row(row) or row.get(column) is None:
             break
-        err, epoch, seconds = row["train_top1_error"], row["epoch"], row["elapsed_s"]
+        err, epoch, seconds = row[column], row["epoch"], row["elapsed_s"]
         if err < target:
             frac = 1.0
             if prev_err is not None and prev_err > err:
                 frac = min(1.0, max(0.0, (prev_err - target) / (prev_err - err)))
             return {
                 "target_train_error": target,
+                "error": column,
                 "epoch": epoch,
                 "seconds": seconds,
                 "epoch_interpolated": round(prev_epoch + frac * (epoch - prev_epoch), 4),
@@ -65,6 +72,7 @@ def time_to_target(
         prev_epoch, prev_s, prev_err = float(epoch), float(seconds), err
     return {
         "target_train_error": target,
+        "error": column,
         "epoch": None,
         "seconds": None,
         "epoch_interpolated": None,

@@ -369,13 +369,14 @@ class Trainer:
         return EpochStats(loss_sum / count, misses / count, None, int(count), seconds, finite)
 
     @torch.no_grad()
-    def evaluate(self, ten_crop: bool = False) -> EpochStats:
-        """Loss and top-1/top-5 error on the full validation split (centre crop or 10-crop)."""
+    def evaluate(self, ten_crop: bool = False, loader: Any = None) -> EpochStats:
+        """Loss and top-1/top-5 error on the full validation split (centre crop or 10-crop),
+        or on ``loader`` (e.g. the fixed training images of the clean training error)."""
         model = self.model
         model.eval()
         sums = torch.zeros(4, device=self.device, dtype=torch.float64)
         start = time.perf_counter()
-        for images, target in self.data.val:
+        for images, target in self.data.val if loader is None else loader:
             with _autocast(self.device, self.cfg.runtime.amp):
                 if ten_crop:
                     crops = self.data.augment.ten_crop(images)
@@ -440,6 +441,9 @@ class Trainer:
             row.update(
                 val_loss=val.loss, val_top1_error=val.top1_error, val_top5_error=val.top5_error
             )
+            if self.data.train_eval is not None:
+                clean = self.evaluate(loader=self.data.train_eval)
+                row.update(train_clean_loss=clean.loss, train_clean_top1_error=clean.top1_error)
             state.history.append(row)
             step_scheduler(self.scheduler, val.top1_error)
             state.epoch = epoch
@@ -495,7 +499,7 @@ class Trainer:
             "notes": state.notes,
             **summary,
             "time_to_target": time_to_target(state.history, self.cfg.train.target_train_error,
-                                             self.data.num_classes),
+                                             self.data.num_classes, self.target_column),
             "train_time_s": round(state.elapsed_s, 4),
             "throughput": {
                 "images_per_s_median": global_ips,
@@ -550,6 +554,12 @@ class Trainer:
             "peak_note": note,
             "mfu": value,
         }
+
+    @property
+    def target_column(self) -> str:
+        """The history column time to target reads: the clean or the running training error."""
+        clean = self.cfg.train.target_error_on == "clean" and self.data.train_eval is not None
+        return "train_clean_top1_error" if clean else "train_top1_error"
 
     @property
     def device_count(self) -> int:

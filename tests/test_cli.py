@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -94,7 +95,7 @@ def test_scaling_reference_and_cell_labels_reach_training(
 ) -> None:
     seen: dict[str, Any] = {}
 
-    def fake_run_training(cfg, out, labels, dist, scaling_reference=None):
+    def fake_run_training(cfg, out, labels, dist, scaling_reference=None, peak_flops_file=None):
         seen.update(labels=labels, reference=scaling_reference, parallel=cfg.runtime.parallel)
         return {"status": "completed", "epochs_completed": 0, "final": {}}
 
@@ -130,3 +131,15 @@ def test_ddp_ranks_share_the_jobs_threads() -> None:
     assert cli.rank_thread_env({"OMP_NUM_THREADS": "8"}, 2)["MKL_NUM_THREADS"] == "4"
     assert cli.rank_thread_env({"OMP_NUM_THREADS": "1"}, 2)["OMP_NUM_THREADS"] == "1"
     assert set(cli.rank_thread_env({}, 2).values()) == {str(max(1, (os.cpu_count() or 2) // 2))}
+
+
+def test_multi_device_cell_is_skipped_on_a_cpu_host_when_asked(tmp_path: Path) -> None:
+    """cpu_standins: skip (the workflow's default): a 2-device cell on a host without GPUs is
+    recorded as skipped, with the reason and the switch that trains it anyway."""
+    out = tmp_path / "o"
+    code = main(["train", "--out", str(out), "--study", str(STUDY), "--preset", "tiny",
+                 "--ablation", "gpus2", "--cpu-standins", "skip"])  # fmt: skip
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "skipped" and "cpu_standins: run" in metrics["reason"]
+    assert (out / "history.csv").exists()

@@ -103,7 +103,8 @@ def test_slurm_profile_parses(workdir: Path) -> None:
 
 
 TINY_SEEDS = [0, 1]  # the default study's grid on two seeds keeps the suite's time down
-TINY = ["--config", "preset=tiny", f"seeds={TINY_SEEDS}".replace(" ", "")]
+# cpu_standins=run: train the 2-device cells as CPU stand-ins, so their code paths run too
+TINY = ["--config", "preset=tiny", f"seeds={TINY_SEEDS}".replace(" ", ""), "cpu_standins=run"]
 TINY_CELLS = [(a, s) for a in STUDY["ablations"] for s in TINY_SEEDS]
 
 

@@ -22,6 +22,15 @@ CALIBRATION_IMAGES = 256  # fixed training images for the data-dependent init (m
 __all__ = ["BatchAugment", "DataBundle", "build_data", "stored_size_for"]
 
 
+def spread(total: int, count: int) -> torch.Tensor:
+    """``min(count, total)`` evenly spaced indices into ``total`` items (a class-sorted folder
+    then still gives every class)."""
+    count = min(count, total)
+    if count <= 0:
+        return torch.zeros(0, dtype=torch.long)
+    return torch.div(torch.arange(count) * total, count, rounding_mode="floor")
+
+
 def stored_size_for(image_size: int, stored_size: int | None) -> int:
     """Stored image size: as configured, else ``round(image_size * 256 / 224)`` (paper ratio)."""
     size = stored_size if stored_size is not None else round(image_size * 256 / 224)
@@ -38,6 +47,7 @@ class DataBundle:
 
     train: TensorBatchLoader | StreamingLoader
     val: TensorBatchLoader | StreamingLoader
+    train_eval: TensorBatchLoader | StreamingLoader | None  # fixed training images, in order
     augment: BatchAugment
     num_classes: int
     info: dict[str, Any] = field(default_factory=dict)
@@ -131,7 +141,7 @@ def build_data(cfg: Any, device: torch.device, rank: int = 0, world_size: int = 
         vx, vy = _subset(vx, vy, d.max_val)
         num_classes = len(classes)
         _check_batch(per_rank_batch, int(ty.shape[0]), world_size)
-        stats_images = tx[:STATS_SAMPLE]
+        stats_images = tx[spread(int(ty.shape[0]), STATS_SAMPLE)]
         train = TensorBatchLoader(
             tx,
             ty,
@@ -145,6 +155,12 @@ def build_data(cfg: Any, device: torch.device, rank: int = 0, world_size: int = 
         val = TensorBatchLoader(
             vx, vy, cfg.eval.batch_size, shuffle=False, drop_last=False, **common
         )
+        clean = spread(int(ty.shape[0]), cfg.eval.train_images)
+        train_eval = (
+            TensorBatchLoader(tx[clean], ty[clean], cfg.eval.batch_size, shuffle=False,
+                              drop_last=False, **common)
+            if len(clean) else None
+        )  # fmt: skip
     else:
         train_split, val_split = scan_image_folder(
             Path(d.root).expanduser(), d.val_fraction, seed=0
@@ -169,6 +185,14 @@ def build_data(cfg: Any, device: torch.device, rank: int = 0, world_size: int = 
         val = StreamingLoader(
             val_split, stored, cfg.eval.batch_size, shuffle=False, drop_last=False, **kw
         )
+        clean = spread(len(train_split.paths), cfg.eval.train_images).tolist()
+        subset = FolderSplit([train_split.paths[i] for i in clean],
+                             [train_split.labels[i] for i in clean])  # fmt: skip
+        train_eval = (
+            StreamingLoader(subset, stored, cfg.eval.batch_size, shuffle=False, drop_last=False,
+                            **kw)
+            if clean else None
+        )  # fmt: skip
     mean, std = channel_stats(stats_images.cpu())
     pca = rgb_pca(stats_images.cpu()) if a.pca_lighting else None
     augment = BatchAugment(
@@ -189,6 +213,7 @@ def build_data(cfg: Any, device: torch.device, rank: int = 0, world_size: int = 
     return DataBundle(
         train=train,
         val=val,
+        train_eval=train_eval,
         augment=augment,
         num_classes=num_classes,
         info=info,

@@ -11,7 +11,7 @@ from torch import nn
 
 
 def rgb_pca(
-    images: torch.Tensor, max_pixels: int = 2_000_000, seed: int = 0
+    images: torch.Tensor, max_pixels: int = 200_000, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Eigen-decomposition of the RGB covariance of ``images`` (uint8, N x 3 x H x W) in [0, 1].
 

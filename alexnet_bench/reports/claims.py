@@ -398,11 +398,10 @@ class _Context:
         return name in self.by_ablation or name in self.in_study
 
     def pick(self, candidates: tuple[str, ...]) -> str | None:
-        for c in candidates:
-            name = self.resolve(c)
-            if self.exists(name):
-                return name
-        return None
+        """The first candidate with completed runs, else the first one in the study at all
+        (e.g. ``gpus2_model`` skipped on a host without GPUs: the next candidate is used)."""
+        present = [n for c in candidates if self.exists(n := self.resolve(c))]
+        return next((n for n in present if self.completed(n)), present[0] if present else None)
 
     def completed(self, name: str) -> list[Run]:
         return [r for r in self.by_ablation.get(name, []) if r.completed]
@@ -526,7 +525,10 @@ def evaluate_comparison(claim: Claim, cmp: Comparison, ctx: _Context) -> ClaimRo
     assert a is not None and b is not None
     wanted_b = ctx.resolve(cmp.b[0])
     if b != wanted_b:
-        row.caveats.append(f"{wanted_b} not in this study; compared with {b} instead")
+        why = "has no completed run" if ctx.exists(wanted_b) else "not in this study"
+        row.caveats.append(f"{wanted_b} {why}; compared with {b} instead")
+        if ctx.exists(wanted_b):
+            row.caveats += _status_caveat(ctx, wanted_b)
     runs_a, runs_b = ctx.completed(a), ctx.completed(b)
     row.caveats += _status_caveat(ctx, a) + _status_caveat(ctx, b)
     if not runs_a or not runs_b:

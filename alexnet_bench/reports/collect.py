@@ -35,6 +35,8 @@ HISTORY_COLUMNS = (
     "epoch_time_s",
     "elapsed_s",
     "images_per_s",
+    "train_clean_loss",
+    "train_clean_top1_error",
 )
 
 

@@ -22,12 +22,13 @@ rule calibration_train:
         run_config=run_config,
         out=subpath(output.metrics, parent=True),
         on_gpus=config["on_insufficient_gpus"],
+        standins=config["cpu_standins"],
         lock_dir=config["gpu_lock_dir"],
     shell:
         "alexnet-bench train --config-json {params.run_config:q} --out {params.out}"
         " --label candidate={wildcards.candidate} --label ablation={wildcards.ablation}"
         " --label seed={wildcards.seed} --gpu-lock-dir {params.lock_dir}"
-        " --on-insufficient-gpus {params.on_gpus} --record-failures"
+        " --on-insufficient-gpus {params.on_gpus} --cpu-standins {params.standins} --record-failures"
         " --peak-flops {input.peak} > {log} 2>&1"
 
 

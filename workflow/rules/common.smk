@@ -98,9 +98,14 @@ def cell_gpus(ablation, seed):
     return resolve_run(config, PRESET, ablation, int(seed)).runtime.gpus
 
 
+CPU_STANDINS_SKIPPED = config["cpu_standins"] == "skip" and physical_gpu_count() == 0
+
+
 def job_threads(wildcards):
-    """CPU threads: threads_per_job for each process of the job."""
-    return config["threads_per_job"] * run_gpus(wildcards)
+    """CPU threads: threads_per_job for each process of the job (one process when a
+    multi-device cell is only recorded as skipped on a host without GPUs)."""
+    devices = 1 if CPU_STANDINS_SKIPPED else run_gpus(wildcards)
+    return config["threads_per_job"] * devices
 
 
 def metrics_path(ablation, seed, preset=PRESET):

@@ -27,12 +27,13 @@ rule train:
             f"--scaling-reference {input.reference}" if input.reference else ""
         ),
         on_gpus=config["on_insufficient_gpus"],
+        standins=config["cpu_standins"],
         lock_dir=config["gpu_lock_dir"],
     shell:
         "alexnet-bench train --config-json {params.run_config:q} --out {params.out}"
         " --label preset={wildcards.preset} --label ablation={wildcards.ablation}"
         " --label seed={wildcards.seed} --gpu-lock-dir {params.lock_dir}"
-        " --on-insufficient-gpus {params.on_gpus} {params.record} {params.reference}"
+        " --on-insufficient-gpus {params.on_gpus} --cpu-standins {params.standins} {params.record} {params.reference}"
         " --peak-flops {input.peak}"
         " > {log} 2>&1"
 
