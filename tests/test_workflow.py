@@ -128,19 +128,23 @@ def test_tiny_study_end_to_end(workdir: Path) -> None:
         if metrics["status"] == "completed":
             assert flops["peak_source"] == "measured-matmul-once", flops
             assert flops["mfu"] is None or 0 < flops["mfu"] <= 1, flops
-        if metrics["status"] == "completed":
+        trained = metrics["status"] in ("completed", "collapsed")
+        if trained:
             assert (
                 metrics["epochs_completed"] == 2 and metrics["final"]["val_top1_error"] is not None
             )
-        # 2-device cells: scaling against the same seed's baseline
-        if metrics["parallel"]["devices"] == 2 and metrics["status"] == "completed":
+        # 2-device cells: scaling against the same seed's baseline (when that one learned)
+        if metrics["parallel"]["devices"] == 2 and trained:
             scaling = metrics["parallel"]["scaling"]
-            assert scaling["available"] and scaling["efficiency"] > 0, scaling
             assert scaling["reference"].endswith(f"tiny/baseline/seed{seed}/metrics.json")
+            if scaling["available"]:
+                assert scaling["efficiency"] > 0, scaling
+            else:
+                assert "reference run status is 'collapsed'" in scaling["reason"], scaling
             multi_device += 1
-    assert statuses["baseline", 0] == "completed"
     assert multi_device == 2 * len(TINY_SEEDS)  # gpus2 and gpus2_model (CPU stand-ins)
-    assert set(statuses.values()) <= {"completed", "diverged"}, statuses
+    # two tiny epochs may not get past chance: such runs are flagged, never 'completed'
+    assert set(statuses.values()) <= {"completed", "collapsed", "diverged"}, statuses
     assert (workdir / "reports" / "index.html").stat().st_size > 1000
     assert (workdir / "reports" / "summary.md").exists()
 

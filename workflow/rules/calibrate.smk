@@ -52,7 +52,7 @@ rule calibration_report:
     params:
         results=lambda wc, input: results_dir(input.metrics, depth=3),
         out=subpath(output.table, parent=True),
-        study=lambda wc: json.dumps(config, sort_keys=True),
+        study=lambda wc: json.dumps(config),  # candidates in config order
     shell:
         "alexnet-bench calibration-report --results {params.results} --out {params.out}"
         " --study-json {params.study:q} > {log} 2>&1"

@@ -87,15 +87,17 @@ def peak_file(wildcards):
     return ancient(f"results/{results}/peak_flops.json")
 
 
-def peak_threads(wildcards):
-    """Thread counts one training process of this study can have (the peaks to measure)."""
-    per_job = config["threads_per_job"]
-    devices = {cell_gpus(a, s) for a, s in cells(config)}
-    return " ".join(str(per_job * d) for d in sorted(devices | {1}))
-
-
 def cell_gpus(ablation, seed):
     return resolve_run(config, PRESET, ablation, int(seed)).runtime.gpus
+
+
+# Thread counts one training process of this study can have: the CPU peaks to measure.
+PEAK_THREADS = sorted(
+    {
+        config["threads_per_job"] * d
+        for d in {1} | {cell_gpus(a, s) for a, s in cells(config)}
+    }
+)
 
 
 CPU_STANDINS_SKIPPED = config["cpu_standins"] == "skip" and physical_gpu_count() == 0

@@ -11,8 +11,8 @@ rule peak_flops:
         "logs/benchmark/peak_flops/{preset}.tsv"
     conda:
         "../envs/alexnet-bench.yaml"
-    threads: workflow.cores  # alone on the machine while it measures
+    threads: max(PEAK_THREADS)  # it runs before any training job; nothing else disturbs it
     params:
-        threads=peak_threads,
+        threads=" ".join(map(str, PEAK_THREADS)),
     shell:
         "alexnet-bench peak-flops --out {output} --threads {params.threads} > {log} 2>&1"
