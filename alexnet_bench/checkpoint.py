@@ -4,6 +4,10 @@ A checkpoint is used only if it matches its ``.sha256`` sidecar (when present), 
 ``torch.load(weights_only=True)`` (no arbitrary unpickling) and holds every field a resume
 needs; otherwise it is skipped with a note naming its path, and the previous generation (or a
 clean start) is used instead, so a damaged file can never make a job fail on every rerun.
+
+Once a run has completed (its ``metrics.json`` is written) the resume checkpoints have done
+their job: :func:`retire_checkpoints` deletes them and :func:`save_final_weights` keeps the
+final weights alone, as ``train.keep_checkpoint`` says.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from .io import atomic_path, write_text
 
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS = "checkpoint.prev.pt"
+FINAL_WEIGHTS = "model_final.pt"
 #: fields a resumable checkpoint must hold, with their types
 REQUIRED = {
     "config_hash": str,
@@ -134,3 +139,48 @@ def load_latest(
             return None, notes
         return state, notes
     return None, notes
+
+
+def save_final_weights(
+    out_dir: Path, model: dict[str, Any], config: dict[str, Any], config_hash: str, epoch: int
+) -> Path:
+    """Write the final weights (CPU tensors, no optimiser state) to ``model_final.pt`` atomically.
+
+    Loadable with ``torch.load(path, weights_only=True)``; ``config`` (the run config) says how
+    to rebuild the model (:func:`alexnet_bench.model.build_model`).
+    """
+    path = out_dir / FINAL_WEIGHTS
+    state = {
+        "config_hash": config_hash,
+        "epoch": epoch,
+        "config": config,
+        "model": {k: v.detach().cpu() for k, v in model.items()},
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    return path
+
+
+def retire_checkpoints(out_dir: Path, keep_final: bool = True) -> list[Path]:
+    """Delete a completed run's resume checkpoints; return what was removed.
+
+    The previous generation goes first and ``checkpoint.pt`` last, in one ``unlink``: a crash
+    at any point leaves either the final epoch's checkpoint or no resume point, never an older
+    one to fall back to. ``keep_final=False`` also removes ``model_final.pt``.
+    """
+    names = [
+        PREVIOUS + ".sha256",
+        PREVIOUS,
+        CHECKPOINT + ".new",
+        CHECKPOINT,
+        CHECKPOINT + ".sha256",
+    ]
+    stale = sorted(out_dir.glob(f".{CHECKPOINT}*.tmp"))  # left by a crash inside a save
+    if not keep_final:
+        names.append(FINAL_WEIGHTS)
+    removed: list[Path] = []
+    for path in [*stale, *(out_dir / n for n in names)]:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed.append(path)
+    return removed

@@ -2,7 +2,8 @@
 
 One call of :func:`run_training` trains one ablation cell and writes, into its output
 directory, ``history.csv`` and ``metrics.json`` (atomically), ``gpu.csv`` when NVML telemetry is
-available, and ``checkpoint.pt`` at every epoch end so that a killed run resumes where it stopped.
+available, and ``checkpoint.pt`` at every epoch end so that a killed run resumes where it stopped;
+once it has completed, ``train.keep_checkpoint`` says what stays (see :mod:`.checkpoint`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch.distributed as tdist
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import load_latest, save_checkpoint
+from .checkpoint import load_latest, retire_checkpoints, save_checkpoint, save_final_weights
 from .config import RunConfig
 from .data import DataBundle, build_data
 from .data.loaders import epoch_generator
@@ -559,6 +560,12 @@ def run_training(cfg: RunConfig, out_dir: Path, labels: dict[str, Any] | None = 
     if trainer.device_count > 1:
         metrics["parallel"]["scaling"] = scaling_efficiency(metrics, scaling_reference)
     if dist.is_main:
+        keep = cfg.train.keep_checkpoint if metrics["status"] == "completed" else "all"
+        if keep == "final":
+            save_final_weights(out_dir, trainer.model.state_dict(), cfg.to_dict(), cfg.hash,
+                               trainer.state.epoch)  # fmt: skip
         write_history(out_dir / "history.csv", trainer.state.history)
         write_metrics(out_dir / "metrics.json", metrics)
+        if keep != "all":  # after metrics.json: a completed run is never resumed
+            retire_checkpoints(out_dir, keep_final=keep == "final")
     return metrics
