@@ -44,10 +44,33 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def tensor_bytes(obj: Any) -> int:
+    """Bytes of the tensor storages in a (nested) state: about what ``torch.save`` writes."""
+    storages: dict[tuple[str, int], int] = {}
+
+    def visit(value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            storage = value.untyped_storage()
+            storages[(str(value.device), storage.data_ptr())] = storage.nbytes()
+        elif isinstance(value, dict):
+            for v in value.values():
+                visit(v)
+        elif isinstance(value, list | tuple):
+            for v in value:
+                visit(v)
+
+    visit(obj)
+    return sum(storages.values())
+
+
 def save_checkpoint(out_dir: Path, state: dict[str, Any]) -> Path:
-    """Write ``state`` to ``out_dir/checkpoint.pt`` atomically; the old one becomes ``.prev``."""
+    """Write ``state`` to ``out_dir/checkpoint.pt`` atomically; the old one becomes ``.prev``.
+
+    On a full disk: :class:`~.errors.DiskFullError` naming the file and its size; the
+    checkpoints already written are left as they were.
+    """
     path = out_dir / CHECKPOINT
-    with atomic_path(path.with_suffix(".pt.new")) as tmp:
+    with atomic_path(path.with_suffix(".pt.new"), tensor_bytes(state), shown_as=path) as tmp:
         torch.save(state, tmp)
     new = path.with_suffix(".pt.new")
     checksum = _sha256(new)
@@ -156,7 +179,7 @@ def save_final_weights(
         "config": config,
         "model": {k: v.detach().cpu() for k, v in model.items()},
     }
-    with atomic_path(path) as tmp:
+    with atomic_path(path, tensor_bytes(state)) as tmp:
         torch.save(state, tmp)
     return path
 
