@@ -30,6 +30,7 @@ from .metrics import summarise_history, time_to_target, write_history, write_met
 from .model import build_model, count_parameters
 from .parallel import TwoTowerAlexNet
 from .parallel.scaling import scaling_efficiency
+from .progress import Progress
 from .runtime import (
     DistContext,
     configure_threads,
@@ -143,6 +144,8 @@ class Trainer:
             self.device, cfg.telemetry.warmup_steps, sync=cfg.telemetry.sync_timing
         )
         self.state = RunState()
+        self.progress = Progress(cfg.train.epochs, len(self.data.train),
+                                 cfg.telemetry.progress_interval_s, enabled=self.dist.is_main)  # fmt: skip
 
     # -- set-up -----------------------------------------------------------------------------
     @property
@@ -311,15 +314,18 @@ class Trainer:
         sums = torch.zeros(3, device=device, dtype=torch.float64)  # loss*n, top1 misses, n
         start = time.perf_counter()
         finite = True
+        self.progress.start_epoch(epoch)
         for step, (images, target) in enumerate(self._batches(), start=1):
             n = target.shape[0]
             loss, logits = self.train_step(images, target, gen)
             top1_miss = (logits.argmax(1) != target).sum()
             sums += torch.stack([loss.double() * n, top1_miss.double(), sums.new_tensor(n)])
             self.timer.end_step(n)
+            self.progress.step(n * self.dist.world_size, lambda s=sums: (s[0] / s[2]).item())
             if step % DIVERGENCE_CHECK_EVERY == 0 and not torch.isfinite(sums[0]).item():
                 finite = False
                 break
+        self.progress.end_epoch()
         log.debug("rank %d epoch %d local sums %s", self.dist.rank, epoch, sums.tolist())
         sums = _all_reduce(sums, self.dist)
         loss_sum, misses, count = sums.tolist()
