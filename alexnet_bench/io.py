@@ -105,7 +105,8 @@ def disk_full_message(path: Path, size_hint: int | None, free: int | None, fitte
     free_text = f"{human_bytes(free)} was free" if free is not None else "free space unknown"
     if size_hint:
         needed = f"needs about {human_bytes(size_hint)}"
-        more = f"at least {human_bytes(max(size_hint - (free or 0), 1))} more"
+        short = size_hint - (free or 0)
+        more = f"at least {human_bytes(short)} more" if short > 0 else "space"
     else:
         needed = f"needs more than {human_bytes(max(fitted, free or 0))}"
         more = "space"

@@ -154,8 +154,13 @@ run_step() {
   fi
   echo "== [$(date -u +%H:%M:%S)] $name (budget ${budget} s)"
   start=$SECONDS
-  timeout --kill-after="$KILL_GRACE_S" "$budget" "$@" 2>&1 | tee "$OUT/logs/$name.log"
-  rc=${PIPESTATUS[0]}
+  # In the background so that Ctrl-C reaches this script, which then stops the step (timeout
+  # runs it in a process group of its own and forwards SIGTERM to all of it).
+  timeout --kill-after="$KILL_GRACE_S" "$budget" "$@" > >(tee "$OUT/logs/$name.log") 2>&1 &
+  STEP_PID=$!
+  wait "$STEP_PID"
+  rc=$?
+  STEP_PID=""
   printf '%s\t%s\t%s\t%s\n' "$name" "$budget" "$((SECONDS - start))" "$rc" >>"$OUT/steps.tsv"
   echo "== $name: exit $rc after $((SECONDS - start)) s"
   return "$rc"
@@ -187,6 +192,14 @@ run_study() {
   (cd "$study" && "$PY" -m snakemake --snakefile "$REPO/workflow/Snakefile" \
     --configfile config.yaml gpu_acceptance_study.yaml --cores all --resources "gpu=$NGPU")
 }
+
+STEP_PID=""
+interrupted() {
+  [ -n "$STEP_PID" ] && kill -TERM "$STEP_PID" 2>/dev/null && wait "$STEP_PID"
+  echo "gpu_acceptance: interrupted; the steps so far are in $OUT" >&2
+  exit 130
+}
+trap interrupted INT TERM
 
 export -f capture_environment run_study
 cd "$REPO" || exit 2
