@@ -127,7 +127,8 @@ if [ -n "$missing" ]; then
 fi
 
 STAMP=$(date -u +%Y-%m-%dT%H%MZ)
-OUT=${OUT:-"$REPO/gpu-acceptance/$(hostname -s 2>/dev/null || hostname)-$STAMP"}
+HOST=$(hostname -s 2>/dev/null || uname -n)
+OUT=${OUT:-"$REPO/gpu-acceptance/$HOST-$STAMP"}
 mkdir -p "$OUT/logs"
 OUT=$(cd "$OUT" && pwd)
 : >"$OUT/steps.tsv"
@@ -205,10 +206,11 @@ export -f capture_environment run_study
 cd "$REPO" || exit 2
 run_step environment bash -c capture_environment
 # Only the files holding gpu tests (collecting all would need the dev-only test dependencies);
-# addopts without --benchmark-disable, which needs pytest-benchmark.
+# addopts without --benchmark-disable, which needs pytest-benchmark; junit_family xunit1 keeps
+# the values tests record (record_property) without a warning.
 mapfile -t GPU_TEST_FILES < <(grep -l 'pytest.mark.gpu' tests/test_*.py)
 run_step gpu_tests "$PY" -m pytest -m gpu -q -p no:cacheprovider -o addopts="-ra --strict-markers" \
-  --junitxml="$OUT/gpu_tests.xml" "${GPU_TEST_FILES[@]}"
+  -o junit_family=xunit1 --junitxml="$OUT/gpu_tests.xml" "${GPU_TEST_FILES[@]}"
 run_step train_step "$PY" benchmarks/train_step.py --device cuda --size 224 --batch-sizes 256 \
   --warmup 20 --steps 50 --suite-batches 4 --out "$OUT/train_step_cuda.json"
 rm -rf "$OUT/.train_step_cuda_scratch"
