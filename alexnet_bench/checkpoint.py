@@ -4,6 +4,10 @@ A checkpoint is used only if it matches its ``.sha256`` sidecar (when present), 
 ``torch.load(weights_only=True)`` (no arbitrary unpickling) and holds every field a resume
 needs; otherwise it is skipped with a note naming its path, and the previous generation (or a
 clean start) is used instead, so a damaged file can never make a job fail on every rerun.
+
+Once a run has completed (its ``metrics.json`` is written) the resume checkpoints have done
+their job: :func:`retire_checkpoints` deletes them and :func:`save_final_weights` keeps the
+final weights alone, as ``train.keep_checkpoint`` says.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from .io import atomic_path, write_text
 
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS = "checkpoint.prev.pt"
+FINAL_WEIGHTS = "model_final.pt"
 #: fields a resumable checkpoint must hold, with their types
 REQUIRED = {
     "config_hash": str,
@@ -39,10 +44,33 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def tensor_bytes(obj: Any) -> int:
+    """Bytes of the tensor storages in a (nested) state: about what ``torch.save`` writes."""
+    storages: dict[tuple[str, int], int] = {}
+
+    def visit(value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            storage = value.untyped_storage()
+            storages[(str(value.device), storage.data_ptr())] = storage.nbytes()
+        elif isinstance(value, dict):
+            for v in value.values():
+                visit(v)
+        elif isinstance(value, list | tuple):
+            for v in value:
+                visit(v)
+
+    visit(obj)
+    return sum(storages.values())
+
+
 def save_checkpoint(out_dir: Path, state: dict[str, Any]) -> Path:
-    """Write ``state`` to ``out_dir/checkpoint.pt`` atomically; the old one becomes ``.prev``."""
+    """Write ``state`` to ``out_dir/checkpoint.pt`` atomically; the old one becomes ``.prev``.
+
+    On a full disk: :class:`~.errors.DiskFullError` naming the file and its size; the
+    checkpoints already written are left as they were.
+    """
     path = out_dir / CHECKPOINT
-    with atomic_path(path.with_suffix(".pt.new")) as tmp:
+    with atomic_path(path.with_suffix(".pt.new"), tensor_bytes(state), shown_as=path) as tmp:
         torch.save(state, tmp)
     new = path.with_suffix(".pt.new")
     checksum = _sha256(new)
@@ -134,3 +162,48 @@ def load_latest(
             return None, notes
         return state, notes
     return None, notes
+
+
+def save_final_weights(
+    out_dir: Path, model: dict[str, Any], config: dict[str, Any], config_hash: str, epoch: int
+) -> Path:
+    """Write the final weights (CPU tensors, no optimiser state) to ``model_final.pt`` atomically.
+
+    Loadable with ``torch.load(path, weights_only=True)``; ``config`` (the run config) says how
+    to rebuild the model (:func:`alexnet_bench.model.build_model`).
+    """
+    path = out_dir / FINAL_WEIGHTS
+    state = {
+        "config_hash": config_hash,
+        "epoch": epoch,
+        "config": config,
+        "model": {k: v.detach().cpu() for k, v in model.items()},
+    }
+    with atomic_path(path, tensor_bytes(state)) as tmp:
+        torch.save(state, tmp)
+    return path
+
+
+def retire_checkpoints(out_dir: Path, keep_final: bool = True) -> list[Path]:
+    """Delete a completed run's resume checkpoints; return what was removed.
+
+    The previous generation goes first and ``checkpoint.pt`` last, in one ``unlink``: a crash
+    at any point leaves either the final epoch's checkpoint or no resume point, never an older
+    one to fall back to. ``keep_final=False`` also removes ``model_final.pt``.
+    """
+    names = [
+        PREVIOUS + ".sha256",
+        PREVIOUS,
+        CHECKPOINT + ".new",
+        CHECKPOINT,
+        CHECKPOINT + ".sha256",
+    ]
+    stale = sorted(out_dir.glob(f".{CHECKPOINT}*.tmp"))  # left by a crash inside a save
+    if not keep_final:
+        names.append(FINAL_WEIGHTS)
+    removed: list[Path] = []
+    for path in [*stale, *(out_dir / n for n in names)]:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed.append(path)
+    return removed

@@ -21,7 +21,7 @@ from typing import Any
 
 from . import __version__
 from .config import RunConfig, deep_merge, parse_override
-from .errors import BenchError, DeviceError
+from .errors import BenchError, DeviceError, DiskFullError
 from .gpu_lock import GpuLease, acquire_gpus, visible_gpu_pool
 from .metrics import write_history, write_metrics
 
@@ -325,7 +325,10 @@ def _fail(
 ) -> int:
     print(f"error: {exc}", file=sys.stderr)
     if record:
-        _record(out, "failed", str(exc), cfg, labels)
+        try:
+            _record(out, "failed", str(exc), cfg, labels)
+        except DiskFullError:  # no room for the record either: a plain failure, rerun later
+            return EXIT_USER_ERROR
         print(f"recorded failure in {out / 'metrics.json'}", file=sys.stderr)
         return 0
     return EXIT_USER_ERROR

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class BenchError(Exception):
     """Base class: a user-facing error; the CLI prints ``error: <message>`` and exits 2."""
@@ -17,3 +19,11 @@ class DataError(BenchError):
 
 class DeviceError(BenchError):
     """The job needs a device (GPU) or more devices than this machine has."""
+
+
+class DiskFullError(BenchError, OSError):
+    """A write failed because the file system is full (still an ``OSError``, errno ENOSPC)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.errno = errno.ENOSPC

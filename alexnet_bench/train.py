@@ -2,7 +2,8 @@
 
 One call of :func:`run_training` trains one ablation cell and writes, into its output
 directory, ``history.csv`` and ``metrics.json`` (atomically), ``gpu.csv`` when NVML telemetry is
-available, and ``checkpoint.pt`` at every epoch end so that a killed run resumes where it stopped.
+available, and ``checkpoint.pt`` at every epoch end so that a killed run resumes where it stopped;
+once it has completed, ``train.keep_checkpoint`` says what stays (see :mod:`.checkpoint`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch.distributed as tdist
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import load_latest, save_checkpoint
+from .checkpoint import load_latest, retire_checkpoints, save_checkpoint, save_final_weights
 from .config import RunConfig
 from .data import DataBundle, build_data
 from .data.loaders import epoch_generator
@@ -37,6 +38,7 @@ from .metrics import (
 from .model import AlexNet, build_model, count_parameters
 from .parallel import TwoTowerAlexNet
 from .parallel.scaling import scaling_efficiency
+from .progress import Progress
 from .runtime import (
     DistContext,
     configure_threads,
@@ -174,6 +176,8 @@ class Trainer:
             self.device, cfg.telemetry.warmup_steps, sync=cfg.telemetry.sync_timing
         )
         self.state = RunState()
+        self.progress = Progress(cfg.train.epochs, len(self.data.train),
+                                 cfg.telemetry.progress_interval_s, enabled=self.dist.is_main)  # fmt: skip
 
     # -- set-up -----------------------------------------------------------------------------
     @property
@@ -351,15 +355,18 @@ class Trainer:
         sums = torch.zeros(3, device=device, dtype=torch.float64)  # loss*n, top1 misses, n
         start = time.perf_counter()
         finite = True
+        self.progress.start_epoch(epoch)
         for step, (images, target) in enumerate(self._batches(), start=1):
             n = target.shape[0]
             loss, logits = self.train_step(images, target, gen)
             top1_miss = (logits.argmax(1) != target).sum()
             sums += torch.stack([loss.double() * n, top1_miss.double(), sums.new_tensor(n)])
             self.timer.end_step(n)
+            self.progress.step(n * self.dist.world_size, lambda s=sums: (s[0] / s[2]).item())
             if step % DIVERGENCE_CHECK_EVERY == 0 and not torch.isfinite(sums[0]).item():
                 finite = False
                 break
+        self.progress.end_epoch()
         log.debug("rank %d epoch %d local sums %s", self.dist.rank, epoch, sums.tolist())
         sums = _all_reduce(sums, self.dist)
         loss_sum, misses, count = sums.tolist()
@@ -653,6 +660,13 @@ def run_training(cfg: RunConfig, out_dir: Path, labels: dict[str, Any] | None = 
     if trainer.device_count > 1:
         metrics["parallel"]["scaling"] = scaling_efficiency(metrics, scaling_reference)
     if dist.is_main:
+        finished = metrics["status"] in ("completed", "collapsed")  # trained to the end
+        keep = cfg.train.keep_checkpoint if finished else "all"
+        if keep == "final":
+            save_final_weights(out_dir, trainer.model.state_dict(), cfg.to_dict(), cfg.hash,
+                               trainer.state.epoch)  # fmt: skip
         write_history(out_dir / "history.csv", trainer.state.history)
         write_metrics(out_dir / "metrics.json", metrics)
+        if keep != "all":  # after metrics.json: a completed run is never resumed
+            retire_checkpoints(out_dir, keep_final=keep == "final")
     return metrics

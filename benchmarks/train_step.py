@@ -133,7 +133,7 @@ def suite_run(args: argparse.Namespace, size: int, width: float, batch: int) -> 
     run: dict[str, Any] = {
         "model": {"variant": "torchvision", "width": width, "lrn": False, "init": "kaiming"},
         "data": {"source": "synthetic", "image_size": size, "num_val": 10,
-                 "num_train": batch * (8 if gpu else args.epoch_batches)},
+                 "num_train": batch * (args.suite_batches if gpu else args.epoch_batches)},
         "train": {"batch_size": batch, "deterministic": not gpu, "checkpoint": False},
         "runtime": {"device": args.device, "threads": args.threads},
         "telemetry": {"warmup_steps": args.warmup},
@@ -249,6 +249,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, help="timed steps (default: 100 GPU, 30 CPU)")
     p.add_argument("--repeats", type=int, default=9, help="CPU: suite/bare epoch pairs")
     p.add_argument("--epoch-batches", type=int, default=24, help="CPU: batches per epoch")
+    p.add_argument(
+        "--suite-batches", type=int, default=8,
+        help="GPU: distinct batches of generated data the suite cycles through (generating "
+        "shapes10 at 256 px took 23 ms an image on one core of the 2-vCPU development VM)",
+    )  # fmt: skip
     p.add_argument(
         "--workers", type=int, help="reference DataLoader workers (default 8 GPU, 1 CPU)"
     )

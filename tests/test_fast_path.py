@@ -49,7 +49,8 @@ def one_step(tmp_path: Path, **runtime: object) -> tuple[float, list[torch.Tenso
     cfg = RunConfig(tiny_run(model=model, runtime={"device": "cpu", "threads": 1, **runtime}))
     trainer = Trainer(cfg, tmp_path / ("_".join(map(str, runtime.values())) or "plain"))
     images, target = next(iter(trainer.data.train))
-    loss, logits = trainer.train_step(images, target, torch.Generator().manual_seed(0))
+    gen = torch.Generator(device=trainer.device).manual_seed(0)
+    loss, logits = trainer.train_step(images, target, gen)
     assert logits.shape == (target.shape[0], trainer.data.num_classes)
     return float(loss), [p.grad.detach().float().clone() for p in trainer.model.parameters()]
 
@@ -73,6 +74,27 @@ def test_fast_step_computes_the_fp32_step(
     assert max(errors) < grad_tol, errors
     # The check can fail: the same gradient with its filters shuffled is nowhere near.
     assert relative_error(plain_grads[0].roll(1, 0), plain_grads[0]) > 3 * grad_tol
+
+
+BF16_LOSS_REL_TOL = 1e-2  # the bf16 tolerance of test_fast_step_computes_the_fp32_step
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_bf16_step_matches_fp32_on_cuda(tmp_path: Path, record_property) -> None:
+    """On the GPU, the fast step (bf16 autocast + channels_last) computes the suite's fp32 step
+    (TF32 matmuls, as every amp: off GPU run) within the tolerances tested on CPU. The values
+    go into the JUnit XML (scripts/gpu_acceptance.sh reads them)."""
+    plain_loss, plain_grads = one_step(tmp_path, device="cuda")
+    fast_loss, fast_grads = one_step(tmp_path, device="cuda", channels_last=True, amp="bf16")
+    loss_rel = abs(fast_loss - plain_loss) / abs(plain_loss)
+    grad_rel = max(relative_error(f, p) for f, p in zip(fast_grads, plain_grads, strict=True))
+    record_property("fp32_loss", plain_loss)
+    record_property("bf16_loss", fast_loss)
+    record_property("bf16_loss_rel_diff", loss_rel)
+    record_property("bf16_loss_rel_tolerance", BF16_LOSS_REL_TOL)
+    record_property("bf16_grad_max_rel_error", grad_rel)
+    assert loss_rel < BF16_LOSS_REL_TOL and grad_rel < 0.3, (loss_rel, grad_rel)
 
 
 @pytest.mark.slow

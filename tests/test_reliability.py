@@ -157,7 +157,7 @@ def stop(proc: subprocess.Popen) -> None:
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     """A completed 2-epoch tiny run (checkpoint.pt = epoch 2, checkpoint.prev.pt = epoch 1)."""
     out = tmp_path_factory.mktemp("finished") / "run"
-    cfg = tiny_run()
+    cfg = tiny_run(train={"keep_checkpoint": "all"})
     run_training(RunConfig(cfg), out)
     return out, cfg
 

@@ -332,6 +332,37 @@ def test_cli_study_json_and_expected(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["--results", str(res), "--study-json", "{bad"]) == 2
 
 
+@pytest.mark.parametrize("layout", ["missing", "empty", "no_run_dirs"])
+def test_report_cli_rejects_results_without_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture, layout: str
+) -> None:
+    from alexnet_bench.cli import main
+
+    res = tmp_path / "results" / "default"
+    if layout != "missing":
+        res.mkdir(parents=True)
+    if layout == "no_run_dirs":  # stray files and directories that are not <ablation>/seed<N>
+        (res / "notes.txt").write_text("x")
+        (res / "baseline" / "old").mkdir(parents=True)
+    code = main(["report", "--results", str(res), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and str(res) in err[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_report_of_run_directories_without_completed_runs_is_valid(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from alexnet_bench.cli import main
+
+    res = tmp_path / "results" / "default"
+    (res / "baseline" / "seed0").mkdir(parents=True)  # a job that never finished
+    assert main(["report", "--results", str(res), "--out", str(tmp_path / "out")]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["counts"]["missing"] == 1 and summary["counts"]["completed"] == 0
+    assert (tmp_path / "out" / "index.html").is_file()
+
+
 def test_add_report_parser_registers_subcommand() -> None:
     import argparse
 

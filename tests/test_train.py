@@ -65,10 +65,12 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path: Path) -> None:
     assert [r["epoch"] for r in read_history(interrupted)] == ["1", "2", "3"]
     for key in ("train_loss", "train_top1_error", "val_top1_error", "val_top5_error"):
         assert resumed["final"][key] == pytest.approx(full["final"][key], rel=1e-6, abs=1e-9), key
+    # completed (default keep_checkpoint: final): the final weights stay, the resume points go
+    assert sorted(p.name for p in interrupted.glob("*.pt*")) == ["model_final.pt"]
 
 
 def test_corrupt_checkpoint_falls_back_to_previous(tmp_path: Path) -> None:
-    run = tiny_run(train={"epochs": 2})
+    run = tiny_run(train={"epochs": 2, "keep_checkpoint": "all"})
     run_training(RunConfig(run), tmp_path)
     (tmp_path / "checkpoint.pt").write_bytes(b"truncated")
     run["train"]["epochs"] = 3
@@ -77,7 +79,8 @@ def test_corrupt_checkpoint_falls_back_to_previous(tmp_path: Path) -> None:
     assert metrics["resumed_from_epoch"] is None
     from alexnet_bench.checkpoint import load_latest
 
-    state, notes = load_latest(tmp_path, RunConfig(tiny_run(train={"epochs": 2})).hash)
+    original = RunConfig(tiny_run(train={"epochs": 2, "keep_checkpoint": "all"}))
+    state, notes = load_latest(tmp_path, original.hash)
     assert state is not None and state["epoch"] == 1
     assert any("checkpoint.pt" in n and "corrupt" in n for n in notes)
 

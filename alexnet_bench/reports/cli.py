@@ -93,6 +93,26 @@ def run_calibration_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_results_dir(results: Path, expected: list[Path] | None) -> None:
+    """Refuse a results directory that does not exist or holds no run directory.
+
+    A report of runs that all failed or never finished is valid (the cells are listed as
+    such); a report of nothing is a wrong ``--results`` path, so it is an error.
+    """
+    from .collect import discover
+
+    if not results.is_dir():
+        raise BenchError(
+            f"results directory '{results}' does not exist; pass --results results/<preset> "
+            "of a study that has run (e.g. results/default after 'snakemake --cores all')"
+        )
+    if not discover(results) and not any(p.parent.is_dir() for p in expected or []):
+        raise BenchError(
+            f"no run directories (<ablation>/seed<N>/) under '{results}'; pass the "
+            "results/<preset> directory that holds them, or run the study first"
+        )
+
+
 def run_report(args: argparse.Namespace) -> int:
     """Handler of the ``report`` subcommand; prints a one-line JSON summary."""
     from .report import build_report
@@ -108,6 +128,7 @@ def run_report(args: argparse.Namespace) -> int:
             raise ConfigError(f"--expected-from '{listing}' does not exist")
         lines = listing.read_text(encoding="utf-8").splitlines()
         expected = (expected or []) + [Path(x.strip()) for x in lines if x.strip()]
+    check_results_dir(Path(args.results), expected)
     result = build_report(
         Path(args.results),
         Path(args.out),
