@@ -142,6 +142,11 @@ def _check_consistency(cfg: dict[str, Any]) -> None:
                 f"train.batch_size={t['batch_size']} exceeds the {n_train} synthetic training "
                 "images (data.num_train / data.max_train); lower train.batch_size or add images"
             )
+    if t["lr_schedule"] == "plateau" and t["lr_gamma"] >= 1:
+        raise ConfigError(
+            f"train.lr_schedule=plateau divides the lr by 1/lr_gamma, so train.lr_gamma must be "
+            f"< 1 (got {t['lr_gamma']}); lower train.lr_gamma, e.g. 0.1"
+        )
     m = cfg["model"]
     if (
         rt["gpus"] > 1

@@ -461,7 +461,11 @@ class Trainer:
                     val.top5_error, stats.seconds, row["images_per_s"],
                 )  # fmt: skip
             self._save(state)
-        collapse = collapse_reason(state.history, self.data.num_classes)
+        collapse = (
+            collapse_reason(state.history, self.data.num_classes)
+            if cfg.train.collapse_check
+            else None
+        )
         if status == "completed" and collapse:
             status = "collapsed"
             log.warning("run collapsed (status: collapsed): %s", collapse)

@@ -9,10 +9,14 @@ from alexnet_bench.errors import ConfigError
 
 
 def test_defaults_are_the_papers_settings() -> None:
+    from alexnet_bench.model import build_model
+
     cfg = RunConfig({})
-    assert (cfg.model.activation, cfg.model.lrn, cfg.model.dropout, cfg.model.pooling) == (
-        "relu", True, 0.5, "overlapping",
+    assert (cfg.model.activation, cfg.model.dropout, cfg.model.pooling) == (
+        "relu", 0.5, "overlapping",
     )  # fmt: skip
+    assert cfg.model.lrn is None  # the variant's own: the paper variant has LRN
+    assert build_model(cfg.model, 10, 32).config["lrn"] is True
     assert (cfg.train.lr, cfg.train.momentum, cfg.train.weight_decay, cfg.train.batch_size) == (
         0.01, 0.9, 0.0005, 128,
     )  # fmt: skip
@@ -56,3 +60,9 @@ def test_overrides_and_hash(tmp_path) -> None:
     assert parse_override("a.b.c=[1, 2]") == {"a": {"b": {"c": [1, 2]}}}
     assert cfg.hash == RunConfig(cfg.to_dict()).hash == config_hash(cfg.to_dict())
     assert cfg.hash != RunConfig({}).hash
+
+
+def test_plateau_schedule_needs_a_gamma_below_one() -> None:
+    with pytest.raises(ConfigError, match="train.lr_gamma must be < 1"):
+        RunConfig({"train": {"lr_schedule": "plateau", "lr_gamma": 1.0}})
+    assert RunConfig({"train": {"lr_schedule": "plateau"}}).train.lr_patience == 1

@@ -108,6 +108,8 @@ def valid_configs(draw: st.DrawFn) -> dict[str, dict[str, Any]]:
         cfg["model"].update(variant="paper", grouped=True)
     multiple = runtime["gpus"] if runtime.get("parallel", "ddp") == "ddp" else 1
     train["batch_size"] = multiple * draw(st.integers(1, max(1, min(16, n_train) // multiple)))
+    if train.get("lr_schedule") == "plateau" and train.get("lr_gamma", 0.1) >= 1:
+        train["lr_gamma"] = 0.5  # plateau must lower the lr (a consistency rule)
     return cfg
 
 

@@ -593,7 +593,9 @@ def test_divergence_records_epoch_and_last_finite_metrics_and_report_shows_it(
 
     build_report(results, tmp_path / "reports")
     summary = (tmp_path / "reports" / "summary.md").read_text()
-    problems = summary.split("## Failed, skipped, diverged", 1)[1].split("## All runs")[0]
+    problems = summary.split("## Collapsed, failed, skipped, diverged", 1)[1].split("## All runs")[
+        0
+    ]
     assert "poisoned" in problems and "diverged" in problems and "epoch 2" in problems
     assert "baseline" not in problems
 

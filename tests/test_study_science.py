@@ -66,7 +66,7 @@ def test_collapsed_run_gets_its_own_status(tmp_path: Path, monkeypatch) -> None:
         train_mod.Trainer, "train_epoch",
         lambda self, epoch: train_mod.EpochStats(LN10, 0.9, None, 160, 0.1),
     )  # fmt: skip
-    cfg = RunConfig(tiny_run(train={"epochs": 2, "checkpoint": False}))
+    cfg = RunConfig(tiny_run(train={"epochs": 2, "checkpoint": False, "collapse_check": True}))
     metrics = train_mod.run_training(cfg, tmp_path)
     assert metrics["status"] == "collapsed"
     assert "did not learn" in metrics["reason"]

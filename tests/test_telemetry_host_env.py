@@ -16,6 +16,7 @@ from alexnet_bench.telemetry import HostStats, collect_environment
 
 HOST_KEYS = {
     "process_cpu_s",
+    "process_lifetime_cpu_s",
     "self_cpu_s",
     "children_cpu_s",
     "wall_s",
