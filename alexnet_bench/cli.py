@@ -1,4 +1,4 @@
-"""Command-line interface: ``alexnet-bench train | report | list-failed | preview-data``.
+"""Command-line interface: ``alexnet-bench train | report | figure1 | list-failed | preview-data``.
 
 Every user-facing error is one line, ``error: <what is wrong>; <how to fix it>``, exit status 2.
 SIGINT/SIGTERM unwind the job (``finally`` blocks stop telemetry and release GPU locks, no
@@ -485,6 +485,9 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         add_report_parser(sub)
         add_calibration_parser(sub)
+    from .figure1.cli import add_figure1_parser
+
+    add_figure1_parser(sub)
     return parser
 
 

@@ -148,6 +148,11 @@ def _check_consistency(cfg: dict[str, Any]) -> None:
             f"< 1 (got {t['lr_gamma']}); lower train.lr_gamma, e.g. 0.1"
         )
     m = cfg["model"]
+    if rt["gpus"] > 1 and rt["parallel"] == "model" and m.get("arch", "alexnet") != "alexnet":
+        raise ConfigError(
+            f"runtime.parallel=model splits AlexNet's two towers; model.arch={m['arch']} has none; "
+            "use runtime.parallel=ddp or runtime.gpus=1"
+        )
     if (
         rt["gpus"] > 1
         and rt["parallel"] == "model"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import torch
@@ -383,11 +384,23 @@ _CFG_KEYS = (
 
 def build_model(
     model_cfg: Mapping[str, Any] | object, num_classes: int, image_size: int
-) -> AlexNet:
+) -> nn.Module:
     """Build an :class:`AlexNet` from the ``model`` config section (a mapping or an object with
-    those attributes); keys that are missing take the :class:`AlexNet` defaults."""
+    those attributes); keys that are missing take the :class:`AlexNet` defaults.
+
+    ``arch: layers18pct`` builds the paper's Figure 1 net instead
+    (:class:`~alexnet_bench.cifar_net.Layers18pct`), which uses only ``activation``.
+    """
+    get = model_cfg.get if isinstance(model_cfg, Mapping) else partial(getattr, model_cfg)
+    arch = get("arch", None) or "alexnet"
+    if arch == "layers18pct":
+        from .cifar_net import Layers18pct
+
+        return Layers18pct(num_classes, activation=get("activation", "relu"), image_size=image_size)
+    if arch != "alexnet":
+        raise ValueError(f"unknown model arch {arch!r}; choose alexnet or layers18pct")
     if isinstance(model_cfg, Mapping):
-        unknown = sorted(set(model_cfg) - set(_CFG_KEYS))
+        unknown = sorted(set(model_cfg) - {*_CFG_KEYS, "arch"})
         if unknown:
             raise ValueError(f"unknown model option(s) {unknown}; known: {', '.join(_CFG_KEYS)}")
         options = {k: model_cfg[k] for k in _CFG_KEYS if k in model_cfg}

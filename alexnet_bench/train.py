@@ -461,6 +461,11 @@ class Trainer:
                     val.top5_error, stats.seconds, row["images_per_s"],
                 )  # fmt: skip
             self._save(state)
+            if getattr(cfg.train, "stop_at_target", False) and (
+                stats.top1_error < cfg.train.target_train_error
+            ):
+                log.info("training error below the target: stopping (train.stop_at_target)")
+                break
         collapse = (
             collapse_reason(state.history, self.data.num_classes)
             if cfg.train.collapse_check

@@ -28,13 +28,14 @@ from alexnet_bench.train import Trainer, run_training
 from .conftest import tiny_run
 
 FAST = {"channels_last": True, "amp": "bf16"}
-# Measured on seeds 0-3: this setting lowers the train loss by 0.37-0.72 in 5 epochs (~5 s/run);
-# at 3 epochs some runs had barely started (drops of 0.08), too close to the "learns" bar.
+# Measured on seeds 0-3: this setting lowers the train loss by 0.81-1.38 in 8 epochs (~6 s/run).
+# At 5 epochs some runs were still on the initial plateau on another CPU (a drop of 0.08 in CI),
+# too close to the "learns" bar: the plateau's length is chaotic, so the runs go past it.
 CURVE_RUN = {
     "model": {"width": 0.125, "init": "kaiming", "dropout": 0.0},
     "augment": {"crop_flip": False, "pca_lighting": False},
     "data": {"num_train": 960, "num_val": 200},
-    "train": {"epochs": 5, "lr": 0.02},
+    "train": {"epochs": 8, "lr": 0.02},
 }
 
 
@@ -99,9 +100,11 @@ def test_bf16_step_matches_fp32_on_cuda(tmp_path: Path, record_property) -> None
 
 @pytest.mark.slow
 def test_fast_path_training_curves_track_the_plain_curves(tmp_path: Path) -> None:
-    # Single runs are chaotic (fp32 rounding alone moves a final loss by ~0.1); seed means are
-    # not. Measured over seeds 0-3: the plain runs' final losses spread with sd 0.11; the fast
-    # vs plain mean curves differ by at most 0.10 per epoch, mean val errors by 0.035.
+    # Single runs are chaotic (fp32 rounding alone moves a final loss by ~0.2); seed means are
+    # steadier. Measured over seeds 0-3: the plain runs' final losses spread with sd 0.19 (the
+    # standard error of a difference of two 4-seed means is ~0.14); the fast vs plain mean curves
+    # differ by at most 0.08 per epoch, mean val errors by 0.01. A broken fast path (no
+    # learning) would sit ~1.0 above the plain curve by epoch 8, far outside the 0.3 tolerance.
     seeds = (0, 1, 2, 3)
     losses: dict[str, list[list[float]]] = {"plain": [], "fast": []}
     val_errors: dict[str, list[float]] = {"plain": [], "fast": []}
@@ -116,14 +119,14 @@ def test_fast_path_training_curves_track_the_plain_curves(tmp_path: Path) -> Non
                 assert (rt["amp"], rt["channels_last"], rt["compile"]) == ("bf16", True, "off")
                 assert metrics["config"]["runtime"]["channels_last"] is True
             loss = curve(out, "train_loss")
-            assert loss[-1] < loss[0] - 0.2, (name, seed, loss)  # every run learns
+            assert loss[-1] < loss[0] - 0.4, (name, seed, loss)  # every run learns
             losses[name].append(loss)
             val_errors[name].append(metrics["final"]["val_top1_error"])
     mean_curve = {k: [statistics.mean(e) for e in zip(*v, strict=True)] for k, v in losses.items()}
-    assert mean_curve["fast"] == pytest.approx(mean_curve["plain"], abs=0.15)
+    assert mean_curve["fast"] == pytest.approx(mean_curve["plain"], abs=0.3)
     mean_val = {k: statistics.mean(v) for k, v in val_errors.items()}
     assert mean_val["fast"] == pytest.approx(mean_val["plain"], abs=0.1)
-    assert mean_val["plain"] < 0.85  # well under chance (0.9): the comparison means something
+    assert mean_val["plain"] < 0.75  # well under chance (0.9): the comparison means something
 
 
 def test_compile_failure_falls_back_to_eager(

@@ -79,6 +79,8 @@ def test_family_target_runs_baseline_and_family(workdir: Path) -> None:
         (["--config", "preset=cifar10"], "data directory 'data/cifar-10-batches-py'"),
         (["--config", "seeds=zero"], "seeds"),
         (["--config", "run={model: {activation: sigmoid}}"], "model.activation"),
+        (["--config", "figure1={sweep_seeds: [1]}"], "sweep_seeds"),
+        (["--config", "figure1={final_seeds: [100, 5, 6]}"], "also appear in sweep_seeds"),
     ],
 )
 def test_bad_config_fails_before_any_job(workdir: Path, args: list[str], message: str) -> None:
@@ -201,3 +203,37 @@ def test_calibrate_target_end_to_end(workdir: Path) -> None:
     )
     assert metrics["config"]["model"]["activation"] == "tanh"
     assert metrics["config"]["train"]["epochs"] == 2 and metrics["host"]["job_cpu_s"] > 0
+
+
+def test_figure1_target_end_to_end(workdir: Path) -> None:
+    """The figure1 target on a tiny grid: sweep, selection, final seeds, summary and figure."""
+    tiny = "figure1={train_images: 64, val_images: 20, batch_size: 16, epochs: 2}"
+    result = snakemake(workdir, "--cores", "2", "figure1", "--config", tiny, timeout=600)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert job_counts(result.stdout + result.stderr) == {
+        "figure1_sweep": 10, "figure1_select": 1, "figure1_final": 2, "figure1_summary": 1,
+        "figure1": 1,
+    }  # fmt: skip
+    root = workdir / "results" / "figure1"
+    summary = json.loads((root / "summary.json").read_text())
+    chosen = json.loads((root / "selection.json").read_text())["chosen"]
+    assert len(summary["sweep"]) == 10 and len(summary["final"]) == 6
+    assert summary["data"]["source"] == "synthetic"
+    for run in summary["final"]:
+        metrics = json.loads((workdir / run["path"] / "metrics.json").read_text())
+        assert metrics["config"]["train"]["lr"] == chosen[run["activation"]]["lr"]
+        assert metrics["model"]["arch"] == "layers18pct" and metrics["epochs_completed"] == 2
+    assert summary["ratio"]["kind"] in ("estimate", "lower bound", "upper bound", "n/a")
+    for path in ("sweep.csv", "final.csv"):
+        assert (root / path).read_text().startswith("activation,")
+    assert (workdir / "reports" / "figure1" / "figure1.png").read_bytes()[:4] == b"\x89PNG"
+    assert (
+        "tanh / ReLU epochs to target"
+        in (workdir / "reports" / "figure1" / "summary.md").read_text()
+    )
+    assert (workdir / "logs" / "benchmark" / "figure1" / "final" / "tanh.tsv").exists()
+
+    again = snakemake(workdir, "-n", "--cores", "2", "figure1", "--config", tiny)
+    assert job_counts(again.stdout) == {}, again.stdout[-2000:]
+    default = snakemake(workdir, "-n", "--cores", "2")  # the default target never runs figure1
+    assert set(job_counts(default.stdout)) == {"peak_flops", "train", "report", "all"}

@@ -21,11 +21,12 @@ def build_report(
     study: dict[str, Any] | None = None,
     expected: list[Path] | None = None,
     snakemake_report_dir: Path | None = None,
+    figure1_dir: Path | None = None,
 ) -> dict[str, Any]:
     """See :func:`alexnet_bench.reports.report.build_report` (imported lazily: matplotlib)."""
     from .report import build_report as _build
 
-    return _build(results_dir, out_dir, study, expected, snakemake_report_dir)
+    return _build(results_dir, out_dir, study, expected, snakemake_report_dir, figure1_dir)
 
 
 def captions_dir() -> Path:

@@ -34,6 +34,11 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         help="a file listing expected metrics.json paths, one per line",
     )  # fmt: skip
     parser.add_argument(
+        "--figure1", metavar="DIR",
+        help="the figure1 study's results (results/figure1): adds its section and paper-vs-"
+             "measured row when DIR/summary.json exists, a note otherwise",
+    )  # fmt: skip
+    parser.add_argument(
         "--snakemake-report-dir", metavar="DIR",
         help="also copy the RST figure/table captions into DIR",
     )  # fmt: skip
@@ -135,6 +140,7 @@ def run_report(args: argparse.Namespace) -> int:
         study=study,
         expected=expected,
         snakemake_report_dir=Path(args.snakemake_report_dir) if args.snakemake_report_dir else None,
+        figure1_dir=Path(args.figure1) if args.figure1 else None,
     )
     summary = {
         k: result[k] for k in ("index_html", "summary_md", "runs", "counts", "figures_skipped")

@@ -85,6 +85,20 @@ BADGE_CLASS = {
 
 
 @dataclass
+class Extra:
+    """An optional study section (e.g. the figure1 study), shown after "Paper vs measured"."""
+
+    id: str
+    nav: str
+    title: str
+    lead: str  # one line shown in bold (e.g. the measured ratio)
+    notes: list[str]
+    checks: list[str]
+    figures: list[FigureFile]
+    tables: list[Table]
+
+
+@dataclass
 class Page:
     title: str
     subtitle: str
@@ -103,6 +117,7 @@ class Page:
     environment: list[tuple[str, str]]
     environment_notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    extras: list[Extra] = field(default_factory=list)
 
 
 def esc(text: object) -> str:
@@ -153,6 +168,20 @@ def figure_html(f: FigureFile) -> str:
     )
 
 
+def extra_html(x: Extra) -> str:
+    notes = "".join(f"<li>{esc(n)}</li>" for n in x.notes)
+    checks = "".join(f"<li>{esc(c)}</li>" for c in x.checks)
+    parts = [f'<section id="{esc(x.id)}">', f"<h2>{esc(x.title)}</h2>"]
+    parts.append(f"<p><b>{esc(x.lead)}</b></p>")
+    parts.append(f'<div class="box"><ul>{notes}</ul></div>')
+    if checks:
+        parts.append(f'<p class="note">Checks (criteria fixed before the ratio):</p><ul>{checks}</ul>')
+    parts += [figure_html(f) for f in x.figures]
+    parts += [table_html(t) for t in x.tables]
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
 def render(page: Page) -> str:
     from .collect import ALL_STATUSES
 
@@ -184,6 +213,7 @@ def render(page: Page) -> str:
     nav_items = [
         ("how", "How to read this"),
         ("claims", "Paper vs measured"),
+        *[(x.id, x.nav) for x in page.extras],
         ("accuracy", "Accuracy"),
         ("speed", "Speed & resources"),
         ("figures", "Figures"),
@@ -217,6 +247,7 @@ def render(page: Page) -> str:
 <p class="note"><b>Rule for “exceeds seed spread”:</b> {esc(page.spread_rule)}</p>
 {table_html(page.claims, with_title=False)}
 </section>
+{"".join(extra_html(x) for x in page.extras)}
 <section id="accuracy">
 <h2>Accuracy vs baseline</h2>
 {table_html(page.accuracy, with_title=False)}

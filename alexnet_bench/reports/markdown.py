@@ -36,6 +36,13 @@ def render(page: Page) -> str:
     out += ["## How to read this", "", *[f"- {x}" for x in page.how_to_read], ""]
     out += ["## Paper vs measured", "", f"Rule for “exceeds seed spread”: {page.spread_rule}", ""]
     out.append(table_md(page.claims, heading=None))
+    for x in page.extras:
+        out += [f"## {x.title}", "", f"**{x.lead}**", "", *[f"- {n}" for n in x.notes], ""]
+        if x.checks:
+            out += ["Checks (criteria fixed before the ratio):", "", *[f"- {c}" for c in x.checks]]
+            out.append("")
+        out += [f"- [{f.title}](figures/{f.name}.png) ([SVG](figures/{f.name}.svg))" for f in x.figures]
+        out += ["", *[table_md(t) for t in x.tables]]
     out += ["## Accuracy vs baseline", "", table_md(page.accuracy, heading=None)]
     out += ["## Speed and resources", "", table_md(page.speed, heading=None)]
     if page.scaling is not None:

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from . import claims as claims_mod
+from . import figure1 as figure1_mod
 from . import html as html_mod
 from . import markdown as md_mod
 from . import tables as T
@@ -22,8 +23,8 @@ from .collect import (
     run_value,
     sort_runs,
 )
-from .figures import render_all
-from .output import write_text
+from .figures import FigureFile, render_all
+from .output import write_bytes, write_text
 from .studyconf import normalize_study
 
 CAPTIONS = (
@@ -37,6 +38,7 @@ CAPTIONS = (
     "ablations_table",
     "paper_vs_measured",
     "runs_table",
+    "figure1",
 )
 
 
@@ -65,6 +67,9 @@ OUTPUT_CAPTIONS = {
     "runs": "runs_table",
     "ablations": "ablations_table",
     "paper_vs_measured": "paper_vs_measured",
+    "figure1_cnn": "figure1",
+    "figure1_sweep": "figure1",
+    "figure1_final": "figure1",
 }
 
 
@@ -257,19 +262,82 @@ def _warnings(
     return out
 
 
+FIGURE1_TABLES = ("figure1_sweep", "figure1_final")
+
+
+def _figure1_section(
+    figure1_dir: Path | None, out_dir: Path
+) -> tuple[html_mod.Extra | None, claims_mod.ClaimRow | None, str | None]:
+    """The figure1 study's section, paper-vs-measured row and files, when its summary exists.
+
+    Writes ``figures/figure1_cnn.png|svg`` and ``tables/figure1_{sweep,final}.csv``; removes
+    stale ones when there is no summary. Returns (section, claim row, note when absent).
+    """
+    summary_path = Path(figure1_dir) / "summary.json" if figure1_dir is not None else None
+    if summary_path is None or not summary_path.is_file():
+        for path in [out_dir / "figures" / f"{figure1_mod.FIGURE}.{ext}" for ext in ("png", "svg")]:
+            path.unlink(missing_ok=True)
+        for name in FIGURE1_TABLES:
+            (out_dir / "tables" / f"{name}.csv").unlink(missing_ok=True)
+        note = (
+            f"Figure 1 study (four-layer CNN, lr tuned per activation) not shown: no "
+            f"{summary_path}; run `snakemake --cores all figure1`, then the report again."
+            if summary_path is not None
+            else None
+        )
+        return None, None, note
+    summary = figure1_mod.load_summary(summary_path)
+    sec = figure1_mod.section(summary)
+    png = out_dir / "figures" / f"{figure1_mod.FIGURE}.png"
+    svg = png.with_suffix(".svg")
+    write_bytes(png, sec.figure.png)
+    write_bytes(svg, sec.figure.svg)
+    figure1_mod.write_tables(sec, out_dir / "tables")
+    figure = FigureFile(
+        figure1_mod.FIGURE,
+        "Figure 1 reproduced: four-layer CNN, ReLU vs tanh, lr tuned per activation",
+        "Running training error vs epochs at each activation's chosen learning rate: ReLU solid, "
+        "tanh dashed, faint = single seeds, bold = mean, dotted = the target. Right: the "
+        "learning-rate sweep (median epochs to the target; circle = chosen).",
+        sec.figure.png,
+        png,
+        svg,
+    )
+    extra = html_mod.Extra(
+        id="figure1",
+        nav="Figure 1 study",
+        title="Figure 1 study: four-layer CNN, ReLU vs tanh, learning rate tuned per activation",
+        lead=sec.ratio,
+        notes=[*sec.intro, f"Source: {summary_path} (snakemake --cores all figure1)."],
+        checks=sec.checks,
+        figures=[figure],
+        tables=sec.tables,
+    )
+    return extra, figure1_mod.claim_row(summary), None
+
+
+def _insert_claim(rows: list[claims_mod.ClaimRow], row: claims_mod.ClaimRow) -> None:
+    """Put ``row`` after the last row of its claim (or first, when the claim has no rows)."""
+    last = max((i for i, r in enumerate(rows) if r.claim_id == row.claim_id), default=-1)
+    rows.insert(last + 1, row)
+
+
 def build_report(
     results_dir: Path,
     out_dir: Path,
     study: dict[str, Any] | None = None,
     expected: list[Path] | None = None,
     snakemake_report_dir: Path | None = None,
+    figure1_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Write index.html, summary.md, tables/*.csv and figures/* into ``out_dir``.
 
     ``results_dir`` is one preset's results (``results/default``); ``expected`` lists the
     metrics.json paths the study expects (absent ones are reported as missing; default: every
     ablation x seed of ``study``). With ``snakemake_report_dir`` the RST captions are copied
-    there too. Returns a small dict (paths written, counts) for logging.
+    there too. With ``figure1_dir`` (``results/figure1``) holding a ``summary.json``, the page
+    gets the figure1 study's section and paper-vs-measured row. Returns a small dict (paths
+    written, counts) for logging.
     """
     results_dir, out_dir = Path(results_dir), Path(out_dir)
     original_study = study
@@ -283,6 +351,9 @@ def build_report(
     stats = T.aggregate(runs, order, study, baseline)
     claim_rows = claims_mod.evaluate(runs, study, baseline)
     families = {a.name: a.family for a in stats}
+    figure1, figure1_row, figure1_note = _figure1_section(figure1_dir, out_dir)
+    if figure1_row is not None:
+        _insert_claim(claim_rows, figure1_row)
 
     tables_dir = out_dir / "tables"
     run_recs = T.run_records(runs, families)
@@ -294,6 +365,8 @@ def build_report(
     ):
         write_text(tables_dir / name, T.to_csv(records))
         written.append(tables_dir / name)
+    if figure1 is not None:
+        written += [tables_dir / f"{name}.csv" for name in FIGURE1_TABLES]
 
     figs = render_all(runs, stats, order, baseline, out_dir / "figures")
     counts = {s: sum(r.status == s for r in runs) for s in ALL_STATUSES}
@@ -316,7 +389,7 @@ def build_report(
         speed=T.speed_table(stats, baseline),
         scaling=figs.scaling,
         figures=figs.figures,
-        figure_notes=figs.notes,
+        figure_notes=figs.notes + ([figure1_note] if figure1_note else []),
         problems=T.problems_table(runs),
         runs=T.runs_table(runs),
         study_yaml=(
@@ -329,11 +402,12 @@ def build_report(
         environment=env,
         environment_notes=env_notes,
         warnings=_warnings(runs, stats, baseline, extras, study.get("preset") if study else None),
+        extras=[figure1] if figure1 is not None else [],
     )
     write_text(out_dir / "summary.md", md_mod.render(page))
     write_text(out_dir / "index.html", html_mod.render(page))
     written += [out_dir / "summary.md", out_dir / "index.html"]
-    for f in figs.figures:
+    for f in figs.figures + (figure1.figures if figure1 is not None else []):
         written += [f.png_path, f.svg_path]
 
     if snakemake_report_dir is not None:
@@ -346,13 +420,14 @@ def build_report(
         "index_html": str(out_dir / "index.html"),
         "summary_md": str(out_dir / "summary.md"),
         "tables": [str(p) for p in written if p.suffix == ".csv"],
-        "figures": [str(f.png_path) for f in figs.figures],
+        "figures": [str(f.png_path) for f in figs.figures + (figure1.figures if figure1 else [])],
         "figures_skipped": list(figs.notes),
         "runs": len(runs),
         "left_out": [str(p) for p in extras],
         "counts": counts,
         "ablations": len(order),
         "claims": len(claim_rows),
+        "figure1": figure1_row.measured if figure1_row is not None else None,
         "completed_per_ablation": {a.name: len(a.completed) for a in stats},
         "ttt_reached": {
             a.name: sum(run_value(r, "ttt_epoch") is not None for r in a.completed) for a in stats

@@ -1,11 +1,14 @@
 # Helpers shared by the rules. Study logic lives in the alexnet_bench package (study.py);
 # this file validates the config and exposes small functions for inputs/params/resources.
+import hashlib
 import json
 from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
 from alexnet_bench.errors import BenchError
+from alexnet_bench.figure1.results import final_dir, sweep_dir
+from alexnet_bench.figure1.settings import ACTIVATIONS, Figure1Settings
 from alexnet_bench.gpu_lock import physical_gpu_count
 from alexnet_bench.reports import output_captions
 from alexnet_bench.study import (
@@ -28,6 +31,7 @@ except BenchError as exc:
     raise WorkflowError(f"config.yaml: {exc}") from None
 
 PRESET = config["preset"]
+FIG1_RESULTS = "results/figure1"
 REPORTS = "reports"
 REPORT_FILES = [f"{REPORTS}/index.html", f"{REPORTS}/summary.md"]
 USE_GPU_RESOURCE = config["gpu_jobs"] == "yes" or (
@@ -110,6 +114,14 @@ def job_threads(wildcards):
     return config["threads_per_job"] * devices
 
 
+def figure1_fingerprint():
+    """sha256 of results/figure1/summary.json ("none" without one): the report shows it."""
+    path = Path(FIG1_RESULTS) / "summary.json"
+    if not path.is_file():
+        return "none"
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def metrics_path(ablation, seed, preset=PRESET):
     return f"results/{preset}/{ablation}/seed{seed}/metrics.json"
 
@@ -144,3 +156,51 @@ def calibration_metrics():
         f"{CALIBRATION_RESULTS}/{c}/{a}/seed{s}/metrics.json"
         for c, a, s in calibration_cells(config)
     ]
+
+
+# -- the figure1 study (rules/figure1.smk) --------------------------------------------------
+try:
+    FIG1 = Figure1Settings.from_config(config["figure1"], base_dir=Path.cwd())
+except BenchError as exc:
+    raise WorkflowError(f"config.yaml: {exc}") from None
+
+FIG1_REPORTS = "reports/figure1"
+FIG1_SETTINGS = json.dumps(config["figure1"], sort_keys=True, separators=(",", ":"))
+
+
+wildcard_constraints:
+    activation="|".join(ACTIVATIONS),
+    lr=r"[0-9][0-9.e+-]*",
+
+
+def figure1_sweep_metrics():
+    """metrics.json of every sweep run."""
+    return [
+        f"{sweep_dir(FIG1_RESULTS, act, lr)}/seed{seed}/metrics.json"
+        for act in ACTIVATIONS
+        for lr in FIG1.grids[act]
+        for seed in FIG1.sweep_seeds
+    ]
+
+
+def figure1_run_config(stage):
+    """Params function: the run config (JSON, without seed) of one sweep point or final arm."""
+
+    def params(wildcards):
+        try:
+            lr = (
+                FIG1.lr_for(wildcards.activation, wildcards.lr)
+                if stage == "sweep"
+                else None
+            )
+        except BenchError as exc:
+            raise WorkflowError(str(exc)) from None
+        cfg = FIG1.run_config(wildcards.activation, stage, lr)
+        return json.dumps(cfg, sort_keys=True, separators=(",", ":"))
+
+    return params
+
+
+FIG1_TRAIN_FLAGS = f"--gpu-lock-dir {config['gpu_lock_dir']}" + (
+    " --record-failures" if config["failed_runs"] == "record" else ""
+)

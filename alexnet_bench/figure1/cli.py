@@ -1,0 +1,120 @@
+"""``alexnet-bench figure1 train | select | summarize``: the commands the figure1 rules call."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..io import write_json, write_text
+
+log = logging.getLogger(__name__)
+
+
+def _json_arg(text: str, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{what} is not valid JSON ({exc.msg}); pass a JSON object") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} must be a JSON object")
+    return data
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from .settings import Figure1Settings
+
+    return Figure1Settings.from_config(_json_arg(args.settings_json, "--settings-json"))
+
+
+def _labels(items: list[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, _, value = item.partition("=")
+        out[key] = int(value) if value.isdigit() else value
+    return out
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train the seeds of one arm: a sweep point, or a final arm at the selected rate."""
+    from ..config import deep_merge
+    from .runner import chosen_lr, train_seeds
+
+    base = _json_arg(args.config_json, "--config-json")
+    if args.lr_from:
+        if not args.activation:
+            raise ConfigError("--lr-from needs --activation relu|tanh")
+        base = deep_merge(base, {"train": {"lr": chosen_lr(Path(args.lr_from), args.activation)}})
+    results = train_seeds(
+        base, args.seeds, Path(args.out), _labels(args.label), args.record_failures,
+        args.gpu_lock_dir,
+    )  # fmt: skip
+    print(json.dumps({"out": args.out, "runs": results}))
+    return 0
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    """Choose each activation's learning rate from the sweep; write selection.json, sweep.csv."""
+    from ..reports.tables import to_csv
+    from .results import SELECTION, SWEEP_CSV, selection_record
+
+    root = Path(args.results)
+    record = selection_record(root, _settings(args))
+    write_json(root / SELECTION, record)
+    write_text(root / SWEEP_CSV, to_csv(record["sweep"]))
+    print(json.dumps({"chosen": record["chosen"]}))
+    return 0
+
+
+def cmd_summarize(args: argparse.Namespace) -> int:
+    """Ratio with its CI, checks, the figure and summary.md from the sweep and final runs."""
+    from ..reports.figure1 import final_records, write_outputs
+    from ..reports.tables import to_csv
+    from .results import FINAL_CSV, SUMMARY, build_summary
+
+    root = Path(args.results)
+    summary = build_summary(root, _settings(args))
+    write_json(root / SUMMARY, summary)
+    write_text(root / FINAL_CSV, to_csv(final_records(summary)))
+    write_outputs(summary, Path(args.out))
+    failed = [c["check"] for c in summary["checks"] if not c["ok"]]
+    print(json.dumps({"ratio": summary["ratio"]["text"], "failed_checks": failed}))
+    return 0
+
+
+def add_figure1_parser(subparsers: Any) -> None:
+    """Register ``alexnet-bench figure1 ...`` on an ``argparse`` subparsers object."""
+    parser = subparsers.add_parser(
+        "figure1",
+        help="the paper's Figure 1 study (four-layer CNN, ReLU vs tanh): train, select, summarize",
+        description="Commands behind `snakemake figure1` (workflow/rules/figure1.smk).",
+    )
+    sub = parser.add_subparsers(dest="figure1_command", required=True)
+
+    train = sub.add_parser("train", help="train the seeds of one arm into OUT/seed<N>/")
+    train.add_argument("--config-json", required=True, help="run config (without the seed)")
+    train.add_argument("--seeds", type=int, nargs="+", required=True)
+    train.add_argument("--out", required=True, help="arm directory; runs go to OUT/seed<N>/")
+    train.add_argument(
+        "--lr-from", metavar="SELECTION_JSON", help="take train.lr from this selection.json"
+    )
+    train.add_argument("--activation", choices=["relu", "tanh"], help="arm for --lr-from")
+    train.add_argument("--label", action="append", metavar="KEY=VALUE")
+    train.add_argument("--record-failures", action="store_true",
+                       help="a user error of one seed is recorded as status 'failed'")  # fmt: skip
+    train.add_argument("--gpu-lock-dir", metavar="DIR", help="lock one free GPU via DIR")
+    train.set_defaults(func=cmd_train)
+
+    for name, func, text in (
+        ("select", cmd_select, "choose the learning rates: selection.json and sweep.csv"),
+        ("summarize", cmd_summarize, "ratio, checks, figure: summary.json, final.csv, OUT/*"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--settings-json", required=True, help="config.yaml's figure1 block")
+        p.add_argument("--results", default="results/figure1")
+        if name == "summarize":
+            p.add_argument("--out", default="reports/figure1", help="figure1.png|svg, summary.md")
+        p.set_defaults(func=func)

@@ -1,0 +1,383 @@
+"""The figure1 study: the four-layer net, epochs to target with censoring, lr selection, the
+paired ratio and its CI, the figure1 config block, the CIFAR-10 branch and the report section."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import statistics
+from pathlib import Path
+
+import jsonschema
+import pytest
+import torch
+import yaml
+
+from alexnet_bench.config import RunConfig
+from alexnet_bench.errors import ConfigError, DataError
+from alexnet_bench.figure1.analysis import (
+    epochs_to_target,
+    lr_score,
+    paired_ratio,
+    read_run,
+    select_lr,
+)
+from alexnet_bench.figure1.results import build_summary, final_dir, selection_record, sweep_dir
+from alexnet_bench.figure1.runner import chosen_lr, train_seeds
+from alexnet_bench.figure1.settings import Figure1Settings, log_grid
+from alexnet_bench.model import build_model
+from alexnet_bench.reports import build_report, output_captions
+from alexnet_bench.train import run_training
+
+from .conftest import REPO, tiny_run
+
+T975_DF2 = 4.3026527  # Student t, 97.5% quantile, 2 degrees of freedom
+STUDY = yaml.safe_load((REPO / "config.yaml").read_text())
+TARGET = 0.25
+
+
+@pytest.fixture
+def block() -> dict:
+    """config.yaml's figure1 block with shapes10 data (no auto-detection of a CIFAR directory)."""
+    return {**copy.deepcopy(STUDY["figure1"]), "data": "synthetic"}
+
+
+def curve(t: float, epochs: int, start: float = 0.9) -> list[float]:
+    """Training errors that fall linearly from ``start`` and reach TARGET exactly at epoch ``t``."""
+    return [max(0.01, start - (start - TARGET) * k / t) for k in range(1, epochs + 1)]
+
+
+def write_run(run_dir: Path, errors: list[float], lr: float, seed: int, status: str = "completed",
+              source: str = "synthetic") -> None:  # fmt: skip
+    """A run directory as the training job writes it (only the fields the analysis reads)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    metrics = {"status": status, "config": {"train": {"lr": lr, "seed": seed}},
+               "data": {"source": source, "num_train": 2000, "image_size": 32}}  # fmt: skip
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    with open(run_dir / "history.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["epoch", "train_loss", "train_top1_error"])
+        for e, err in enumerate(errors, start=1):
+            w.writerow([e, 1.0 if math.isfinite(err) else "nan", err])
+
+
+# -- the network --------------------------------------------------------------------------------
+def test_layers18pct_shapes_and_parameters() -> None:
+    model = build_model({"arch": "layers18pct", "activation": "tanh"}, 10, 32)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert model.classifier.in_features == 64 * 4 * 4  # cuda-convnet pools: 32 -> 16 -> 8 -> 4
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size, c.padding) for c in convs] == [
+        (32, (5, 5), (2, 2)), (32, (5, 5), (2, 2)), (64, (5, 5), (2, 2))
+    ]  # fmt: skip
+    pools = [type(m).__name__ for m in model.features if "Pool" in type(m).__name__]
+    assert pools == ["MaxPool2d", "AvgPool2d", "AvgPool2d"]  # as in layers-18pct.cfg
+    assert not any(isinstance(m, torch.nn.Dropout) or "LRN" in type(m).__name__
+                   for m in model.modules())  # fmt: skip
+    assert sum(p.numel() for p in model.parameters()) == 2432 + 25632 + 51264 + 10250
+
+
+def test_both_activations_start_from_the_same_draws_scaled_by_their_gain() -> None:
+    torch.manual_seed(3)
+    relu = build_model({"arch": "layers18pct", "activation": "relu"}, 10, 32)
+    torch.manual_seed(3)
+    tanh = build_model({"arch": "layers18pct", "activation": "tanh"}, 10, 32)
+    ratio = (5 / 3) / math.sqrt(2)
+    for (name, a), (_, b) in zip(relu.named_parameters(), tanh.named_parameters(), strict=True):
+        if name.endswith("bias"):
+            assert not a.any() and not b.any()
+        elif name.startswith("classifier"):
+            assert torch.equal(a, b)  # linear output layer: gain 1 in both
+        else:
+            torch.testing.assert_close(b, a * ratio)
+            fan_in = a[0].numel()
+            assert abs(a.std().item() * math.sqrt(fan_in) - math.sqrt(2)) < 0.1
+
+
+def test_alexnet_keys_still_build_alexnet_and_model_split_is_rejected() -> None:
+    assert type(build_model({"activation": "tanh"}, 10, 32)).__name__ == "AlexNet"
+    with pytest.raises(ConfigError, match="runtime.parallel=model"):
+        RunConfig(tiny_run(model={"arch": "layers18pct"}, runtime={"gpus": 2, "parallel": "model"}))
+    assert "arch" not in RunConfig(tiny_run()).to_dict()["model"]  # old config hashes unchanged
+
+
+def test_stop_at_target_ends_the_run_after_the_first_epoch_below_it(tmp_path: Path) -> None:
+    cfg = RunConfig(tiny_run(model={"arch": "layers18pct"},
+                             train={"epochs": 4, "target_train_error": 0.999,
+                                    "stop_at_target": True}))  # fmt: skip
+    metrics = run_training(cfg, tmp_path)
+    assert metrics["status"] == "completed" and metrics["epochs_completed"] == 1
+    assert metrics["time_to_target"]["epoch"] == 1
+    assert metrics["model"]["arch"] == "layers18pct"
+
+
+# -- epochs to target and censoring -------------------------------------------------------------
+def test_epochs_to_target_interpolates_between_epoch_ends() -> None:
+    c = epochs_to_target([0.9, 0.5, 0.2, 0.1], TARGET)
+    assert c.kind == "reached" and c.first_epoch == 3
+    assert c.value == pytest.approx(2 + 0.25 / 0.3) and c.text() == "2.8"
+    assert epochs_to_target([0.9, 0.25, 0.1], TARGET).value == pytest.approx(2.0)  # on the line
+
+
+def test_runs_that_never_reach_the_target_are_censored_not_invented() -> None:
+    never = epochs_to_target([0.9, 0.8, 0.7], TARGET)
+    assert never.kind == "right-censored" and never.value is None
+    assert (never.lower, never.upper, never.text()) == (3.0, math.inf, "> 3")
+    assert never.score == math.inf
+    first = epochs_to_target([0.2, 0.1], TARGET)
+    assert first.kind == "left-censored" and first.value is None
+    assert (first.lower, first.upper, first.text()) == (0.0, 1.0, "≤ 1")
+
+
+def test_a_diverged_run_counts_only_its_finite_epochs(tmp_path: Path) -> None:
+    write_run(tmp_path / "r", [0.9, 0.6, math.nan], lr=0.1, seed=1, status="diverged")
+    r = read_run(tmp_path / "r", TARGET)
+    assert r.errors == (0.9, 0.6) and r.crossing.text() == "> 2"
+    write_run(tmp_path / "f", [], lr=0.1, seed=1, status="failed")
+    assert read_run(tmp_path / "f", TARGET).crossing.kind == "no data"
+    assert read_run(tmp_path / "absent", TARGET).status == "missing"
+
+
+# -- learning-rate selection on hand-made histories ---------------------------------------------
+def _points(tmp_path: Path, spec: dict[float, list[float | None]], epochs: int = 12) -> dict:
+    """Sweep runs per lr: a crossing epoch per seed (None = never reaches the target)."""
+    points = {}
+    for lr, crossings in spec.items():
+        runs = []
+        for seed, t in enumerate(crossings):
+            errors = curve(t, epochs) if t is not None else [0.9 - 0.01 * k for k in range(epochs)]
+            write_run(tmp_path / f"lr{lr}" / f"seed{seed}", errors, lr, seed)
+            runs.append(read_run(tmp_path / f"lr{lr}" / f"seed{seed}", TARGET))
+        points[lr] = runs
+    return points
+
+
+def test_selection_takes_the_lowest_median_and_a_never_counts_as_infinite(tmp_path: Path) -> None:
+    points = _points(tmp_path, {0.001: [None, None], 0.01: [6.0, 8.0], 0.1: [3.0, None]})
+    assert lr_score(points[0.1]) == math.inf  # one seed never reached: median of 2 is inf
+    choice = select_lr(points)
+    assert choice.lr == 0.01 and choice.score == pytest.approx(7.0)
+    assert choice.reached and choice.edge is None
+
+
+def test_selection_ties_go_to_the_smaller_rate_and_edges_are_flagged(tmp_path: Path) -> None:
+    tie = select_lr(_points(tmp_path / "a", {0.01: [5.0, 7.0], 0.03: [6.0, 6.0], 0.1: [9.0, 9.0]}))
+    assert tie.lr == 0.01 and tie.edge == "smallest"
+    top = select_lr(_points(tmp_path / "b", {0.01: [9.0, 9.0], 0.03: [8.0, 8.0], 0.1: [4.0, 5.0]}))
+    assert top.lr == 0.1 and top.edge == "largest"
+
+
+def test_selection_with_three_seeds_uses_the_median(tmp_path: Path) -> None:
+    points = _points(tmp_path, {0.01: [4.0, 5.0, None], 0.03: [5.5, 5.5, 5.5], 0.1: [9.0, 9.0, 9]})
+    assert select_lr(points).lr == 0.01  # median 5.0 despite one censored seed
+
+
+def test_selection_when_no_rate_reaches_the_target_is_flagged(tmp_path: Path) -> None:
+    points = _points(tmp_path, {0.01: [None, None], 0.03: [None, None], 0.1: [None, None]})
+    for lr, runs in points.items():  # make 0.03 end lowest
+        for r in runs:
+            object.__setattr__(r, "errors", (*r.errors[:-1], 0.3 if lr == 0.03 else 0.5))
+    choice = select_lr(points)
+    assert not choice.reached and choice.lr == 0.03 and math.isinf(choice.score)
+
+
+# -- the paired ratio and its CI ----------------------------------------------------------------
+def _crossings(values: list[float | None], epochs: int = 14) -> dict:
+    return {
+        200 + i: epochs_to_target(curve(t, epochs) if t else [0.9] * epochs, TARGET)
+        for i, t in enumerate(values)
+    }
+
+
+def test_ratio_is_the_geometric_mean_of_paired_seeds_with_a_t_interval() -> None:
+    r = paired_ratio(_crossings([4.0, 5.0, 6.0]), _crossings([10.0, 10.0, 9.0]))
+    logs = [math.log(10 / 4), math.log(10 / 5), math.log(9 / 6)]
+    mean, half = statistics.fmean(logs), T975_DF2 * statistics.stdev(logs) / math.sqrt(3)
+    assert r.kind == "estimate" and r.n == 3 and r.seeds == (200, 201, 202)
+    assert r.value == pytest.approx(math.prod([2.5, 2.0, 1.5]) ** (1 / 3))
+    assert r.ci_low == pytest.approx(math.exp(mean - half), rel=1e-6)
+    assert r.ci_high == pytest.approx(math.exp(mean + half), rel=1e-6)
+    assert "95% CI" in r.text() and r.ci_low < r.value < r.ci_high
+
+
+def test_ratio_with_a_censored_seed_is_only_a_bound() -> None:
+    lower = paired_ratio(_crossings([4.0, 5.0, 6.0]), _crossings([10.0, None, 9.0]))
+    assert lower.kind == "lower bound" and lower.ci_low is None
+    assert lower.value == pytest.approx((2.5 * (14 / 5) * 1.5) ** (1 / 3))  # tanh seed: > 14
+    assert lower.text().startswith("> ") and "seed 201" in lower.note
+    upper = paired_ratio(_crossings([4.0, None, 6.0]), _crossings([10.0, 10.0, 9.0]))
+    assert upper.kind == "upper bound" and upper.value == pytest.approx(
+        (2.5 * 10 / 14 * 1.5) ** (1 / 3)
+    )
+    both = paired_ratio(_crossings([None, 5.0, 6.0]), _crossings([10.0, None, 9.0]))
+    assert both.kind == "n/a" and both.value is None
+
+
+def test_ratio_leaves_out_seeds_without_data_in_both_arms() -> None:
+    relu, tanh = _crossings([4.0, 5.0]), _crossings([8.0, 10.0, 9.0])
+    r = paired_ratio(relu, tanh)
+    assert r.n == 2 and r.value == pytest.approx(2.0) and "[202]" in r.note
+    assert paired_ratio({}, {}).kind == "n/a"
+
+
+# -- the figure1 config block ---------------------------------------------------------------------
+def test_config_block_expands_to_the_protocol(block: dict) -> None:
+    s = Figure1Settings.from_config(block)
+    assert s.data == "synthetic" and all(len(g) >= 5 for g in s.grids.values())
+    sweep = RunConfig(s.run_config("tanh", "sweep", s.grids["tanh"][1], seed=100))
+    assert sweep.model.arch == "layers18pct" and sweep.model.activation == "tanh"
+    assert sweep.train.weight_decay == 0 and sweep.train.lr_schedule == "constant"
+    assert not sweep.augment.crop_flip and not sweep.augment.pca_lighting
+    assert sweep.train.stop_at_target and sweep.train.target_train_error == 0.25
+    final = RunConfig(s.run_config("relu", "final", 0.01, seed=200))
+    assert not final.train.stop_at_target and final.data.num_train == block["train_images"]
+    assert s.lr_for("relu", "0.01") == 0.01
+    with pytest.raises(ConfigError, match="not on the figure1 grid"):
+        s.lr_for("relu", "0.7")
+
+
+def test_log_grid_is_log_spaced_and_rounded() -> None:
+    assert log_grid(0.001, 0.1, 5) == (0.001, 0.00316, 0.01, 0.0316, 0.1)
+    with pytest.raises(ConfigError, match="repeats"):
+        log_grid(0.01, 0.01001, 6)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"final_seeds": [101, 200, 201]}, "also appear in sweep_seeds"),
+        ({"sweep_seeds": [100]}, ">= 2 distinct sweep_seeds"),
+        ({"lr_grid": {"relu": {"min": 0.01, "max": 0.1, "num": 4},
+                      "tanh": {"min": 0.01, "max": 0.1, "num": 5}}}, "num must be >= 5"),
+        ({"lr_grid": {"relu": {"min": 0.1, "max": 0.01, "num": 5},
+                      "tanh": {"min": 0.01, "max": 0.1, "num": 5}}}, "min must be below max"),
+        ({"run": {"train": {"weight_decay": 0.0005}}}, "figure1.run.train.weight_decay is fixed"),
+        ({"run": {"augment": {"crop_flip": True}}}, "figure1.run.augment.crop_flip is fixed"),
+        ({"run": {"runtime": {"amp": "fp8"}}}, "runtime.amp"),
+        ({"batch_size": 4000}, "batch_size"),
+        ({"train_images": None}, "train_images must be a number"),
+        ({"data": "cifar10", "cifar10_root": "/nowhere/cifar"}, "does not exist"),
+    ],
+)  # fmt: skip
+def test_bad_config_blocks_fail_with_one_line(block: dict, change: dict, message: str) -> None:
+    with pytest.raises((ConfigError, DataError), match=message) as info:
+        Figure1Settings.from_config({**block, **change})
+    assert "\n" not in str(info.value)
+
+
+def test_workflow_schema_validates_the_figure1_block() -> None:
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    jsonschema.validate(STUDY, schema)
+    for bad in ({"epochs": 0}, {"sweep_seeds": [1]}, {"final_seeds": [1, 1, 2]},
+                {"lr_grid": {"relu": {"min": 0.1, "max": 1, "num": 3}}}, {"typo": 1},
+                {"data": "imagenet"}):  # fmt: skip
+        study = copy.deepcopy(STUDY)
+        study["figure1"].update(bad)
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(study, schema)
+
+
+# -- the CIFAR-10 branch --------------------------------------------------------------------------
+def test_cifar10_is_used_when_its_directory_exists(block: dict, cifar_dir: Path,
+                                                   tmp_path: Path) -> None:  # fmt: skip
+    block.update(data="auto", cifar10_root="cifar-10-batches-py", train_images=60,
+                 val_images=10, batch_size=20, epochs=1)  # fmt: skip
+    s = Figure1Settings.from_config(block, base_dir=cifar_dir.parent)
+    assert s.data == "cifar10"
+    assert Figure1Settings.from_config(block, base_dir=tmp_path / "elsewhere").data == "synthetic"
+    cfg = s.run_config("tanh", "final", 0.01)
+    cfg["data"]["root"] = str(cifar_dir)
+    cfg["runtime"] = {"device": "cpu", "threads": 1}
+    cfg["train"]["collapse_check"] = False  # random fake CIFAR pixels cannot be learned
+    done = train_seeds(cfg, [200], tmp_path / "final" / "tanh")
+    assert done == [{"seed": 200, "status": "completed"}]
+    metrics = json.loads((tmp_path / "final" / "tanh" / "seed200" / "metrics.json").read_text())
+    assert metrics["data"]["source"] == "cifar10" and metrics["data"]["num_train"] == 60
+    assert metrics["model"]["arch"] == "layers18pct"
+    again = train_seeds(cfg, [200], tmp_path / "final" / "tanh")  # a rerun keeps finished seeds
+    assert again == [{"seed": 200, "status": "kept"}]
+
+
+# -- summary, outputs and the study report --------------------------------------------------------
+def _study_tree(root: Path, s: Figure1Settings, relu: list[float], tanh: list[float],
+                source: str = "synthetic") -> None:  # fmt: skip
+    """Sweep (fastest at the middle rate) and final runs with the given crossing epochs."""
+    for act, finals in (("relu", relu), ("tanh", tanh)):
+        grid = s.grids[act]
+        for i, lr in enumerate(grid):
+            t = 6.0 + abs(i - 2) * 2.0 if i else None  # smallest rate never reaches the target
+            for seed in s.sweep_seeds:
+                errors = curve(t, s.epochs) if t else [0.9] * s.epochs
+                write_run(sweep_dir(root, act, lr) / f"seed{seed}", errors, lr, seed)
+        for seed, t in zip(s.final_seeds, finals, strict=True):
+            write_run(final_dir(root, act) / f"seed{seed}", curve(t, s.epochs), grid[2], seed,
+                      source=source)  # fmt: skip
+
+
+def test_summary_and_report_section(block: dict, tmp_path: Path) -> None:
+    s = Figure1Settings.from_config(block)
+    root = tmp_path / "results" / "figure1"
+    _study_tree(root, s, relu=[4.0, 5.0, 6.0], tanh=[10.0, 10.0, 9.0])
+    record = selection_record(root, s)
+    assert {a: c["lr"] for a, c in record["chosen"].items()} == {
+        a: s.grids[a][2] for a in ("relu", "tanh")
+    }
+    assert [r["chosen"] for r in record["sweep"]].count(True) == 2
+    (root / "selection.json").write_text(json.dumps(record))
+    assert chosen_lr(root / "selection.json", "tanh") == s.grids["tanh"][2]
+
+    summary = build_summary(root, s)
+    assert summary["ratio"]["kind"] == "estimate"
+    assert summary["ratio"]["value"] == pytest.approx(7.5 ** (1 / 3))
+    assert all(c["ok"] for c in summary["checks"]), summary["checks"]
+    assert summary["data"]["source"] == "synthetic"
+    (root / "summary.json").write_text(json.dumps(summary))
+
+    out = tmp_path / "reports"
+    info = build_report(tmp_path / "results" / "default", out, figure1_dir=root)
+    assert info["figure1"].startswith("1.96×")
+    captions = output_captions()
+    for stem in ("figure1_cnn", "figure1_sweep", "figure1_final"):
+        assert any(Path(p).stem == stem for p in info["figures"] + info["tables"]), stem
+        assert "Figure 1" in captions[stem]
+    page = (out / "index.html").read_text()
+    assert 'id="figure1"' in page and "Figure 1 study" in page and "shapes10" in page
+    assert (out / "figures" / "figure1_cnn.png").read_bytes().startswith(b"\x89PNG")
+    with open(out / "tables" / "paper_vs_measured.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["metric"] == "figure1_epochs_to_target"]
+    assert len(rows) == 1 and rows[0]["claim_id"] == "relu_vs_tanh"
+    assert float(rows[0]["measured_effect"]) == pytest.approx(7.5 ** (1 / 3))
+    assert rows[0]["same_direction"] == "yes" and rows[0]["exceeds_spread"] in ("yes", "no")
+    assert "not CIFAR-10" in rows[0]["caveats"]
+    md = (out / "summary.md").read_text()
+    assert "## Figure 1 study" in md and "Learning-rate sweep" in md
+
+    (root / "summary.json").unlink()  # results gone: section and files go, a note says why
+    build_report(tmp_path / "results" / "default", out, figure1_dir=root)
+    assert 'id="figure1"' not in (out / "index.html").read_text()
+    assert "snakemake --cores all figure1" in (out / "index.html").read_text()
+    assert not (out / "figures" / "figure1_cnn.png").exists()
+
+
+def test_summary_flags_censored_final_runs_and_edge_choices(block: dict, tmp_path: Path) -> None:
+    s = Figure1Settings.from_config(block)
+    root = tmp_path / "figure1"
+    _study_tree(root, s, relu=[4.0, 5.0, 6.0], tanh=[10.0, 10.0, 9.0], source="cifar10")
+    for seed in s.sweep_seeds:  # tanh's largest rate is now the fastest: an edge choice
+        lr = s.grids["tanh"][-1]
+        write_run(sweep_dir(root, "tanh", lr) / f"seed{seed}", curve(3.0, s.epochs), lr, seed)
+    write_run(final_dir(root, "tanh") / "seed201", [0.9] * s.epochs, s.grids["tanh"][2], 201)
+    summary = build_summary(root, s)
+    failed = {c["check"]: c["detail"] for c in summary["checks"] if not c["ok"]}
+    assert (
+        "widen figure1.lr_grid.tanh"
+        in failed["tanh: chosen rate inside the grid (the optimum is bracketed)"]
+    )
+    assert (
+        f"seed 201: > {s.epochs}"
+        in failed["tanh: every final run reached the target (no censoring)"]
+    )
+    assert "final runs used" in failed["tanh: final runs used the selected rate"]
+    assert summary["ratio"]["kind"] == "lower bound" and summary["data"]["source"] == "cifar10"

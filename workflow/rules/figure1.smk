@@ -1,0 +1,121 @@
+# The figure1 study: the paper's Figure 1 as the paper ran it (`snakemake --cores all figure1`).
+# Not part of the default target. Study logic lives in alexnet_bench.figure1; the rules only
+# call `alexnet-bench figure1 train|select|summarize`.
+#   sweep:  one job per (activation, lr): its sweep seeds in one process, each stops at the target
+#   select: the fastest rate per activation -> results/figure1/selection.json, sweep.csv
+#   final:  one job per activation: the fresh seeds at the selected rate
+#   summary: ratio with CI, checks -> results/figure1/summary.json; reports/figure1/ (figure, md)
+rule figure1:
+    input:
+        f"{FIG1_RESULTS}/summary.json",
+        f"{FIG1_REPORTS}/figure1.png",
+
+
+rule figure1_sweep:
+    output:
+        expand(
+            "results/figure1/sweep/{{activation}}/lr{{lr}}/seed{seed}/metrics.json",
+            seed=FIG1.sweep_seeds,
+        ),
+    log:
+        "logs/figure1/sweep/{activation}/lr{lr}.log",
+    benchmark:
+        "logs/benchmark/figure1/sweep/{activation}/lr{lr}.tsv"
+    conda:
+        "../envs/alexnet-bench.yaml"
+    threads: config["threads_per_job"]
+    resources:
+        gpu=1 if USE_GPU_RESOURCE else 0,
+    params:
+        run_config=figure1_run_config("sweep"),
+        seeds=" ".join(map(str, FIG1.sweep_seeds)),
+        out=subpath(output[0], ancestor=2),
+        flags=FIG1_TRAIN_FLAGS,
+    shell:
+        "alexnet-bench figure1 train --config-json {params.run_config:q}"
+        " --seeds {params.seeds} --out {params.out} {params.flags}"
+        " --label study=figure1 --label stage=sweep --label activation={wildcards.activation}"
+        " > {log} 2>&1"
+
+
+rule figure1_select:
+    input:
+        figure1_sweep_metrics(),
+    output:
+        selection=f"{FIG1_RESULTS}/selection.json",
+        table=f"{FIG1_RESULTS}/sweep.csv",
+    log:
+        "logs/figure1/select.log",
+    benchmark:
+        "logs/benchmark/figure1/select.tsv"
+    conda:
+        "../envs/alexnet-bench.yaml"
+    params:
+        settings=FIG1_SETTINGS,
+        results=subpath(output.selection, parent=True),
+    shell:
+        "alexnet-bench figure1 select --settings-json {params.settings:q}"
+        " --results {params.results} > {log} 2>&1"
+
+
+rule figure1_final:
+    input:
+        selection=f"{FIG1_RESULTS}/selection.json",
+    output:
+        expand(
+            "results/figure1/final/{{activation}}/seed{seed}/metrics.json",
+            seed=FIG1.final_seeds,
+        ),
+    log:
+        "logs/figure1/final/{activation}.log",
+    benchmark:
+        "logs/benchmark/figure1/final/{activation}.tsv"
+    conda:
+        "../envs/alexnet-bench.yaml"
+    threads: config["threads_per_job"]
+    resources:
+        gpu=1 if USE_GPU_RESOURCE else 0,
+    params:
+        run_config=figure1_run_config("final"),
+        seeds=" ".join(map(str, FIG1.final_seeds)),
+        out=subpath(output[0], ancestor=2),
+        flags=FIG1_TRAIN_FLAGS,
+    shell:
+        "alexnet-bench figure1 train --config-json {params.run_config:q}"
+        " --lr-from {input.selection} --activation {wildcards.activation}"
+        " --seeds {params.seeds} --out {params.out} {params.flags}"
+        " --label study=figure1 --label stage=final --label activation={wildcards.activation}"
+        " > {log} 2>&1"
+
+
+rule figure1_summary:
+    input:
+        selection=f"{FIG1_RESULTS}/selection.json",
+        final=[
+            f"{final_dir(FIG1_RESULTS, act)}/seed{seed}/metrics.json"
+            for act in ACTIVATIONS
+            for seed in FIG1.final_seeds
+        ],
+    output:
+        summary=f"{FIG1_RESULTS}/summary.json",
+        table=f"{FIG1_RESULTS}/final.csv",
+        figure=report(
+            f"{FIG1_REPORTS}/figure1.png",
+            caption="../report/figure1.rst",
+            category="Figure 1 study",
+        ),
+        svg=f"{FIG1_REPORTS}/figure1.svg",
+        markdown=f"{FIG1_REPORTS}/summary.md",
+    log:
+        "logs/figure1/summary.log",
+    benchmark:
+        "logs/benchmark/figure1/summary.tsv"
+    conda:
+        "../envs/alexnet-bench.yaml"
+    params:
+        settings=FIG1_SETTINGS,
+        results=subpath(output.summary, parent=True),
+        out=subpath(output.figure, parent=True),
+    shell:
+        "alexnet-bench figure1 summarize --settings-json {params.settings:q}"
+        " --results {params.results} --out {params.out} > {log} 2>&1"
