@@ -13,12 +13,7 @@ import numpy as np
 import torch
 
 from alexnet_bench.io import write_json, write_text
-
-
-def sync(device: torch.device) -> None:
-    """Wait for the device's queued work (no-op on CPU)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from alexnet_bench.telemetry.timing import synchronize as sync
 
 
 def time_steps(

@@ -24,23 +24,9 @@ KNOWN_STATUSES = ("completed", "collapsed", "diverged", "failed", "skipped")
 ALL_STATUSES = (*KNOWN_STATUSES, "missing", "unparseable", "unknown")
 SEED_DIR = re.compile(r"^seed(\d+)$")
 
-HISTORY_COLUMNS = (
-    "epoch",
-    "train_loss",
-    "train_top1_error",
-    "val_loss",
-    "val_top1_error",
-    "val_top5_error",
-    "lr",
-    "epoch_time_s",
-    "elapsed_s",
-    "images_per_s",
-    "train_clean_loss",
-    "train_clean_top1_error",
-)
 
 
-def dig(data: Any, dotted: str, default: Any = None) -> Any:
+def nested_get(data: Any, dotted: str, default: Any = None) -> Any:
     """``data['a']['b']['c']`` for ``'a.b.c'``; ``default`` if any level is absent or not a dict."""
     cur = data
     for key in dotted.split("."):
@@ -85,7 +71,7 @@ class Run:
         return f"{self.ablation}/{seed}"
 
     def get(self, dotted: str, default: Any = None) -> Any:
-        return dig(self.metrics, dotted, default)
+        return nested_get(self.metrics, dotted, default)
 
     def num(self, dotted: str) -> float | None:
         return as_float(self.get(dotted))
@@ -152,13 +138,13 @@ def load_run(metrics_path: Path) -> Run:
         reason = f"unrecognised status {status!r}" + (f" ({reason})" if reason else "")
         status = "unknown"
     elif status == "diverged" and not reason:
-        epoch = dig(metrics, "diverged_epoch")
+        epoch = nested_get(metrics, "diverged_epoch")
         reason = f"loss became non-finite at epoch {epoch}" if epoch else "diverged"
     elif status in ("failed", "skipped") and not reason:
         reason = "(no reason recorded)"
 
     run = Run(ablation, seed, metrics_path, status, reason, metrics, notes=notes)
-    declared = dig(metrics, "run.ablation")
+    declared = nested_get(metrics, "run.ablation")
     if declared is not None and str(declared) != ablation:
         notes.append(f"metrics.json says ablation {declared!r}; using the directory name")
     run.history = _read_csv(run_dir / "history.csv", notes)
@@ -258,7 +244,8 @@ def sort_runs(runs: list[Run], order: list[str]) -> list[Run]:
     )
 
 
-def _pct(value: float | None) -> float | None:
+def percent(value: float | None) -> float | None:
+    """A fraction as percent points (None stays None)."""
     return None if value is None else 100.0 * value
 
 
@@ -273,13 +260,13 @@ def run_value(run: Run, name: str) -> float | None:
     """One per-run number by name (errors in percent); None when the run does not have it."""
     gpu_ok = run.get("gpu.available") is True
     if name == "val_top1":
-        return _pct(_ratio_value(run, "final.val_top1_error", "val_top1_error"))
+        return percent(_ratio_value(run, "final.val_top1_error", "val_top1_error"))
     if name == "val_top5":
-        return _pct(_ratio_value(run, "final.val_top5_error", "val_top5_error"))
+        return percent(_ratio_value(run, "final.val_top5_error", "val_top5_error"))
     if name == "train_top1":
-        return _pct(_ratio_value(run, "final.train_top1_error", "train_top1_error"))
+        return percent(_ratio_value(run, "final.train_top1_error", "train_top1_error"))
     if name == "val_top1_10crop":
-        return _pct(run.num("final.val_top1_error_10crop"))
+        return percent(run.num("final.val_top1_error_10crop"))
     if name == "overfit_gap":
         val, train = run_value(run, "val_top1"), run_value(run, "train_top1")
         return None if val is None or train is None else val - train
@@ -333,12 +320,12 @@ def run_value(run: Run, name: str) -> float | None:
         value = run.num("time_to_target.target_train_error")
         if value is None:
             value = run.num("config.train.target_train_error")
-        return _pct(value)
+        return percent(value)
     if name == "dead_relu_max":  # % of the units of the deadest hidden layer, at the end
         dead = run.get("health.dead_relu_fraction")
         values = [as_float(x) for x in dead.values()] if isinstance(dead, dict) else []
         values = [x for x in values if x is not None]
-        return _pct(max(values)) if values else None
+        return percent(max(values)) if values else None
     if name == "lrn_load":  # mean alpha * sum(a**2) / k over the LRN layers, at the end
         load = run.get("health.lrn_alpha_sum_over_k")
         values = [as_float(x) for x in load.values()] if isinstance(load, dict) else []

@@ -24,7 +24,7 @@ from matplotlib.ticker import MaxNLocator, NullLocator
 from ..errors import ConfigError
 from .claims import ClaimRow
 from .figures import DPI, PNG_META, RC, SVG_META
-from .output import write_bytes, write_text
+from ..io import write_bytes, write_text
 from .tables import Table, to_csv
 
 FIGURE = "figure1_cnn"

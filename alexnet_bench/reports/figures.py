@@ -23,8 +23,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from .collect import Run, run_value
-from .output import write_bytes
-from .tables import AblationStats, Table, fnum, fsig
+from ..io import write_bytes
+from .tables import AblationStats, Table, fnum, format_sig
 
 DPI = 110
 RC: dict[str, Any] = {
@@ -369,7 +369,7 @@ def _metric_bars(
         s = a.summaries[metric]
         ax.barh(y, s.mean, color=colors.get(a.name, "C0"), alpha=0.85, height=0.6)
         ax.plot(s.values, [y] * s.n, "o", color="black", markersize=3.5)
-        _label(ax, max(s.values), y, fsig(s.mean))
+        _label(ax, max(s.values), y, format_sig(s.mean))
     ax.set_yticks(ys, [a.name for a in rows])
     ax.set_ylim(len(rows) - 0.5, -0.5)
     ax.set_xlim(0, xmax * 1.25 if xmax > 0 else 1)
@@ -451,7 +451,7 @@ def scaling(
             [
                 a.name,
                 f"{round(ws)} ({mode})",
-                fsig(thr.mean),
+                format_sig(thr.mean),
                 fnum(speed) + "×",
                 fnum(100 * eff, 0) + "%",
             ]
@@ -460,7 +460,7 @@ def scaling(
         values.append(thr.mean if thr.n else 0.0)
         seeds.append(thr.values)
         texts.append(f"{fnum(speed)}× (eff. {fnum(100 * eff, 0)}%)")
-    rows.insert(0, [baseline, "1", fsig(b_thr), "1.00×", "100%"])
+    rows.insert(0, [baseline, "1", format_sig(b_thr), "1.00×", "100%"])
     fig = Figure(figsize=(8, 0.55 * len(labels) + 1.4), layout="constrained")
     ax = fig.subplots()
     ys = np.arange(len(labels))

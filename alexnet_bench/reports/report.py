@@ -9,11 +9,11 @@ from typing import Any
 
 import yaml
 
-from . import claims as claims_mod
+from . import claims
 from . import figure1 as figure1_mod
 from . import html as html_mod
 from . import markdown as md_mod
-from . import tables as T
+from . import tables
 from .collect import (
     ALL_STATUSES,
     Run,
@@ -24,7 +24,7 @@ from .collect import (
     sort_runs,
 )
 from .figures import FigureFile, render_all
-from .output import write_bytes, write_text
+from ..io import write_bytes, write_text
 from .studyconf import normalize_study
 
 CAPTIONS = (
@@ -210,7 +210,7 @@ def _how_to_read(study: dict[str, Any] | None, baseline: str, runs: Sequence[Run
 
 def _warnings(
     runs: Sequence[Run],
-    stats: Sequence[T.AblationStats],
+    stats: Sequence[tables.AblationStats],
     baseline: str,
     extras: Sequence[Path] = (),
     preset: str | None = None,
@@ -221,7 +221,7 @@ def _warnings(
         out.append(f"The baseline '{baseline}' has no runs: no deltas or ratios can be computed.")
     elif not base.completed:
         out.append(
-            f"The baseline '{baseline}' has no completed run ({T.status_summary(base.counts)}): "
+            f"The baseline '{baseline}' has no completed run ({tables.status_summary(base.counts)}): "
             "no deltas or ratios can be computed."
         )
     for a in stats:
@@ -267,7 +267,7 @@ FIGURE1_TABLES = ("figure1_sweep", "figure1_final")
 
 def _figure1_section(
     figure1_dir: Path | None, out_dir: Path
-) -> tuple[html_mod.Extra | None, claims_mod.ClaimRow | None, str | None]:
+) -> tuple[html_mod.Extra | None, claims.ClaimRow | None, str | None]:
     """The figure1 study's section, paper-vs-measured row and files, when its summary exists.
 
     Writes ``figures/figure1_cnn.png|svg`` and ``tables/figure1_{sweep,final}.csv``; removes
@@ -316,7 +316,7 @@ def _figure1_section(
     return extra, figure1_mod.claim_row(summary), None
 
 
-def _insert_claim(rows: list[claims_mod.ClaimRow], row: claims_mod.ClaimRow) -> None:
+def _insert_claim(rows: list[claims.ClaimRow], row: claims.ClaimRow) -> None:
     """Put ``row`` after the last row of its claim (or first, when the claim has no rows)."""
     last = max((i for i, r in enumerate(rows) if r.claim_id == row.claim_id), default=-1)
     rows.insert(last + 1, row)
@@ -348,22 +348,22 @@ def build_report(
     extras = extra_runs(results_dir, expected, study)
     order = ablation_order(runs, study, baseline)
     runs = sort_runs(runs, order)
-    stats = T.aggregate(runs, order, study, baseline)
-    claim_rows = claims_mod.evaluate(runs, study, baseline)
+    stats = tables.aggregate(runs, order, study, baseline)
+    claim_rows = claims.evaluate(runs, study, baseline)
     families = {a.name: a.family for a in stats}
     figure1, figure1_row, figure1_note = _figure1_section(figure1_dir, out_dir)
     if figure1_row is not None:
         _insert_claim(claim_rows, figure1_row)
 
     tables_dir = out_dir / "tables"
-    run_recs = T.run_records(runs, families)
+    run_recs = tables.run_records(runs, families)
     written: list[Path] = []
     for name, records in (
         ("runs.csv", run_recs),
-        ("ablations.csv", T.ablation_records(stats, baseline)),
+        ("ablations.csv", tables.ablation_records(stats, baseline)),
         ("paper_vs_measured.csv", [r.as_record() for r in claim_rows]),
     ):
-        write_text(tables_dir / name, T.to_csv(records))
+        write_text(tables_dir / name, tables.to_csv(records))
         written.append(tables_dir / name)
     if figure1 is not None:
         written += [tables_dir / f"{name}.csv" for name in FIGURE1_TABLES]
@@ -383,15 +383,15 @@ def build_report(
         ),
         how_to_read=_how_to_read(study, baseline, runs),
         counts=counts,
-        claims=T.claims_table(claim_rows),
-        spread_rule=claims_mod.SPREAD_RULE,
-        accuracy=T.accuracy_table(stats, baseline),
-        speed=T.speed_table(stats, baseline),
+        claims=tables.claims_table(claim_rows),
+        spread_rule=claims.SPREAD_RULE,
+        accuracy=tables.accuracy_table(stats, baseline),
+        speed=tables.speed_table(stats, baseline),
         scaling=figs.scaling,
         figures=figs.figures,
         figure_notes=figs.notes + ([figure1_note] if figure1_note else []),
-        problems=T.problems_table(runs),
-        runs=T.runs_table(runs),
+        problems=tables.problems_table(runs),
+        runs=tables.runs_table(runs),
         study_yaml=(
             yaml.safe_dump(
                 original_study, sort_keys=False, allow_unicode=True, default_flow_style=False

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from .claims import ClaimRow
-from .collect import ALL_STATUSES, Run, run_value
+from .collect import ALL_STATUSES, Run, percent, run_value
 from .stats import Difference, Summary, summarize, welch
 
 #: per-run metrics aggregated for each ablation
@@ -156,7 +156,7 @@ def fint(x: float | None) -> str:
     return f"{round(x):,}" if _ok(x) else "–"  # type: ignore[arg-type]
 
 
-def fsig(x: float | None, sig: int = 3) -> str:
+def format_sig(x: float | None, sig: int = 3) -> str:
     """Significant-figure format for quantities spanning orders of magnitude."""
     if not _ok(x):
         return "–"
@@ -210,7 +210,7 @@ def ttt_text(a: AblationStats) -> str:
 # ----------------------------------------------------------------------------- records
 
 
-def _r(x: float | None, digits: int = 10) -> float | None:
+def _rounded(x: float | None, digits: int = 10) -> float | None:
     """Round for CSV stability; None for unavailable values."""
     if not _ok(x):
         return None
@@ -225,15 +225,11 @@ def _run_notes(r: Run) -> list[str]:
     return [str(notes)] if notes else []
 
 
-def _pct(x: float | None) -> float | None:
-    return None if x is None else 100.0 * x
-
-
 def run_records(runs: Sequence[Run], families: dict[str, str]) -> list[dict[str, Any]]:
     """One flat record per run (including missing/unparseable cells)."""
     records = []
     for r in runs:
-        v = lambda name, r=r: _r(run_value(r, name))  # noqa: E731
+        v = lambda name, r=r: _rounded(run_value(r, name))  # noqa: E731
         records.append(
             {
                 "preset": r.get("run.preset"),
@@ -245,20 +241,20 @@ def run_records(runs: Sequence[Run], families: dict[str, str]) -> list[dict[str,
                 "path": str(r.path),
                 "epochs_completed": v("epochs_completed"),
                 "planned_epochs": v("planned_epochs"),
-                "diverged_epoch": _r(r.num("diverged_epoch")),
-                "final_train_loss": _r(r.num("final.train_loss")),
-                "final_val_loss": _r(r.num("final.val_loss")),
+                "diverged_epoch": _rounded(r.num("diverged_epoch")),
+                "final_train_loss": _rounded(r.num("final.train_loss")),
+                "final_val_loss": _rounded(r.num("final.val_loss")),
                 "train_top1_err_pct": v("train_top1"),
                 "val_top1_err_pct": v("val_top1"),
                 "val_top5_err_pct": v("val_top5"),
                 "val_top1_err_10crop_pct": v("val_top1_10crop"),
                 "overfit_gap_pts": v("overfit_gap"),
                 "best_epoch": v("best_epoch"),
-                "best_val_top1_err_pct": _r(_pct(r.num("best.val_top1_error"))),
+                "best_val_top1_err_pct": _rounded(percent(r.num("best.val_top1_error"))),
                 "ttt_target_train_err_pct": v("target_train_error"),
                 "ttt_epoch": v("ttt_epoch"),
                 "ttt_seconds": v("ttt_seconds"),
-                "total_time_s": _r(r.num("total_time_s")),
+                "total_time_s": _rounded(r.num("total_time_s")),
                 "train_time_s": v("train_time_s"),
                 "throughput_img_s": v("throughput"),
                 "step_ms_median": v("step_ms"),
@@ -271,18 +267,18 @@ def run_records(runs: Sequence[Run], families: dict[str, str]) -> list[dict[str,
                 "gpu_power_w_mean": v("gpu_power_w"),
                 "gpu_mem_peak_mib": v("gpu_mem_peak_mib"),
                 "energy_per_image_j": v("energy_per_image_j"),
-                "host_cpu_util_pct": _r(r.num("host.cpu_util_pct")),
+                "host_cpu_util_pct": _rounded(r.num("host.cpu_util_pct")),
                 "host_peak_rss_mib": v("peak_rss_mib"),
                 "num_params": v("num_params"),
                 "model_variant": r.get("model.variant") or r.get("config.model.variant"),
                 "device_type": r.get("device.type"),
                 "device_name": r.get("device.name"),
-                "device_count": _r(r.num("device.count")),
+                "device_count": _rounded(r.num("device.count")),
                 "parallel_mode": r.get("parallel.mode"),
-                "world_size": _r(r.num("parallel.world_size")),
+                "world_size": _rounded(r.num("parallel.world_size")),
                 "data_source": r.get("data.source") or r.get("config.data.source"),
-                "image_size": _r(r.num("data.image_size") or r.num("config.data.image_size")),
-                "num_train": _r(r.num("data.num_train")),
+                "image_size": _rounded(r.num("data.image_size") or r.num("config.data.image_size")),
+                "num_train": _rounded(r.num("data.num_train")),
                 "config_hash": r.get("config_hash"),
                 "torch": r.get("environment.torch"),
                 "git_commit": r.get("environment.git_commit"),
@@ -307,34 +303,34 @@ def ablation_records(stats: Sequence[AblationStats], baseline: str) -> list[dict
             s = a.summaries[metric]
             prefix = f"{metric}_err_pct"
             rec[f"{prefix}_n"] = s.n
-            rec[f"{prefix}_mean"] = _r(s.mean)
-            rec[f"{prefix}_std"] = _r(s.std)
-            rec[f"{prefix}_ci95_half"] = _r(s.ci_half)
-            rec[f"{prefix}_ci95_low"] = _r(s.ci_low)
-            rec[f"{prefix}_ci95_high"] = _r(s.ci_high)
-            rec[f"{metric}_delta_pts"] = _r(d.diff) if d is not None else None
-            rec[f"{metric}_delta_ci95_half"] = _r(d.ci_half) if d is not None else None
-        rec["train_top1_err_pct_mean"] = _r(a.summaries["train_top1"].mean)
-        rec["overfit_gap_pts_mean"] = _r(a.summaries["overfit_gap"].mean)
-        rec["best_epoch_mean"] = _r(a.summaries["best_epoch"].mean)
+            rec[f"{prefix}_mean"] = _rounded(s.mean)
+            rec[f"{prefix}_std"] = _rounded(s.std)
+            rec[f"{prefix}_ci95_half"] = _rounded(s.ci_half)
+            rec[f"{prefix}_ci95_low"] = _rounded(s.ci_low)
+            rec[f"{prefix}_ci95_high"] = _rounded(s.ci_high)
+            rec[f"{metric}_delta_pts"] = _rounded(d.diff) if d is not None else None
+            rec[f"{metric}_delta_ci95_half"] = _rounded(d.ci_half) if d is not None else None
+        rec["train_top1_err_pct_mean"] = _rounded(a.summaries["train_top1"].mean)
+        rec["overfit_gap_pts_mean"] = _rounded(a.summaries["overfit_gap"].mean)
+        rec["best_epoch_mean"] = _rounded(a.summaries["best_epoch"].mean)
         rec["ttt_reached"] = a.summaries["ttt_epoch"].n
-        rec["ttt_epoch_mean"] = _r(a.summaries["ttt_epoch"].mean)
-        rec["ttt_seconds_mean"] = _r(a.summaries["ttt_seconds"].mean)
-        rec["ttt_epoch_ratio_vs_baseline"] = _r(a.ttt_ratio_epoch)
-        rec["ttt_seconds_ratio_vs_baseline"] = _r(a.ttt_ratio_seconds)
-        rec["epochs_completed_mean"] = _r(a.summaries["epochs_completed"].mean)
-        rec["train_time_s_mean"] = _r(a.summaries["train_time_s"].mean)
-        rec["throughput_img_s_mean"] = _r(a.summaries["throughput"].mean)
-        rec["throughput_img_s_std"] = _r(a.summaries["throughput"].std)
-        rec["step_ms_mean"] = _r(a.summaries["step_ms"].mean)
-        rec["mfu_mean"] = _r(a.summaries["mfu"].mean)
-        rec["gpu_util_pct_mean"] = _r(a.summaries["gpu_util"].mean)
-        rec["gpu_power_w_mean"] = _r(a.summaries["gpu_power_w"].mean)
-        rec["gpu_mem_peak_mib_mean"] = _r(a.summaries["gpu_mem_peak_mib"].mean)
-        rec["host_peak_rss_mib_mean"] = _r(a.summaries["peak_rss_mib"].mean)
-        rec["energy_per_image_j_mean"] = _r(a.summaries["energy_per_image_j"].mean)
-        rec["num_params"] = _r(a.summaries["num_params"].mean)
-        rec["world_size"] = _r(a.summaries["world_size"].mean)
+        rec["ttt_epoch_mean"] = _rounded(a.summaries["ttt_epoch"].mean)
+        rec["ttt_seconds_mean"] = _rounded(a.summaries["ttt_seconds"].mean)
+        rec["ttt_epoch_ratio_vs_baseline"] = _rounded(a.ttt_ratio_epoch)
+        rec["ttt_seconds_ratio_vs_baseline"] = _rounded(a.ttt_ratio_seconds)
+        rec["epochs_completed_mean"] = _rounded(a.summaries["epochs_completed"].mean)
+        rec["train_time_s_mean"] = _rounded(a.summaries["train_time_s"].mean)
+        rec["throughput_img_s_mean"] = _rounded(a.summaries["throughput"].mean)
+        rec["throughput_img_s_std"] = _rounded(a.summaries["throughput"].std)
+        rec["step_ms_mean"] = _rounded(a.summaries["step_ms"].mean)
+        rec["mfu_mean"] = _rounded(a.summaries["mfu"].mean)
+        rec["gpu_util_pct_mean"] = _rounded(a.summaries["gpu_util"].mean)
+        rec["gpu_power_w_mean"] = _rounded(a.summaries["gpu_power_w"].mean)
+        rec["gpu_mem_peak_mib_mean"] = _rounded(a.summaries["gpu_mem_peak_mib"].mean)
+        rec["host_peak_rss_mib_mean"] = _rounded(a.summaries["peak_rss_mib"].mean)
+        rec["energy_per_image_j_mean"] = _rounded(a.summaries["energy_per_image_j"].mean)
+        rec["num_params"] = _rounded(a.summaries["num_params"].mean)
+        rec["world_size"] = _rounded(a.summaries["world_size"].mean)
         rec["device_type"] = a.first("device.type")
         records.append(rec)
     return records
@@ -446,13 +442,13 @@ def speed_table(stats: Sequence[AblationStats], baseline: str) -> Table:
                 ttt_text(a),
                 fnum(sm["ttt_seconds"].mean, 1),
                 ratio,
-                fsig(sm["throughput"].mean),
+                format_sig(sm["throughput"].mean),
                 fnum(sm["step_ms"].mean, 1),
                 fnum(sm["mfu"].mean, 3),
                 fnum(sm["gpu_util"].mean, 0),
                 fint(sm["gpu_mem_peak_mib"].mean),
                 fint(sm["peak_rss_mib"].mean),
-                fsig(sm["energy_per_image_j"].mean),
+                format_sig(sm["energy_per_image_j"].mean),
                 fint(sm["num_params"].mean),
                 device,
             ]
@@ -557,7 +553,7 @@ def runs_table(runs: Sequence[Run]) -> Table:
                 fnum(v("val_top5")),
                 fnum(v("ttt_epoch")),
                 fnum(v("ttt_seconds"), 1),
-                fsig(v("throughput")),
+                format_sig(v("throughput")),
                 fnum(v("train_time_s"), 1),
                 fnum(v("dead_relu_max"), 1),
                 f"{v('lrn_load'):.1e}" if v("lrn_load") is not None else "–",

@@ -26,6 +26,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .timing import synchronize
+
 __all__ = [
     "GPU_PEAK_FLOPS",
     "device_peak_flops",
@@ -119,11 +121,6 @@ def _tf32_enabled() -> bool:
     )
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 @cache
 def _measured(device_str: str, dtype: torch.dtype, n: int, repeats: int, threads: int) -> float:
     device = torch.device(device_str)
@@ -131,12 +128,12 @@ def _measured(device_str: str, dtype: torch.dtype, n: int, repeats: int, threads
     b = torch.randn(n, n, device=device, dtype=dtype)
     for _ in range(2):
         a @ b
-    _sync(device)
+    synchronize(device)
     rates = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         a @ b
-        _sync(device)
+        synchronize(device)
         rates.append(2.0 * n**3 / (time.perf_counter() - t0))
     # The best repeat: disturbances (other processes, frequency dips) only ever slow a matmul
     # down, and a median over a ~0.1 s probe let one disturbed burst halve the "peak".

@@ -15,25 +15,8 @@ indices: by UUID through torch when CUDA is already initialised in this process 
 under ``CUDA_DEVICE_ORDER=FASTEST_FIRST``), else by parsing ``CUDA_VISIBLE_DEVICES`` (integers or
 ``GPU-`` UUIDs / unique UUID prefixes; parsing stops at the first invalid entry, as CUDA does).
 
-Pitfalls when reading the numbers:
-
-* NVML "GPU utilisation" is the fraction of the driver's sample period during which *any*
-  kernel was running on the GPU. It is not SM occupancy or achieved FLOP/s: one tiny kernel
-  running all the time reads 100 %. "Memory utilisation" is likewise the fraction of time the
-  memory controller was busy, not memory used.
-* Utilisation is itself averaged by the driver over a window (between about 1/6 s and 1 s
-  depending on the GPU). Sampling faster than that window repeats the same value; sampling
-  slower misses bursts. Short jobs therefore get coarse utilisation figures.
-* ``nvmlDeviceGetPowerUsage`` is, on many boards (e.g. A100/H100), a ~1 s moving average, so the
-  power of a short job or phase is smeared into its neighbours. Energy is therefore taken from
-  the total-energy counter (``nvmlDeviceGetTotalEnergyConsumption``, mJ since driver load,
-  Volta and newer) when supported, and only otherwise from a trapezoidal integral of the power
-  samples (``energy_method`` says which).
-* The energy counter is updated with a driver-dependent granularity of roughly tens of ms:
-  differences over very short intervals (and "power" computed from them) are noisy; over a
-  whole run they are accurate.
-* Board power/energy is the whole GPU board (memory, VRMs included), and includes any other
-  process running on the same GPU.
+How to read the numbers (utilisation is not occupancy, power is smoothed, the energy counter
+is coarse in time, board scope): docs/telemetry.md, "Pitfalls".
 """
 
 from __future__ import annotations

@@ -57,6 +57,12 @@ __all__ = ["StepTimer"]
 _MAX_PENDING = 256  # CUDA steps kept unresolved before end_step blocks on the oldest one
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (no-op off CUDA)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 @dataclass
 class _Step:
     """One step in flight: host times (ms) and, on CUDA, unresolved event pairs."""
