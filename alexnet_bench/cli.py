@@ -203,7 +203,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         cfg, cell_labels = load_run_config(args)
         labels = {**cell_labels, **labels}
-        reference = Path(args.scaling_reference) if args.scaling_reference else None
         rt = cfg.runtime
         dist = DistContext.from_env()
         lease = _lease_gpus(args, cfg) if not dist.distributed else None
@@ -217,7 +216,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             if rt.gpus > 1 and rt.parallel == "ddp" and not dist.distributed:
                 return _launch_ddp(args, cfg, device_kind, out, lease)
             peak = Path(args.peak_flops) if args.peak_flops else None
-            return _train_here(cfg, out, labels, dist, device_kind, reference, peak)
+            return _train_here(cfg, out, labels, dist, device_kind, peak)
         finally:
             if lease is not None:
                 lease.release()
@@ -287,7 +286,6 @@ def _train_here(
     labels: dict[str, Any],
     dist: Any,
     device_kind: str,
-    scaling_reference: Path | None = None,
     peak_flops: Path | None = None,
 ) -> int:
     """Train in this process (a single-process job or one DDP rank)."""
@@ -297,7 +295,7 @@ def _train_here(
         dist = init_distributed(dist, device_kind)
     from .train import run_training
 
-    metrics = run_training(cfg, out, labels, dist, scaling_reference, peak_flops)
+    metrics = run_training(cfg, out, labels, dist, peak_flops)
     if dist.is_main:
         final = metrics.get("final", {})
         print(
@@ -436,11 +434,6 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--gpu-wait-s", type=float, default=None,
         help="give up waiting for free GPUs after this many seconds (default: wait)",
-    )  # fmt: skip
-    train.add_argument(
-        "--scaling-reference", metavar="METRICS_JSON",
-        help="one-device metrics.json to compute a multi-device run's speed-up and scaling "
-        "efficiency against (written to parallel.scaling in metrics.json)",
     )  # fmt: skip
     train.add_argument(
         "--peak-flops", metavar="PEAK_JSON",

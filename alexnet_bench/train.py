@@ -37,7 +37,6 @@ from .metrics import (
 )
 from .model import AlexNet, build_model, count_parameters
 from .parallel import TwoTowerAlexNet
-from .parallel.scaling import scaling_efficiency
 from .progress import Progress
 from .runtime import (
     DistContext,
@@ -622,13 +621,10 @@ def _host_summary(host: HostStats, dist: DistContext, device: torch.device) -> d
 
 def run_training(cfg: RunConfig, out_dir: Path, labels: dict[str, Any] | None = None,
                  dist: DistContext | None = None,
-                 scaling_reference: Path | None = None,
                  peak_flops_file: Path | None = None) -> dict[str, Any]:  # fmt: skip
     """Train one run and write ``history.csv`` and ``metrics.json`` into ``out_dir``.
 
-    A multi-device run also records its speed-up and scaling efficiency against
-    ``scaling_reference`` (the metrics.json of the same cell on one device) under
-    ``parallel.scaling``. ``peak_flops_file`` holds the host's CPU peak FLOP/s measured once
+    ``peak_flops_file`` holds the host's CPU peak FLOP/s measured once
     per study (``alexnet-bench peak-flops``); without it the peak is probed in this job.
     """
     out_dir = Path(out_dir)
@@ -666,8 +662,6 @@ def run_training(cfg: RunConfig, out_dir: Path, labels: dict[str, Any] | None = 
         parallel=trainer.parallel_info(),
         environment=collect_environment(trainer.device),
     )  # fmt: skip
-    if trainer.device_count > 1:
-        metrics["parallel"]["scaling"] = scaling_efficiency(metrics, scaling_reference)
     if dist.is_main:
         finished = metrics["status"] in ("completed", "collapsed")  # trained to the end
         keep = cfg.train.keep_checkpoint if finished else "all"

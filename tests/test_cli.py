@@ -90,22 +90,18 @@ def test_cli_error_for_unknown_ablation_is_one_line(
     assert not (tmp_path / "o").exists()
 
 
-def test_scaling_reference_and_cell_labels_reach_training(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_cell_labels_reach_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, Any] = {}
 
-    def fake_run_training(cfg, out, labels, dist, scaling_reference=None, peak_flops_file=None):
-        seen.update(labels=labels, reference=scaling_reference, parallel=cfg.runtime.parallel)
+    def fake_run_training(cfg, out, labels, dist, peak_flops_file=None):
+        seen.update(labels=labels, parallel=cfg.runtime.parallel)
         return {"status": "completed", "epochs_completed": 0, "final": {}}
 
     monkeypatch.setattr("alexnet_bench.train.run_training", fake_run_training)
-    ref = tmp_path / "baseline" / "metrics.json"
     code = main(["train", "--out", str(tmp_path / "o"), "--study", str(STUDY), "--preset", "tiny",
-                 "--ablation", "gpus2_model", "--seed", "1", "--label", "seed=9",
-                 "--scaling-reference", str(ref)])  # fmt: skip
+                 "--ablation", "gpus2_model", "--seed", "1", "--label", "seed=9"])  # fmt: skip
     assert code == 0
-    assert seen["reference"] == ref and seen["parallel"] == "model"
+    assert seen["parallel"] == "model"
     assert seen["labels"] == {"preset": "tiny", "ablation": "gpus2_model", "seed": 9}
 
 
@@ -113,13 +109,13 @@ def test_help_documents_the_study_options(capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = capsys.readouterr().out
-    for option in ("--study", "--preset", "--ablation", "--seed", "--scaling-reference"):
+    for option in ("--study", "--preset", "--ablation", "--seed", "--peak-flops"):
         assert option in text
     assert cli.DEFAULT_STUDY.name in text
 
 
-def test_ddp_relaunch_keeps_the_scaling_reference(monkeypatch: pytest.MonkeyPatch) -> None:
-    argv = ["train", "--out", "o", "--scaling-reference", "ref/metrics.json"]
+def test_ddp_relaunch_keeps_the_peak_flops_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    argv = ["train", "--out", "o", "--peak-flops", "results/default/peak_flops.json"]
     monkeypatch.setattr("sys.argv", ["alexnet-bench", *argv])
     command = cli._torchrun_command(parse(*argv[3:]), 2)
     assert command[-len(argv) :] == argv and "--nproc_per_node=2" in command

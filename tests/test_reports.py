@@ -405,3 +405,16 @@ def test_headless_chromium_screenshot(report: dict, tmp_path: Path) -> None:
     data = shot.read_bytes()
     assert data.startswith(PNG_SIGNATURE) and len(data) > 10_000
     assert mpimg.imread(shot).shape[:2] == (1600, 1200)
+
+
+def test_environment_section_reads_only_keys_the_writer_writes() -> None:
+    """The report's environment table reads ``environment.<key>`` of metrics.json; every such
+    key must be one that ``collect_environment`` writes, or the row is silently blank."""
+    from alexnet_bench.reports import report as report_module
+    from alexnet_bench.telemetry.environment import collect_environment
+
+    source = Path(report_module.__file__).read_text()
+    read = set(re.findall(r'"environment\.([a-z_]+)"', source))
+    assert {"torch", "torch_cuda", "driver_version", "timestamp_utc"} <= read
+    written = set(collect_environment())
+    assert read <= written, sorted(read - written)

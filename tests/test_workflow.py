@@ -135,14 +135,9 @@ def test_tiny_study_end_to_end(workdir: Path) -> None:
             assert (
                 metrics["epochs_completed"] == 2 and metrics["final"]["val_top1_error"] is not None
             )
-        # 2-device cells: scaling against the same seed's baseline (when that one learned)
+        # 2-device cells run as CPU stand-ins; the report computes their scaling
         if metrics["parallel"]["devices"] == 2 and trained:
-            scaling = metrics["parallel"]["scaling"]
-            assert scaling["reference"].endswith(f"tiny/baseline/seed{seed}/metrics.json")
-            if scaling["available"]:
-                assert scaling["efficiency"] > 0, scaling
-            else:
-                assert "reference run status is 'collapsed'" in scaling["reason"], scaling
+            assert "scaling" not in metrics["parallel"]
             multi_device += 1
     assert multi_device == 2 * len(TINY_SEEDS)  # gpus2 and gpus2_model (CPU stand-ins)
     # two tiny epochs may not get past chance: such runs are flagged, never 'completed'

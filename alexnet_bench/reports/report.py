@@ -97,7 +97,7 @@ def _environment(runs: Sequence[Run]) -> tuple[list[tuple[str, str]], list[str]]
                 return value
         return None
 
-    gpus = first("environment.gpu_names", "environment.cuda_gpus", "environment.nvml_gpus")
+    gpus = first("environment.cuda_gpus", "environment.nvml_gpus")
     if not gpus:
         gpus = r.get("gpu.devices") or []
     gpu_names = [g.get("name") if isinstance(g, dict) else g for g in gpus]
@@ -112,15 +112,15 @@ def _environment(runs: Sequence[Run]) -> tuple[list[tuple[str, str]], list[str]]
         ("taken from", r.cell),
         ("device", f"{dev}" + (f" ×{count}" if count and count != 1 else "")),
         ("GPU(s)", ", ".join(str(g) for g in gpu_names if g) or "none"),
-        ("NVIDIA driver", first("environment.driver", "environment.driver_version") or "–"),
+        ("NVIDIA driver", first("environment.driver_version") or "–"),
         ("torch", first("environment.torch") or "–"),
-        ("CUDA", first("environment.cuda", "environment.torch_cuda") or "–"),
+        ("CUDA", first("environment.torch_cuda") or "–"),
         ("cuDNN", first("environment.cudnn") or "–"),
         ("CPU", f"{cpu or '–'}" + (f" ({cpus} logical CPUs)" if cpus else "")),
         ("python", first("environment.python") or "–"),
         ("git commit", commit),
         ("hostname", first("environment.hostname") or "–"),
-        ("run timestamp", first("environment.timestamp", "environment.timestamp_utc") or "–"),
+        ("run timestamp", first("environment.timestamp_utc") or "–"),
     ]
     if r.get("gpu.available") is False and r.get("gpu.reason"):
         rows.append(("GPU telemetry", f"unavailable: {r.get('gpu.reason')}"))

@@ -75,16 +75,6 @@ def gpu_resource(wildcards):
     return run_gpus(wildcards) if USE_GPU_RESOURCE else 0
 
 
-def scaling_reference(wildcards):
-    """A multi-device cell's one-device reference: the same seed's baseline metrics.json.
-
-    ancient(): recreating the baseline never reruns the (expensive) multi-device job.
-    """
-    if run_gpus(wildcards) < 2 or wildcards.ablation == config["baseline"]:
-        return []
-    return ancient(metrics_path(config["baseline"], wildcards.seed, wildcards.preset))
-
-
 def peak_file(wildcards):
     """The results directory's once-measured CPU peak (ancient: re-measuring never retrains)."""
     results = wildcards.get("preset", "calibration")

@@ -3,7 +3,6 @@
 
 rule train:
     input:
-        reference=scaling_reference,
         peak=peak_file,
     output:
         metrics="results/{preset}/{ablation}/seed{seed}/metrics.json",
@@ -23,9 +22,6 @@ rule train:
         record=lambda wc: (
             "--record-failures" if config["failed_runs"] == "record" else ""
         ),
-        reference=lambda wc, input: (
-            f"--scaling-reference {input.reference}" if input.reference else ""
-        ),
         on_gpus=config["on_insufficient_gpus"],
         standins=config["cpu_standins"],
         lock_dir=config["gpu_lock_dir"],
@@ -33,7 +29,7 @@ rule train:
         "alexnet-bench train --config-json {params.run_config:q} --out {params.out}"
         " --label preset={wildcards.preset} --label ablation={wildcards.ablation}"
         " --label seed={wildcards.seed} --gpu-lock-dir {params.lock_dir}"
-        " --on-insufficient-gpus {params.on_gpus} --cpu-standins {params.standins} {params.record} {params.reference}"
+        " --on-insufficient-gpus {params.on_gpus} --cpu-standins {params.standins} {params.record}"
         " --peak-flops {input.peak}"
         " > {log} 2>&1"
 
