@@ -10,7 +10,7 @@ from typing import Any
 
 from .io import write_json, write_text
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: status "collapsed", health, host.job_cpu_s; parallel.scaling removed (the report computes it)
 HISTORY_COLUMNS = (
     "epoch", "train_loss", "train_top1_error", "val_loss", "val_top1_error", "val_top5_error",
     "lr", "epoch_time_s", "elapsed_s", "images_per_s", "train_clean_loss",

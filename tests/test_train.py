@@ -28,7 +28,7 @@ def test_short_run_learns_and_writes_metrics(tmp_path: Path) -> None:
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
-    assert on_disk["status"] == "completed" and on_disk["schema_version"] == 1
+    assert on_disk["status"] == "completed" and on_disk["schema_version"] == 2
     assert on_disk["run"] == {"ablation": "baseline", "seed": 0}
     assert on_disk["config_hash"] == cfg.hash and on_disk["model"]["num_params"] > 0
     for key in ("final", "best", "time_to_target", "throughput", "step_time", "flops", "gpu",
