@@ -232,3 +232,17 @@ def test_figure1_target_end_to_end(workdir: Path) -> None:
     assert job_counts(again.stdout) == {}, again.stdout[-2000:]
     default = snakemake(workdir, "-n", "--cores", "2")  # the default target never runs figure1
     assert set(job_counts(default.stdout)) == {"peak_flops", "train", "report", "all"}
+
+
+def test_a_new_ablation_family_gets_its_target_from_config_alone(workdir: Path) -> None:
+    """Family targets are generated from config.yaml: a new family needs no rule edit."""
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["ablation_defs"]["wide"] = {
+        "family": "width", "description": "twice the width", "overrides": {"model": {"width": 0.5}},
+    }  # fmt: skip
+    config["ablations"].append("wide")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    dry = snakemake(workdir, "-n", "--cores", "2", "ablation_width")
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    seeds = len(config["seeds"])
+    assert job_counts(dry.stdout) == {"peak_flops": 1, "train": 2 * seeds, "ablation_width": 1}

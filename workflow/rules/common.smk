@@ -127,6 +127,12 @@ def study_metrics():
     return [metrics_path(a, s) for a, s in cells(config)]
 
 
+#: the ablation families of config.yaml (one `ablation_<family>` target each)
+ABLATION_FAMILIES = sorted(
+    {d["family"] for d in config["ablation_defs"].values()} - {"baseline"}
+)
+
+
 def family_metrics(family):
     """metrics.json of the baseline and the study's ablations of one family."""
     return [

@@ -34,31 +34,12 @@ rule train:
         " > {log} 2>&1"
 
 
-rule ablation_activation:
-    input:
-        family_metrics("activation"),
+# One target per ablation family in config.yaml (ablation_activation, ablation_lrn, ...): the
+# baseline plus the study's ablations of that family, no report.
+for _family in ABLATION_FAMILIES:
 
-
-rule ablation_lrn:
-    input:
-        family_metrics("lrn"),
-
-
-rule ablation_dropout:
-    input:
-        family_metrics("dropout"),
-
-
-rule ablation_augmentation:
-    input:
-        family_metrics("augmentation"),
-
-
-rule ablation_pooling:
-    input:
-        family_metrics("pooling"),
-
-
-rule ablation_gpus:
-    input:
-        family_metrics("gpus"),
+    rule:
+        name:
+            f"ablation_{_family}"
+        input:
+            family_metrics(_family),
