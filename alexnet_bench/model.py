@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .config import run_schema
+
 __all__ = [
     "CONV_INDICES",
     "FC_INDICES",
@@ -368,18 +370,8 @@ class AlexNet(nn.Module):
         return self.classifier(x)
 
 
-_CFG_KEYS = (
-    "variant",
-    "activation",
-    "lrn",
-    "dropout",
-    "pooling",
-    "width",
-    "conv_width",
-    "stem",
-    "init",
-    "grouped",
-)
+#: the model options AlexNet takes: every key of the run schema's ``model`` section but ``arch``
+_CFG_KEYS = tuple(k for k in run_schema()["properties"]["model"]["properties"] if k != "arch")
 
 
 def build_model(
