@@ -120,12 +120,16 @@ def _non_finite(data: Any, path: str = "") -> tuple[str, float] | None:
     return None
 
 
+def effective_stored_size(image_size: int, stored_size: int | None) -> int:
+    """The size images are stored at before cropping: as configured, else the paper's ratio
+    ``round(image_size * 256 / 224)``."""
+    return stored_size if stored_size is not None else round(image_size * 256 / 224)
+
+
 def _check_consistency(cfg: dict[str, Any]) -> None:
     """Cross-key rules a per-key schema cannot express (checked before any data is loaded)."""
     d, t, rt = cfg["data"], cfg["train"], cfg["runtime"]
-    stored = (
-        d["stored_size"] if d["stored_size"] is not None else round(d["image_size"] * 256 / 224)
-    )
+    stored = effective_stored_size(d["image_size"], d["stored_size"])
     if stored < d["image_size"]:
         raise ConfigError(
             f"data.stored_size ({stored}) is smaller than data.image_size ({d['image_size']}); "

@@ -104,8 +104,9 @@ def valid_configs(draw: st.DrawFn) -> dict[str, dict[str, Any]]:
     n_train = min(data["num_train"], data["max_train"] or data["num_train"])
     runtime["gpus"] = gpus = draw(st.integers(1, min(4, n_train)))
     if gpus > 1 and runtime.get("parallel", "ddp") == "model":
-        runtime["gpus"] = 2  # the two-tower split of the paper variant
+        runtime["gpus"] = 2  # the two-tower split of the paper variant's AlexNet
         cfg["model"].update(variant="paper", grouped=True)
+        cfg["model"].pop("arch", None)
     multiple = runtime["gpus"] if runtime.get("parallel", "ddp") == "ddp" else 1
     train["batch_size"] = multiple * draw(st.integers(1, max(1, min(16, n_train) // multiple)))
     if train.get("lr_schedule") == "plateau" and train.get("lr_gamma", 0.1) >= 1:
@@ -146,10 +147,18 @@ _JSON_VALUES: dict[str, st.SearchStrategy[Any]] = {
 _IDENTIFIER = st.text("abcdefghijklmnopqrstuvwxyz_", min_size=2, max_size=10)
 
 
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    return {int: "integer", float: "number", str: "string"}[type(value)]
+
+
 def _wrong_type(prop: dict[str, Any]) -> st.SearchStrategy[Any]:
     allowed = set(_types(prop))
-    if "enum" in prop:  # any non-string misses the enum
-        allowed = {"string"}
+    if "enum" in prop:  # a value of a type no enum member has misses the enum
+        allowed = {_json_type(v) for v in prop["enum"]}
     if "number" in allowed:
         allowed |= {"integer"}
     if "integer" in allowed and "number" not in allowed:

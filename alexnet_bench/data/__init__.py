@@ -9,6 +9,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..config import effective_stored_size
 from ..errors import DataError
 from .augment import BatchAugment, channel_stats, rgb_pca
 from .loaders import StreamingLoader, TensorBatchLoader
@@ -19,7 +20,7 @@ IN_MEMORY_LIMIT_BYTES = 8 * 2**30
 STATS_SAMPLE = 2000
 CALIBRATION_IMAGES = 256  # fixed training images for the data-dependent init (model.init: lsuv)
 
-__all__ = ["BatchAugment", "DataBundle", "build_data", "stored_size_for"]
+__all__ = ["BatchAugment", "DataBundle", "build_data"]
 
 
 def spread(total: int, count: int) -> torch.Tensor:
@@ -29,16 +30,6 @@ def spread(total: int, count: int) -> torch.Tensor:
     if count <= 0:
         return torch.zeros(0, dtype=torch.long)
     return torch.div(torch.arange(count) * total, count, rounding_mode="floor")
-
-
-def stored_size_for(image_size: int, stored_size: int | None) -> int:
-    """Stored image size: as configured, else ``round(image_size * 256 / 224)`` (paper ratio)."""
-    size = stored_size if stored_size is not None else round(image_size * 256 / 224)
-    if size < image_size:
-        raise DataError(
-            f"data.stored_size ({size}) is smaller than data.image_size ({image_size}); raise it"
-        )
-    return size
 
 
 @dataclass
@@ -76,19 +67,20 @@ def _subset(
     return (images, labels) if limit is None else (images[:limit], labels[:limit])
 
 
-def _load_in_memory(cfg: Any, stored: int) -> tuple[torch.Tensor, ...] | None:
-    """Decode the configured source fully into memory, or ``None`` for streaming."""
+def _load_in_memory(
+    cfg: Any, stored: int
+) -> tuple[tuple[torch.Tensor, ...] | None, tuple[FolderSplit, FolderSplit] | None]:
+    """Decode the configured source fully into memory: ``(arrays, None)``; or, for an image
+    folder too large for memory, ``(None, (train split, val split))`` to stream from.
+
+    The run config guarantees ``data.root`` for a non-synthetic source (config.py)."""
     d = cfg.data
     if d.source == "synthetic":
         return (
             *shapes10(d.num_train, d.num_val, stored, d.num_classes),
             [],
             list(CLASS_NAMES[: d.num_classes]),
-        )
-    if d.root is None:
-        raise DataError(
-            f"data.source={d.source} needs data.root (a local directory); set data.root"
-        )
+        ), None
     root = Path(d.root).expanduser()
     if not root.exists():
         raise DataError(
@@ -108,32 +100,32 @@ def _load_in_memory(cfg: Any, stored: int) -> tuple[torch.Tensor, ...] | None:
             "ship",
             "truck",
         ]
-        return _resize(tx, stored), ty, _resize(vx, stored), vy, [], names
+        return (_resize(tx, stored), ty, _resize(vx, stored), vy, [], names), None
     train_split, val_split = scan_image_folder(root, d.val_fraction, seed=0)
     n = len(train_split.paths) + len(val_split.paths)
     stream = d.in_memory == "no" or (
         d.in_memory == "auto" and n * 3 * stored * stored > IN_MEMORY_LIMIT_BYTES
     )
     if stream:
-        return None
+        return None, (train_split, val_split)
     tx, ty, skipped_train = decode_split(
         train_split, stored, d.on_bad_image, workers=max(1, d.workers)
     )
     vx, vy, skipped_val = decode_split(val_split, stored, d.on_bad_image, workers=max(1, d.workers))
-    return tx, ty, vx, vy, skipped_train + skipped_val, train_split.classes
+    return (tx, ty, vx, vy, skipped_train + skipped_val, train_split.classes), None
 
 
 def build_data(cfg: Any, device: torch.device, rank: int = 0, world_size: int = 1) -> DataBundle:
     """Build loaders and the batched augmentation for run config ``cfg`` on ``device``."""
     d, a, t = cfg.data, cfg.augment, cfg.train
-    stored = stored_size_for(d.image_size, d.stored_size)
+    stored = effective_stored_size(d.image_size, d.stored_size)
     if t.batch_size % world_size:
         raise DataError(
             f"train.batch_size={t.batch_size} is not divisible by {world_size} processes; "
             "the global batch is split evenly across them, pick a multiple"
         )
     per_rank_batch = t.batch_size // world_size
-    loaded = _load_in_memory(cfg, stored)
+    loaded, splits = _load_in_memory(cfg, stored)
     common = {"device": device, "seed": t.seed}
     if loaded is not None:
         tx, ty, vx, vy, skipped, classes = loaded
@@ -162,9 +154,8 @@ def build_data(cfg: Any, device: torch.device, rank: int = 0, world_size: int = 
             if len(clean) else None
         )  # fmt: skip
     else:
-        train_split, val_split = scan_image_folder(
-            Path(d.root).expanduser(), d.val_fraction, seed=0
-        )
+        assert splits is not None
+        train_split, val_split = splits
         num_classes, classes, skipped = len(train_split.classes), train_split.classes, []
         _check_batch(per_rank_batch, len(train_split.paths), world_size)
         sample = train_split.paths[:: max(1, len(train_split.paths) // STATS_SAMPLE)][:STATS_SAMPLE]
