@@ -14,6 +14,7 @@ from . import figure1 as figure1_mod
 from . import html as html_mod
 from . import markdown as md_mod
 from . import tables
+from .stats import t_crit
 from .collect import (
     ALL_STATUSES,
     Run,
@@ -182,10 +183,17 @@ def _fairness_sentence(runs: Sequence[Run]) -> str:
 def _how_to_read(study: dict[str, Any] | None, baseline: str, runs: Sequence[Run]) -> list[str]:
     seeds = study.get("seeds") if isinstance(study, dict) else None
     seed_txt = f" with seeds {', '.join(map(str, seeds))}" if seeds else ""
+    t_txt = (
+        f"With {len(seeds)} paired seeds t = {t_crit(len(seeds) - 1):.2f}: read intervals as "
+        "'how sure are we', not as noise to ignore."
+        if seeds and len(seeds) > 1
+        else "A single seed gives no interval."
+    )
     return [
         f"Each ablation changes one setting of the baseline ('{baseline}', the paper's "
         f"settings) and was trained{seed_txt}. All statistics use completed runs only; "
-        "diverged, failed, skipped, missing and unparseable cells are counted in the 'Runs' "
+        "collapsed, diverged, failed, skipped, missing and unparseable cells are counted in the "
+        "'Runs' "
         "column and listed under Problems, never averaged in.",
         "Errors are top-1/top-5 validation errors in percent at the last epoch. Δ is the "
         "ablation mean minus the baseline mean in percentage points: positive Δ means the "
@@ -195,7 +203,7 @@ def _how_to_read(study: dict[str, Any] | None, baseline: str, runs: Sequence[Run
         "(same data order, augmentation draws and, where shapes agree, initial weights), and "
         "the per-seed differences get a t-interval on n−1 degrees of freedom (ratios: "
         "geometric mean of per-seed ratios); Welch's unpaired interval is shown beside it. "
-        "With three seeds t = 4.30: read intervals as 'how sure are we', not as noise to ignore.",
+        + t_txt,
         "Paper vs measured: 'Same direction?' asks whether the measured effect has the sign the "
         "paper reports; 'Exceeds seed spread?' whether it is larger than seed-to-seed noise "
         "(rule stated above the table). Magnitudes are not expected to match when the data set "

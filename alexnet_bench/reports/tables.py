@@ -462,10 +462,9 @@ def speed_table(stats: Sequence[AblationStats], baseline: str) -> Table:
             "Time to target = first epoch (and training wall time) at which the training top-1 "
             f"error fell to {tgt}; the mean is over runs that reached it. TTT ratio = ablation "
             "mean / baseline mean (> 1 = slower). Throughput = median images/s over training; "
-            "MFU = achieved / peak FLOP/s (GPU: spec-sheet peak; CPU: a matmul rate each job "
-            "measures at its start, which jobs running side by side on shared cores disturb, so "
-            "CPU MFU varies between jobs of the same model). GPU columns are blank without GPU "
-            "telemetry."
+            "MFU = achieved / peak FLOP/s (GPU: spec-sheet peak; CPU: the host's matmul rate, "
+            "measured once per study with nothing else running, peak_flops.json, for the job's "
+            "thread count and processes). GPU columns are blank without GPU telemetry."
         ),
         row_classes=["baseline" if a.name == baseline else "" for a in stats],
     )
