@@ -60,6 +60,9 @@ def check_study(study: dict[str, Any], base_dir: Path | None = None) -> None:
     if study["baseline"] not in study["ablation_defs"]:
         raise ConfigError(f"baseline '{study['baseline']}' is not defined in ablation_defs")
     check_calibration(study)
+    from .reports.claims import study_claims  # lazily: the Snakefile needs no pandas
+
+    study_claims(study)  # the claims: block parses (a one-line ConfigError otherwise)
     roots: set[tuple[str, str]] = set()
     for ablation, seed in cells(study):
         cfg = resolve_run(study, preset, ablation, seed)

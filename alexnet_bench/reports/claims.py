@@ -22,9 +22,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
-from .collect import Run, run_value
+import jsonschema
+import yaml
+
+from ..errors import ConfigError
+from .collect import RUN_VALUES, Run, run_value
 from .stats import (
     Difference,
     Paired,
@@ -77,237 +83,78 @@ class Claim:
     comparisons: tuple[Comparison, ...]
 
 
-_IMAGENET = "ImageNet (ILSVRC), 224 px crops, 8-layer AlexNet, ~90 epochs"
-_GAP_NOTE = (
-    "overfitting gap = final val top-1 error − final train top-1 error (the training error "
-    "is measured on augmented batches with dropout active)"
-)
+#: the paper's claims, as data (validated against schemas/claims.schema.yaml)
+PAPER_CLAIMS_FILE = Path(__file__).with_name("paper_claims.yaml")
 
-CLAIMS: tuple[Claim, ...] = (
-    Claim(
-        id="relu_vs_tanh",
-        statement="ReLU reaches 25% training error about six times faster than tanh",
-        reference="Sec. 3.1, Figure 1",
-        paper_setting="CIFAR-10, 4-layer CNN, no regularisation",
-        paper_source="cifar10",
-        paper_image_size=32,
-        comparisons=(
-            Comparison(
-                label="epochs to target train error, tanh / ReLU",
-                metric="ttt_epoch",
-                kind="ratio",
-                a=("tanh",),
-                b=(BASELINE,),
-                paper_effect=6.0,
-                paper_text="≈6× (epochs to 25% train error)",
-                expect=+1,
-                censored_by="epochs_completed",
-            ),
-            Comparison(
-                label="wall time to target train error, tanh / ReLU",
-                metric="ttt_seconds",
-                kind="ratio",
-                a=("tanh",),
-                b=(BASELINE,),
-                paper_effect=6.0,
-                paper_text="≈6× (the paper counts epochs)",
-                expect=+1,
-                censored_by="train_time_s",
-            ),
-        ),
-    ),
-    Claim(
-        id="lrn",
-        statement="Local response normalisation reduces top-1/top-5 error by 1.4/1.2 points",
-        reference="Sec. 3.3",
-        paper_setting=_IMAGENET,
-        paper_source="imagenet",
-        paper_image_size=224,
-        comparisons=(
-            Comparison(
-                "val top-1 error, no LRN − baseline",
-                "val_top1",
-                "diff",
-                ("no_lrn",),
-                (BASELINE,),
-                1.4,
-                "+1.4 pts",
-                +1,
-            ),
-            Comparison(
-                "val top-5 error, no LRN − baseline",
-                "val_top5",
-                "diff",
-                ("no_lrn",),
-                (BASELINE,),
-                1.2,
-                "+1.2 pts",
-                +1,
-            ),
-        ),
-    ),
-    Claim(
-        id="overlapping_pooling",
-        statement="Overlapping pooling (z=3, s=2) reduces top-1/top-5 error by 0.4/0.3 points",
-        reference="Sec. 3.4",
-        paper_setting=_IMAGENET,
-        paper_source="imagenet",
-        paper_image_size=224,
-        comparisons=(
-            Comparison(
-                "val top-1 error, plain − overlapping pooling",
-                "val_top1",
-                "diff",
-                ("plain_pooling",),
-                (BASELINE,),
-                0.4,
-                "+0.4 pts",
-                +1,
-            ),
-            Comparison(
-                "val top-5 error, plain − overlapping pooling",
-                "val_top5",
-                "diff",
-                ("plain_pooling",),
-                (BASELINE,),
-                0.3,
-                "+0.3 pts",
-                +1,
-            ),
-        ),
-    ),
-    Claim(
-        id="dropout",
-        statement=(
-            "Dropout roughly doubles the iterations needed to converge and substantially "
-            "reduces overfitting"
-        ),
-        reference="Sec. 4.2",
-        paper_setting=_IMAGENET,
-        paper_source="imagenet",
-        paper_image_size=224,
-        comparisons=(
-            Comparison(
-                label="epochs to target train error, dropout / no dropout",
-                metric="ttt_epoch",
-                kind="ratio",
-                a=(BASELINE,),
-                b=("no_dropout",),
-                paper_effect=2.0,
-                paper_text="≈2× iterations",
-                expect=+1,
-                censored_by="epochs_completed",
-                note="iterations measured as epochs to the target training error",
-            ),
-            Comparison(
-                label="overfitting gap (val − train top-1), no dropout − baseline",
-                metric="overfit_gap",
-                kind="diff",
-                a=("no_dropout",),
-                b=(BASELINE,),
-                paper_effect=None,
-                paper_text='larger without dropout ("substantial overfitting")',
-                expect=+1,
-                note=_GAP_NOTE,
-            ),
-        ),
-    ),
-    Claim(
-        id="pca_lighting",
-        statement="PCA colour lighting reduces top-1 error by over 1 point",
-        reference="Sec. 4.1",
-        paper_setting=_IMAGENET,
-        paper_source="imagenet",
-        paper_image_size=224,
-        comparisons=(
-            Comparison(
-                "val top-1 error, no PCA lighting − baseline",
-                "val_top1",
-                "diff",
-                ("no_pca_lighting",),
-                (BASELINE,),
-                1.0,
-                "> +1 pt",
-                +1,
-            ),
-        ),
-    ),
-    Claim(
-        id="crop_flip",
-        statement="Without random crops and flips the network overfits substantially",
-        reference="Sec. 4.1",
-        paper_setting=_IMAGENET,
-        paper_source="imagenet",
-        paper_image_size=224,
-        comparisons=(
-            Comparison(
-                label="overfitting gap (val − train top-1), no crop/flip − baseline",
-                metric="overfit_gap",
-                kind="diff",
-                a=("no_crop_flip",),
-                b=(BASELINE,),
-                paper_effect=None,
-                paper_text='larger without crops/flips ("substantial overfitting")',
-                expect=+1,
-                note=_GAP_NOTE,
-            ),
-            Comparison(
-                "val top-1 error, no crop/flip − baseline",
-                "val_top1",
-                "diff",
-                ("no_crop_flip",),
-                (BASELINE,),
-                None,
-                "higher (not quantified)",
-                +1,
-            ),
-        ),
-    ),
-    Claim(
-        id="two_gpus",
-        statement=(
-            "The two-GPU net lowers top-1/top-5 error by 1.7/1.2 points vs a net with half "
-            "the kernels on one GPU"
-        ),
-        reference="Sec. 3.2",
-        paper_setting=_IMAGENET,
-        paper_source="imagenet",
-        paper_image_size=224,
-        comparisons=(
-            Comparison(
-                "val top-1 error, half width − two-tower",
-                "val_top1",
-                "diff",
-                ("half_width", "half_kernels"),
-                ("gpus2_model", "gpus2", BASELINE),
-                1.7,
-                "+1.7 pts",
-                +1,
-            ),
-            Comparison(
-                "val top-5 error, half width − two-tower",
-                "val_top5",
-                "diff",
-                ("half_width", "half_kernels"),
-                ("gpus2_model", "gpus2", BASELINE),
-                1.2,
-                "+1.2 pts",
-                +1,
-            ),
-            Comparison(
-                label="val top-1 error, 2-device data parallel − baseline",
-                metric="val_top1",
-                kind="diff",
-                a=("gpus2",),
-                b=(BASELINE,),
-                paper_effect=0.0,
-                paper_text="≈0 (DDP does not change the model)",
-                expect=0,
-                note="data parallelism changes speed, not the model: the effect should be ≈0",
-            ),
-        ),
-    ),
-)
+
+def _schema() -> dict[str, Any]:
+    with resources.files("alexnet_bench").joinpath("schemas/claims.schema.yaml").open() as fh:
+        return yaml.safe_load(fh)
+
+
+def parse_claims(entries: Any, where: str) -> tuple[Claim, ...]:
+    """Validate a list of claim entries (the paper_claims.yaml format) and build the claims.
+
+    Raises :class:`ConfigError` with one line naming ``where`` and the offending entry."""
+    if entries is None:
+        return ()
+    try:
+        jsonschema.validate(entries, _schema())
+    except jsonschema.ValidationError as exc:
+        path = ".".join(str(p) for p in exc.absolute_path)
+        raise ConfigError(
+            f"{where}{'.' + path if path else ''}: {exc.message}; see "
+            "alexnet_bench/schemas/claims.schema.yaml"
+        ) from None
+    claims = []
+    for entry in entries:
+        comparisons = []
+        for cmp in entry["comparisons"]:
+            for key in ("metric", "censored_by"):
+                if cmp.get(key) is not None and cmp[key] not in RUN_VALUES:
+                    raise ConfigError(
+                        f"{where}: claim '{entry['id']}' uses unknown {key} '{cmp[key]}'; "
+                        f"choose from {', '.join(RUN_VALUES)}"
+                    )
+            comparisons.append(
+                Comparison(
+                    label=cmp["label"], metric=cmp["metric"], kind=cmp["kind"],
+                    a=tuple(cmp["a"]), b=tuple(cmp["b"]), paper_effect=cmp.get("paper_effect"),
+                    paper_text=cmp["paper_text"], expect=int(cmp["expect"]),
+                    censored_by=cmp.get("censored_by"), note=cmp.get("note"),
+                )
+            )  # fmt: skip
+        claims.append(
+            Claim(
+                id=entry["id"], statement=entry["statement"], reference=entry["reference"],
+                paper_setting=entry["paper_setting"], paper_source=entry["paper_source"],
+                paper_image_size=entry.get("paper_image_size"), comparisons=tuple(comparisons),
+            )
+        )  # fmt: skip
+    return tuple(claims)
+
+
+def load_paper_claims() -> tuple[Claim, ...]:
+    """The paper's claims shipped with the package (reports/paper_claims.yaml)."""
+    return parse_claims(yaml.safe_load(PAPER_CLAIMS_FILE.read_text()), PAPER_CLAIMS_FILE.name)
+
+
+def study_claims(study: dict[str, Any] | None) -> tuple[Claim, ...]:
+    """The paper's claims with the study's ``claims:`` applied: an entry whose id matches a
+    paper claim replaces it, any other is added after them."""
+    extra = parse_claims((study or {}).get("claims"), "config.yaml claims")
+    by_id = {c.id: c for c in extra}
+    merged = [by_id.pop(c.id, c) for c in CLAIMS]
+    return (*merged, *[c for c in extra if c.id in by_id])
+
+
+def claim_arms(claims: Sequence[Claim], claim_id: str) -> tuple[str, ...]:
+    """The candidate ablations of the first comparison's ``a`` side of claim ``claim_id``."""
+    claim = next((c for c in claims if c.id == claim_id), None)
+    return claim.comparisons[0].a if claim else ()
+
+
+CLAIMS: tuple[Claim, ...] = load_paper_claims()
 
 
 @dataclass
@@ -629,9 +476,10 @@ def evaluate(
     runs: Sequence[Run],
     study: dict[str, Any] | None,
     baseline: str,
-    claims: Sequence[Claim] = CLAIMS,
+    claims: Sequence[Claim] | None = None,
 ) -> list[ClaimRow]:
-    """Evaluate every comparison of every claim against ``runs``."""
+    """Evaluate every comparison of every claim (default: :func:`study_claims`) against ``runs``."""
+    claims = study_claims(study) if claims is None else claims
     ctx = _Context(runs, study, baseline)
     return [evaluate_comparison(c, cmp, ctx) for c in claims for cmp in c.comparisons]
 
@@ -643,5 +491,8 @@ __all__ = [
     "ClaimRow",
     "Comparison",
     "Summary",
+    "claim_arms",
     "evaluate",
+    "parse_claims",
+    "study_claims",
 ]

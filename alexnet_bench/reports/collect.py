@@ -25,7 +25,6 @@ ALL_STATUSES = (*KNOWN_STATUSES, "missing", "unparseable", "unknown")
 SEED_DIR = re.compile(r"^seed(\d+)$")
 
 
-
 def nested_get(data: Any, dotted: str, default: Any = None) -> Any:
     """``data['a']['b']['c']`` for ``'a.b.c'``; ``default`` if any level is absent or not a dict."""
     cur = data
@@ -254,6 +253,16 @@ def _ratio_value(run: Run, dotted: str, history_col: str | None = None) -> float
     if value is None and history_col is not None:
         value = run.last_history(history_col)
     return value
+
+
+#: every name :func:`run_value` knows (claims' metrics are checked against it)
+RUN_VALUES = (
+    "val_top1", "val_top5", "train_top1", "val_top1_10crop", "overfit_gap", "best_epoch",
+    "ttt_epoch", "ttt_seconds", "epochs_completed", "train_time_s", "throughput", "step_ms",
+    "mfu", "gpu_util", "gpu_power_w", "gpu_mem_peak_mib", "energy_per_image_j", "peak_rss_mib",
+    "cpu_util_pct", "num_params", "world_size", "target_train_error", "dead_relu_max",
+    "lrn_load", "planned_epochs",
+)  # fmt: skip
 
 
 def run_value(run: Run, name: str) -> float | None:

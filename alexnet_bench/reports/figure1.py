@@ -22,9 +22,9 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator, NullLocator
 
 from ..errors import ConfigError
+from ..io import write_bytes, write_text
 from .claims import ClaimRow
 from .figures import DPI, PNG_META, RC, SVG_META
-from ..io import write_bytes, write_text
 from .tables import Table, to_csv
 
 FIGURE = "figure1_cnn"
@@ -56,7 +56,9 @@ def load_summary(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read figure1 summary '{path}' ({exc}); rerun snakemake figure1")
+        raise ConfigError(
+            f"cannot read figure1 summary '{path}' ({exc}); rerun snakemake figure1"
+        ) from None
     if not isinstance(data, dict) or data.get("study") != "figure1":
         raise ConfigError(f"'{path}' is not a figure1 summary; rerun snakemake figure1")
     return data
@@ -75,7 +77,9 @@ def _mean_curve(curves: Sequence[Sequence[float]]) -> np.ndarray:
 def _curves_axis(ax: Any, summary: dict[str, Any]) -> None:
     target = _pct(summary["protocol"]["target_train_error"])
     for act, (color, style, name) in STYLE.items():
-        runs = [r for r in summary["final"] if r["activation"] == act and r["train_error_per_epoch"]]
+        runs = [
+            r for r in summary["final"] if r["activation"] == act and r["train_error_per_epoch"]
+        ]
         curves = [[_pct(e) for e in r["train_error_per_epoch"]] for r in runs]
         for c in curves:
             ax.plot(range(1, len(c) + 1), c, color=color, linestyle=style, lw=0.8, alpha=0.35)
@@ -183,10 +187,11 @@ def final_table(summary: dict[str, Any]) -> Table:
             r["status"],
         ])  # fmt: skip
     target = _pct(summary["protocol"]["target_train_error"])
+    columns = ["Activation", "Seed", "lr", f"Epochs to {target:g}%", "First epoch below",
+               "Val error then (%)", "Epochs trained", "Status"]  # fmt: skip
     return Table(
         title="Final runs at the chosen learning rates",
-        columns=["Activation", "Seed", "lr", f"Epochs to {target:g}%", "First epoch below",
-                 "Val error then (%)", "Epochs trained", "Status"],  # fmt: skip
+        columns=columns,
         rows=rows,
         numeric=[False, True, True, True, True, True, True, False],
         note="Epochs to target interpolated linearly between epoch ends; '> N' = never reached. "
@@ -251,7 +256,11 @@ def _intro(summary: dict[str, Any]) -> list[str]:
     lrs = ", ".join(f"{a} {c['lr']:g}" for a, c in summary["chosen"].items())
     return [
         f"Data: {summary_data(summary)}"
-        + ("" if summary["data"].get("source") == "cifar10" else " — not CIFAR-10, the paper's data")
+        + (
+            ""
+            if summary["data"].get("source") == "cifar10"
+            else " — not CIFAR-10, the paper's data"
+        )
         + ".",
         f"Network: {p['network']}; no dropout, no weight decay, no augmentation, constant lr, "
         f"SGD momentum, batch {p['batch_size']}.",

@@ -22,8 +22,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from .collect import Run, run_value
 from ..io import write_bytes
+from .collect import Run, run_value
 from .tables import AblationStats, Table, fnum, format_sig
 
 DPI = 110

@@ -175,7 +175,9 @@ def extra_html(x: Extra) -> str:
     parts.append(f"<p><b>{esc(x.lead)}</b></p>")
     parts.append(f'<div class="box"><ul>{notes}</ul></div>')
     if checks:
-        parts.append(f'<p class="note">Checks (criteria fixed before the ratio):</p><ul>{checks}</ul>')
+        parts.append(
+            f'<p class="note">Checks (criteria fixed before the ratio):</p><ul>{checks}</ul>'
+        )
     parts += [figure_html(f) for f in x.figures]
     parts += [table_html(t) for t in x.tables]
     parts.append("</section>")

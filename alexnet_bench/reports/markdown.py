@@ -41,7 +41,9 @@ def render(page: Page) -> str:
         if x.checks:
             out += ["Checks (criteria fixed before the ratio):", "", *[f"- {c}" for c in x.checks]]
             out.append("")
-        out += [f"- [{f.title}](figures/{f.name}.png) ([SVG](figures/{f.name}.svg))" for f in x.figures]
+        out += [
+            f"- [{f.title}](figures/{f.name}.png) ([SVG](figures/{f.name}.svg))" for f in x.figures
+        ]
         out += ["", *[table_md(t) for t in x.tables]]
     out += ["## Accuracy vs baseline", "", table_md(page.accuracy, heading=None)]
     out += ["## Speed and resources", "", table_md(page.speed, heading=None)]

@@ -9,12 +9,11 @@ from typing import Any
 
 import yaml
 
-from . import claims
+from ..io import write_bytes, write_text
+from . import claims, tables
 from . import figure1 as figure1_mod
 from . import html as html_mod
 from . import markdown as md_mod
-from . import tables
-from .stats import t_crit
 from .collect import (
     ALL_STATUSES,
     Run,
@@ -25,7 +24,7 @@ from .collect import (
     sort_runs,
 )
 from .figures import FigureFile, render_all
-from ..io import write_bytes, write_text
+from .stats import t_crit
 from .studyconf import normalize_study
 
 CAPTIONS = (
@@ -376,7 +375,10 @@ def build_report(
     if figure1 is not None:
         written += [tables_dir / f"{name}.csv" for name in FIGURE1_TABLES]
 
-    figs = render_all(runs, stats, order, baseline, out_dir / "figures")
+    # the ReLU-vs-tanh figure shows the arm the relu_vs_tanh claim compares with the baseline
+    tanh_arms = claims.claim_arms(claims.study_claims(study), "relu_vs_tanh")
+    tanh = next((a for a in tanh_arms if a in order), tanh_arms[0] if tanh_arms else "tanh")
+    figs = render_all(runs, stats, order, baseline, out_dir / "figures", tanh=tanh)
     counts = {s: sum(r.status == s for r in runs) for s in ALL_STATUSES}
     preset = (study or {}).get("preset") if isinstance(study, dict) else None
     preset = preset or next((r.get("run.preset") for r in runs if r.get("run.preset")), None)

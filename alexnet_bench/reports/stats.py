@@ -279,6 +279,4 @@ def paired(
         return Paired(0, math.nan, math.nan, math.nan, math.nan, log)
     if not s.has_ci:
         return Paired(s.n, back(s.mean), math.nan, math.nan, s.std, log, tuple(seeds))
-    return Paired(
-        s.n, back(s.mean), back(s.ci_low), back(s.ci_high), s.std, log, tuple(seeds)
-    )
+    return Paired(s.n, back(s.mean), back(s.ci_low), back(s.ci_high), s.std, log, tuple(seeds))

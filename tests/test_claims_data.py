@@ -1,0 +1,91 @@
+"""The paper's claims are data (reports/paper_claims.yaml); a study adds or replaces claims in
+config.yaml's `claims:` list, validated before any job starts."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from alexnet_bench.errors import ConfigError
+from alexnet_bench.reports.claims import CLAIMS, evaluate, parse_claims, study_claims
+from alexnet_bench.reports.collect import RUN_VALUES, collect, run_value
+from alexnet_bench.study import check_study
+from tests.fixtures_reports import STUDY, build_study_results
+
+from .conftest import REPO
+
+DROPOUT_CLAIM = {
+    "id": "dropout_accuracy",
+    "statement": "Dropout lowers the validation error",
+    "reference": "Sec. 4.2",
+    "paper_setting": "ImageNet",
+    "paper_source": "imagenet",
+    "comparisons": [{
+        "label": "val top-1 error, no dropout − baseline", "metric": "val_top1", "kind": "diff",
+        "a": ["no_dropout"], "b": ["@baseline"], "paper_effect": None,
+        "paper_text": "higher without dropout", "expect": 1,
+    }],
+}  # fmt: skip
+
+
+def test_the_paper_claims_load_from_their_data_file() -> None:
+    assert [c.id for c in CLAIMS] == ["relu_vs_tanh", "lrn", "overlapping_pooling", "dropout",
+                                      "pca_lighting", "crop_flip", "two_gpus"]  # fmt: skip
+    lrn = next(c for c in CLAIMS if c.id == "lrn")
+    assert lrn.comparisons[0].a == ("no_lrn",) and lrn.comparisons[0].paper_effect == 1.4
+
+
+def test_a_claim_in_config_is_evaluated_beside_the_papers(tmp_path: Path) -> None:
+    res, _ = build_study_results(tmp_path)
+    runs = collect(res)
+    study = {**copy.deepcopy(STUDY), "claims": [DROPOUT_CLAIM]}
+    rows = evaluate(runs, study, "baseline")
+    added = [r for r in rows if r.claim_id == "dropout_accuracy"]
+    assert len(added) == 1 and added[0].compared == "no_dropout − baseline"
+    assert len(rows) == 1 + sum(len(c.comparisons) for c in CLAIMS)
+
+
+def test_a_config_claim_replaces_the_paper_claim_of_the_same_id() -> None:
+    renamed = copy.deepcopy(DROPOUT_CLAIM)
+    renamed["id"] = "lrn"
+    renamed["comparisons"][0]["a"] = ["without_lrn"]  # e.g. the LRN ablation renamed
+    claims = study_claims({"claims": [renamed]})
+    assert [c.id for c in claims] == [c.id for c in CLAIMS]
+    assert next(c for c in claims if c.id == "lrn").comparisons[0].a == ("without_lrn",)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c.pop("comparisons"), "config.yaml claims.0: 'comparisons' is a required"),
+        (lambda c: c["comparisons"][0].update(kind="sum"), "claims.0.comparisons.0.kind"),
+        (lambda c: c["comparisons"][0].update(metric="val_acc"), "unknown metric 'val_acc'"),
+    ],
+)
+def test_a_malformed_claim_is_one_line_naming_where(change, message: str) -> None:
+    claim = copy.deepcopy(DROPOUT_CLAIM)
+    change(claim)
+    with pytest.raises(ConfigError) as err:
+        parse_claims([claim], "config.yaml claims")
+    text = str(err.value)
+    assert message in text and "\n" not in text
+
+
+def test_check_study_rejects_a_malformed_claims_block() -> None:
+    study = yaml.safe_load((REPO / "config.yaml").read_text())
+    check_study(study)  # the repository's study is valid
+    study["claims"] = [{"id": "x"}]
+    with pytest.raises(ConfigError, match="claims"):
+        check_study(study)
+
+
+def test_every_named_run_value_is_known_to_run_value(tmp_path: Path) -> None:
+    res, _ = build_study_results(tmp_path)
+    run = next(r for r in collect(res) if r.completed)
+    for name in RUN_VALUES:
+        run_value(run, name)  # never KeyError
+    with pytest.raises(KeyError):
+        run_value(run, "not_a_value")
