@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from alexnet_bench import cli
+from alexnet_bench import cli, launch
 from alexnet_bench.cli import build_parser, load_run_config, main
 from alexnet_bench.errors import BenchError, ConfigError
 
@@ -54,7 +55,9 @@ def test_no_config_uses_the_studys_default_preset_in_the_working_dir(
     monkeypatch.chdir(tmp_path)
     cfg, labels = load_run_config(parse())
     assert labels == {"preset": "default", "ablation": "baseline", "seed": 0}
-    assert cfg.data.source == "synthetic" and cfg.train.epochs == 5 and cfg.model.width == 0.25
+    default = yaml.safe_load(STUDY.read_text())["presets"]["default"]["run"]
+    assert cfg.data.source == "synthetic" and cfg.train.epochs == default["train"]["epochs"]
+    assert cfg.model.width == default["model"]["width"] != 1.0  # not the schema's full scale
     # an explicit --config-json means "this run config", not the study's preset
     cfg, labels = load_run_config(parse("--config-json", '{"train": {"epochs": 7}}'))
     assert labels == {} and cfg.train.epochs == 7 and cfg.model.width == 1.0
@@ -117,16 +120,16 @@ def test_help_documents_the_study_options(capsys: pytest.CaptureFixture[str]) ->
 def test_ddp_relaunch_keeps_the_peak_flops_file(monkeypatch: pytest.MonkeyPatch) -> None:
     argv = ["train", "--out", "o", "--peak-flops", "results/default/peak_flops.json"]
     monkeypatch.setattr("sys.argv", ["alexnet-bench", *argv])
-    command = cli._torchrun_command(parse(*argv[3:]), 2)
+    command = launch.torchrun_command(2)
     assert command[-len(argv) :] == argv and "--nproc_per_node=2" in command
 
 
 def test_ddp_ranks_share_the_jobs_threads() -> None:
-    snakemake_env = dict.fromkeys(cli.THREAD_ENV_VARS, "2")  # what Snakemake sets for threads: 2
-    assert cli.rank_thread_env(snakemake_env, 2) == dict.fromkeys(cli.THREAD_ENV_VARS, "1")
-    assert cli.rank_thread_env({"OMP_NUM_THREADS": "8"}, 2)["MKL_NUM_THREADS"] == "4"
-    assert cli.rank_thread_env({"OMP_NUM_THREADS": "1"}, 2)["OMP_NUM_THREADS"] == "1"
-    assert set(cli.rank_thread_env({}, 2).values()) == {str(max(1, (os.cpu_count() or 2) // 2))}
+    snakemake_env = dict.fromkeys(launch.THREAD_ENV_VARS, "2")  # what Snakemake sets for threads: 2
+    assert launch.rank_thread_env(snakemake_env, 2) == dict.fromkeys(launch.THREAD_ENV_VARS, "1")
+    assert launch.rank_thread_env({"OMP_NUM_THREADS": "8"}, 2)["MKL_NUM_THREADS"] == "4"
+    assert launch.rank_thread_env({"OMP_NUM_THREADS": "1"}, 2)["OMP_NUM_THREADS"] == "1"
+    assert set(launch.rank_thread_env({}, 2).values()) == {str(max(1, (os.cpu_count() or 2) // 2))}
 
 
 def test_multi_device_cell_is_skipped_on_a_cpu_host_when_asked(tmp_path: Path) -> None:

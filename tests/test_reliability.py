@@ -378,15 +378,15 @@ def _alive(pid: int) -> bool:
 @pytest.mark.timeout(60)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
 def test_sigkill_of_the_launcher_stops_its_supervised_child(tmp_path: Path) -> None:
-    """kill -9 of a process running ``_supervise`` (the DDP launcher) still stops the child:
+    """kill -9 of a process running ``launch.supervise`` (the DDP launcher) still stops the child:
     the kernel delivers SIGTERM to it (PR_SET_PDEATHSIG), so torchrun cannot run on orphaned."""
     pid_file = tmp_path / "child.pid"
     child = (
         f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
     )
     launcher = subprocess.Popen([sys.executable, "-c", (
-        "import sys; from alexnet_bench.cli import _supervise; "
-        f"sys.exit(_supervise([sys.executable, '-c', {child!r}], {{}}))")])  # fmt: skip
+        "import sys; from alexnet_bench.launch import supervise; "
+        f"sys.exit(supervise([sys.executable, '-c', {child!r}], {{}}))")])  # fmt: skip
     try:
         deadline = time.monotonic() + 30
         while not pid_file.exists() or not pid_file.read_text():

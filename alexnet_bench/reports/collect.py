@@ -11,13 +11,52 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+#: every metrics.json path the report reads. The writer's side of the contract is tested in
+#: tests/test_record_contract.py (a trained run's record holds each of them, apart from
+#: CONDITIONAL_KEYS); with ALEXNET_BENCH_STRICT_READS=1 (the test suite sets it) reading any
+#: other path raises, so a new read cannot go unchecked.
+READ_KEYS = frozenset({
+    "best.epoch", "best.val_top1_error", "config.data.image_size", "config.data.source",
+    "config.model.init", "config.model.lrn", "config.model.variant", "config.train.epochs",
+    "config.train.target_train_error", "config_hash", "device.count", "device.name",
+    "device.type", "diverged_epoch", "environment.git_commit", "environment.git_dirty",
+    "environment.torch", "environment.torch_cuda", "environment.cuda_gpus",
+    "environment.nvml_gpus", "environment.driver_version", "environment.cudnn",
+    "environment.cpu_model", "environment.logical_cpus", "environment.python",
+    "environment.hostname", "environment.timestamp_utc", "epochs_completed", "final.train_loss",
+    "final.val_loss", "final.val_top1_error", "final.val_top1_error_10crop",
+    "final.val_top5_error", "final.train_top1_error", "flops.mfu", "flops.peak_source",
+    "gpu.available", "gpu.devices", "gpu.energy_per_image_j", "gpu.mem_used_peak_mib",
+    "gpu.power_w.mean", "gpu.reason", "gpu.util_gpu_pct.mean", "health.dead_relu_fraction",
+    "health.lrn_alpha_sum_over_k", "host.cpu_util_pct", "host.job_cpu_s", "host.peak_rss_mib",
+    "host.process_lifetime_cpu_s", "model.num_params", "model.variant", "parallel.mode",
+    "parallel.world_size", "run.preset", "step_time.images_per_s_median",
+    "step_time.step_ms.median", "throughput.images_per_s_median", "time_to_target.epoch",
+    "time_to_target.epoch_interpolated", "time_to_target.error", "time_to_target.seconds",
+    "time_to_target.seconds_interpolated", "time_to_target.target_train_error",
+    "total_time_s", "train_time_s", "parallel.devices", "config.runtime.gpus", "data.source",
+    "data.image_size", "data.num_train", "data.num_classes",
+    "notes",
+})  # fmt: skip
+#: READ_KEYS a trained (completed) CPU run need not hold: GPU telemetry, the 10-crop test,
+#: divergence, LRN/ReLU health of arms without LRN or ReLUs
+CONDITIONAL_KEYS = frozenset({
+    "gpu.devices", "gpu.energy_per_image_j", "gpu.mem_used_peak_mib", "gpu.power_w.mean",
+    "gpu.util_gpu_pct.mean", "final.val_top1_error_10crop", "diverged_epoch",
+    "environment.driver_version", "environment.nvml_gpus", "environment.cuda_gpus",
+    "health.lrn_alpha_sum_over_k",
+})  # fmt: skip
+STRICT_READS = os.environ.get("ALEXNET_BENCH_STRICT_READS") == "1"
 
 KNOWN_STATUSES = ("completed", "collapsed", "diverged", "failed", "skipped")
 #: every status a Run can have, in the order the report lists them
@@ -70,6 +109,9 @@ class Run:
         return f"{self.ablation}/{seed}"
 
     def get(self, dotted: str, default: Any = None) -> Any:
+        """A value of the run's metrics.json by dotted path; every path read is in READ_KEYS."""
+        if STRICT_READS and dotted not in READ_KEYS:
+            raise KeyError(f"the report reads metrics.json key {dotted!r}, not in READ_KEYS")
         return nested_get(self.metrics, dotted, default)
 
     def num(self, dotted: str) -> float | None:
@@ -255,91 +297,101 @@ def _ratio_value(run: Run, dotted: str, history_col: str | None = None) -> float
     return value
 
 
+def _first_num(run: Run, *dotted: str) -> float | None:
+    """The first of ``dotted`` the run has a number for."""
+    return next((v for key in dotted if (v := run.num(key)) is not None), None)
+
+
+def _gpu_num(dotted: str) -> Callable[[Run], float | None]:
+    """A GPU telemetry number, only where the run's telemetry was available."""
+    return lambda run: run.num(dotted) if run.get("gpu.available") is True else None
+
+
+def _history_value(run: Run, column: str, how: str) -> float | None:
+    if run.history is None or column not in run.history:
+        return None
+    return as_float(getattr(run.history[column], how)())
+
+
+def _or_history(run: Run, dotted: tuple[str, ...], column: str, how: str) -> float | None:
+    """The first of ``dotted`` in metrics.json, else ``how`` of a history column (old records)."""
+    value = _first_num(run, *dotted)
+    return value if value is not None else _history_value(run, column, how)
+
+
+def _overfit_gap(run: Run) -> float | None:
+    val, train = run_value(run, "val_top1"), run_value(run, "train_top1")
+    return None if val is None or train is None else val - train
+
+
+def _values_of(run: Run, dotted: str) -> list[float]:
+    data = run.get(dotted)
+    values = [as_float(x) for x in data.values()] if isinstance(data, dict) else []
+    return [x for x in values if x is not None]
+
+
+def _dead_relu_max(run: Run) -> float | None:  # % of the deadest hidden layer's units, at the end
+    values = _values_of(run, "health.dead_relu_fraction")
+    return percent(max(values)) if values else None
+
+
+def _lrn_load(run: Run) -> float | None:  # mean alpha * sum(a**2) / k over the LRN layers
+    values = _values_of(run, "health.lrn_alpha_sum_over_k")
+    return sum(values) / len(values) if values else None
+
+
+#: every per-run number the report uses, by name: the one place that says where in a run's
+#: metrics.json (or history.csv, for older records) it comes from; errors in percent
+RUN_VALUE_ACCESSORS: dict[str, Callable[[Run], float | None]] = {
+    "val_top1": lambda r: percent(_ratio_value(r, "final.val_top1_error", "val_top1_error")),
+    "val_top5": lambda r: percent(_ratio_value(r, "final.val_top5_error", "val_top5_error")),
+    "train_top1": lambda r: percent(_ratio_value(r, "final.train_top1_error", "train_top1_error")),
+    "val_top1_10crop": lambda r: percent(r.num("final.val_top1_error_10crop")),
+    "overfit_gap": _overfit_gap,
+    "best_epoch": lambda r: r.num("best.epoch"),
+    # interpolated between epochs where recorded (finer ratios)
+    "ttt_epoch": lambda r: _first_num(
+        r, "time_to_target.epoch_interpolated", "time_to_target.epoch"
+    ),
+    "ttt_seconds": lambda r: _first_num(
+        r, "time_to_target.seconds_interpolated", "time_to_target.seconds"
+    ),
+    "epochs_completed": lambda r: _or_history(r, ("epochs_completed",), "epoch", "max"),
+    "train_time_s": lambda r: _ratio_value(r, "train_time_s", "elapsed_s"),
+    "throughput": lambda r: _or_history(
+        r,
+        ("throughput.images_per_s_median", "step_time.images_per_s_median"),
+        "images_per_s",
+        "median",
+    ),
+    "step_ms": lambda r: r.num("step_time.step_ms.median"),
+    "mfu": lambda r: r.num("flops.mfu"),
+    "gpu_util": _gpu_num("gpu.util_gpu_pct.mean"),
+    "gpu_power_w": _gpu_num("gpu.power_w.mean"),
+    "gpu_mem_peak_mib": _gpu_num("gpu.mem_used_peak_mib"),
+    "energy_per_image_j": _gpu_num("gpu.energy_per_image_j"),
+    "peak_rss_mib": lambda r: r.num("host.peak_rss_mib"),
+    "cpu_util_pct": lambda r: r.num("host.cpu_util_pct"),
+    "num_params": lambda r: r.num("model.num_params"),
+    # devices the job used (DDP ranks or model-parallel towers)
+    "world_size": lambda r: _first_num(
+        r, "parallel.devices", "parallel.world_size", "config.runtime.gpus"
+    ),
+    "target_train_error": lambda r: percent(
+        _first_num(r, "time_to_target.target_train_error", "config.train.target_train_error")
+    ),
+    "dead_relu_max": _dead_relu_max,
+    "lrn_load": _lrn_load,
+    "planned_epochs": lambda r: r.num("config.train.epochs"),
+}
 #: every name :func:`run_value` knows (claims' metrics are checked against it)
-RUN_VALUES = (
-    "val_top1", "val_top5", "train_top1", "val_top1_10crop", "overfit_gap", "best_epoch",
-    "ttt_epoch", "ttt_seconds", "epochs_completed", "train_time_s", "throughput", "step_ms",
-    "mfu", "gpu_util", "gpu_power_w", "gpu_mem_peak_mib", "energy_per_image_j", "peak_rss_mib",
-    "cpu_util_pct", "num_params", "world_size", "target_train_error", "dead_relu_max",
-    "lrn_load", "planned_epochs",
-)  # fmt: skip
+RUN_VALUES = tuple(RUN_VALUE_ACCESSORS)
 
 
 def run_value(run: Run, name: str) -> float | None:
     """One per-run number by name (errors in percent); None when the run does not have it."""
-    gpu_ok = run.get("gpu.available") is True
-    if name == "val_top1":
-        return percent(_ratio_value(run, "final.val_top1_error", "val_top1_error"))
-    if name == "val_top5":
-        return percent(_ratio_value(run, "final.val_top5_error", "val_top5_error"))
-    if name == "train_top1":
-        return percent(_ratio_value(run, "final.train_top1_error", "train_top1_error"))
-    if name == "val_top1_10crop":
-        return percent(run.num("final.val_top1_error_10crop"))
-    if name == "overfit_gap":
-        val, train = run_value(run, "val_top1"), run_value(run, "train_top1")
-        return None if val is None or train is None else val - train
-    if name == "best_epoch":
-        return run.num("best.epoch")
-    if name == "ttt_epoch":  # interpolated between epochs where recorded (finer ratios)
-        value = run.num("time_to_target.epoch_interpolated")
-        return value if value is not None else run.num("time_to_target.epoch")
-    if name == "ttt_seconds":
-        value = run.num("time_to_target.seconds_interpolated")
-        return value if value is not None else run.num("time_to_target.seconds")
-    if name == "epochs_completed":
-        value = run.num("epochs_completed")
-        if value is None and run.history is not None and "epoch" in run.history:
-            value = as_float(run.history["epoch"].max())
-        return value
-    if name == "train_time_s":
-        return _ratio_value(run, "train_time_s", "elapsed_s")
-    if name == "throughput":
-        value = run.num("throughput.images_per_s_median")
-        if value is None:
-            value = run.num("step_time.images_per_s_median")
-        if value is None and run.history is not None and "images_per_s" in run.history:
-            value = as_float(run.history["images_per_s"].median())
-        return value
-    if name == "step_ms":
-        return run.num("step_time.step_ms.median")
-    if name == "mfu":
-        return run.num("flops.mfu")
-    if name == "gpu_util":
-        return run.num("gpu.util_gpu_pct.mean") if gpu_ok else None
-    if name == "gpu_power_w":
-        return run.num("gpu.power_w.mean") if gpu_ok else None
-    if name == "gpu_mem_peak_mib":
-        return run.num("gpu.mem_used_peak_mib") if gpu_ok else None
-    if name == "energy_per_image_j":
-        return run.num("gpu.energy_per_image_j") if gpu_ok else None
-    if name == "peak_rss_mib":
-        return run.num("host.peak_rss_mib")
-    if name == "cpu_util_pct":
-        return run.num("host.cpu_util_pct")
-    if name == "num_params":
-        return run.num("model.num_params")
-    if name == "world_size":  # devices the job used (DDP ranks or model-parallel towers)
-        for key in ("parallel.devices", "parallel.world_size", "config.runtime.gpus"):
-            value = run.num(key)
-            if value is not None:
-                return value
-        return None
-    if name == "target_train_error":
-        value = run.num("time_to_target.target_train_error")
-        if value is None:
-            value = run.num("config.train.target_train_error")
-        return percent(value)
-    if name == "dead_relu_max":  # % of the units of the deadest hidden layer, at the end
-        dead = run.get("health.dead_relu_fraction")
-        values = [as_float(x) for x in dead.values()] if isinstance(dead, dict) else []
-        values = [x for x in values if x is not None]
-        return percent(max(values)) if values else None
-    if name == "lrn_load":  # mean alpha * sum(a**2) / k over the LRN layers, at the end
-        load = run.get("health.lrn_alpha_sum_over_k")
-        values = [as_float(x) for x in load.values()] if isinstance(load, dict) else []
-        values = [x for x in values if x is not None]
-        return sum(values) / len(values) if values else None
-    if name == "planned_epochs":
-        return run.num("config.train.epochs")
-    raise KeyError(f"unknown run value {name!r}")
+    try:
+        accessor = RUN_VALUE_ACCESSORS[name]
+    except KeyError:
+        raise KeyError(f"unknown run value {name!r}") from None
+    return accessor(run)
