@@ -20,7 +20,7 @@ from . import __version__
 from .config import RunConfig, deep_merge, parse_override
 from .errors import BenchError, DeviceError, DiskFullError
 from .launch import CellSkipped, Interrupted, LaunchOptions, install_signal_handlers, launch
-from .metrics import write_history, write_metrics
+from .record import write_not_trained
 
 log = logging.getLogger("alexnet_bench")
 EXIT_USER_ERROR = 2
@@ -102,25 +102,6 @@ def load_run_config(args: argparse.Namespace) -> tuple[RunConfig, dict[str, Any]
     return RunConfig(data), labels
 
 
-def _record(
-    out: Path, status: str, reason: str, cfg: RunConfig | None, labels: dict[str, Any]
-) -> None:
-    """Write a metrics.json for a run that did not train (failed or skipped), atomically."""
-    write_metrics(
-        out / "metrics.json",
-        {
-            "status": status,
-            "reason": reason,
-            "run": labels,
-            "config": cfg.to_dict() if cfg else None,
-            "config_hash": cfg.hash if cfg else None,
-            "epochs_completed": 0,
-        },
-    )
-    if not (out / "history.csv").exists():
-        write_history(out / "history.csv", [])
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     """Train one run: parse, resolve the run config, launch (launch.py)."""
     out = Path(args.out)
@@ -147,7 +128,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _skip(out: Path, reason: str, cfg: RunConfig | None, labels: dict[str, Any]) -> int:
-    _record(out, "skipped", reason, cfg, labels)
+    write_not_trained(out, "skipped", reason, cfg, labels)
     print(f"skipped: {reason}", file=sys.stderr)
     return 0
 
@@ -158,7 +139,7 @@ def _fail(
     print(f"error: {exc}", file=sys.stderr)
     if record:
         try:
-            _record(out, "failed", str(exc), cfg, labels)
+            write_not_trained(out, "failed", str(exc), cfg, labels)
         except DiskFullError:  # no room for the record either: a plain failure, rerun later
             return EXIT_USER_ERROR
         print(f"recorded failure in {out / 'metrics.json'}", file=sys.stderr)

@@ -42,6 +42,10 @@ class DistContext:
         )
 
 
+#: autocast dtypes of runtime.amp
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def cuda_device_count() -> int:
     """Visible CUDA devices (0 without a usable GPU)."""
     return torch.cuda.device_count() if torch.cuda.is_available() else 0

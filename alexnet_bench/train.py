@@ -30,15 +30,15 @@ from .diagnostics import activation_health
 from .lsuv import unit_variance_init
 from .metrics import (
     collapse_reason,
-    summarise_history,
-    time_to_target,
     write_history,
     write_metrics,
 )
-from .model import AlexNet, build_model, count_parameters
+from .model import AlexNet, build_model
 from .parallel import TwoTowerAlexNet
 from .progress import Progress
+from .record import finish_record, parallel_record, training_record
 from .runtime import (
+    AMP_DTYPES,
     DistContext,
     configure_threads,
     device_for,
@@ -46,15 +46,12 @@ from .runtime import (
     seed_everything,
 )
 from .telemetry.environment import collect_environment
-from .telemetry.flops import device_peak_flops, mfu, train_flops_per_image
 from .telemetry.host import HostStats
 from .telemetry.nvml import GpuSampler
-from .telemetry.peak import cpu_peak_for
 from .telemetry.timing import StepTimer
 
 log = logging.getLogger(__name__)
 DIVERGENCE_CHECK_EVERY = 25
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -481,94 +478,14 @@ class Trainer:
                 "val_top1_error_10crop": tc.top1_error,
                 "val_top5_error_10crop": tc.top5_error,
             }
-        return self._metrics(state, status, diverged_epoch, ten_crop)
+        return training_record(self, state, status, diverged_epoch, ten_crop)
 
-    def _metrics(
-        self,
-        state: RunState,
-        status: str,
-        diverged_epoch: int | None,
-        ten_crop: dict[str, float] | None,
-    ) -> dict[str, Any]:
-        summary = summarise_history(state.history)
-        summary["final"].update(
-            ten_crop or {"val_top1_error_10crop": None, "val_top5_error_10crop": None}
-        )
-        step = self.timer.summary()
-        ips = step.get("images_per_s_median")
-        epoch_ips = [r["images_per_s"] for r in state.history if r.get("images_per_s")]
-        world = self.dist.world_size
-        global_ips = ips * world if ips else None
-        flops = self._flops(global_ips)
-        reason = (
-            f"loss became non-finite in epoch {diverged_epoch}"
-            if diverged_epoch
-            else state.status_reason
-        )
-        return {
-            "status": status,
-            "reason": reason,
-            "epochs_completed": state.epoch,
-            "diverged_epoch": diverged_epoch,
-            "resumed_from_epoch": state.resumed_from,
-            "notes": state.notes,
-            **summary,
-            "time_to_target": time_to_target(state.history, self.cfg.train.target_train_error,
-                                             self.data.num_classes, self.target_column),
-            "train_time_s": round(state.elapsed_s, 4),
-            "throughput": {
-                "images_per_s_median": global_ips,
-                "images_per_s_mean": (sum(epoch_ips) / len(epoch_ips)) if epoch_ips else None,
-                "scope": f"global over {world} process(es), median over timed steps",
-            },
-            "step_time": step,
-            "flops": flops,
-            "model": {"num_params": count_parameters(self.model), **getattr(self.model, "config", {})},
-            "health": self._health(),
-            "device": self._device_info(),
-            "runtime": self.runtime_info(),
-            "data": {**{k: v for k, v in self.data.info.items() if k != "skipped_at_load"},
-                     "skipped_files": len(self.data.skipped_files),
-                     "skipped_examples": self.data.skipped_files[:10]},
-        }  # fmt: skip
-
-    def _health(self) -> dict[str, Any] | None:
+    def health(self) -> dict[str, Any] | None:
         """Dead ReLUs and LRN load of the final model on the fixed calibration images."""
         if self.data.calibration is None:
             return None
         images = self.data.augment(self.data.calibration.to(self.device), train=False)
         return activation_health(self.model, images.contiguous(memory_format=self.memory_format))
-
-    def _flops(self, images_per_s: float | None) -> dict[str, Any]:
-        per_image = train_flops_per_image(self.model, self.cfg.data.image_size, self.device)
-        dtype = AMP_DTYPES.get(self.cfg.runtime.amp, torch.float32)
-        study_peak = None
-        if self.device.type == "cpu":
-            study_peak = cpu_peak_for(self.peak_flops_file, torch.get_num_threads())
-        if study_peak is not None:
-            peak = {"peak_flops": study_peak[0], "source": "measured-matmul-once",
-                    "note": study_peak[1]}  # fmt: skip
-        else:
-            peak = device_peak_flops(self.device, dtype)
-            if peak["source"] == "measured-matmul":
-                peak["note"] += " in this job (other jobs running beside it may disturb it)"
-        # every process (DDP rank) has the same device and threads: the job's peak is the sum
-        peak_total = peak["peak_flops"] * self.dist.world_size
-        achieved = per_image * images_per_s if images_per_s else None
-        value = mfu(achieved, peak_total) if achieved else None
-        note = peak.get("note")
-        if value is not None and value > 1.0:  # impossible: the peak was underestimated
-            note = (f"MFU {value:.2f} > 1 means the peak probe was disturbed; not reported. "
-                    f"{note or ''}").strip()  # fmt: skip
-            value = None
-        return {
-            "train_flops_per_image": per_image,
-            "achieved_flops_per_s": achieved,
-            "peak_flops_per_s": peak_total,
-            "peak_source": peak["source"],
-            "peak_note": note,
-            "mfu": value,
-        }
 
     @property
     def target_column(self) -> str:
@@ -580,27 +497,6 @@ class Trainer:
     def device_count(self) -> int:
         """Devices this job trains on (DDP ranks or model-parallel towers)."""
         return self.cfg.runtime.gpus if self.model_parallel else self.dist.world_size
-
-    def _device_info(self) -> dict[str, Any]:
-        if self.device.type == "cuda":
-            name = torch.cuda.get_device_name(self.device)
-            return {"type": "cuda", "name": name, "count": self.device_count}
-        return {"type": "cpu", "name": "cpu", "count": self.device_count}
-
-    def parallel_info(self) -> dict[str, Any]:
-        """How the job uses its devices, labelled honestly on CPU."""
-        mode = "ddp" if self.dist.distributed else ("model" if self.model_parallel else "none")
-        cpu_standin = self.device.type == "cpu" and self.device_count > 1
-        return {
-            "mode": mode,
-            "world_size": self.dist.world_size,
-            "devices": self.device_count,
-            "backend": self.dist.backend,
-            "device_type": self.device.type,
-            "note": "CPU stand-in for several GPUs: same code path, no speed-up expected"
-            if cpu_standin
-            else None,
-        }
 
     def nvml_indices(self) -> list[int]:
         """Job-local CUDA indices this process's telemetry samples (all of the job's devices)."""
@@ -652,16 +548,16 @@ def run_training(cfg: RunConfig, out_dir: Path, labels: dict[str, Any] | None = 
             "available": False,
             "reason": "telemetry disabled in config (telemetry.enabled: false)",
         }
-    metrics.update(
-        run=labels or {},
-        config=cfg.to_dict(),
-        config_hash=cfg.hash,
-        total_time_s=round(time.perf_counter() - wall_start, 4),
+    metrics = finish_record(
+        metrics,
+        cfg,
+        labels or {},
+        total_time_s=time.perf_counter() - wall_start,
         gpu=gpu,
         host=_host_summary(host, dist, trainer.device),
-        parallel=trainer.parallel_info(),
+        parallel=parallel_record(trainer),
         environment=collect_environment(trainer.device),
-    )  # fmt: skip
+    )
     if dist.is_main:
         finished = metrics["status"] in ("completed", "collapsed")  # trained to the end
         keep = cfg.train.keep_checkpoint if finished else "all"

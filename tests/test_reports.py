@@ -19,7 +19,7 @@ from alexnet_bench.reports import build_report, caption_path, captions_dir
 from alexnet_bench.reports.claims import evaluate
 from alexnet_bench.reports.collect import collect
 from alexnet_bench.reports.stats import summarize, t_crit, welch
-from alexnet_bench.reports.studyconf import normalize_study
+from alexnet_bench.reports.study_input import normalize_study
 from tests.fixtures_reports import STUDY, build_study_results, write_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

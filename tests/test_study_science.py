@@ -18,11 +18,12 @@ from alexnet_bench.diagnostics import activation_health
 from alexnet_bench.lsuv import unit_variance_init
 from alexnet_bench.metrics import collapse_reason, time_to_target
 from alexnet_bench.model import CONV_INDICES, AlexNet
+from alexnet_bench.record import flops_record
 from alexnet_bench.reports.calibration import choose, load_candidates
 from alexnet_bench.reports.claims import evaluate
 from alexnet_bench.reports.collect import collect
 from alexnet_bench.reports.stats import paired
-from alexnet_bench.reports.studyconf import normalize_study
+from alexnet_bench.reports.study_input import normalize_study
 from alexnet_bench.telemetry.peak import cpu_peak_for
 from alexnet_bench.train import Trainer, build_optimizer, build_scheduler, step_scheduler
 
@@ -256,11 +257,11 @@ def test_mfu_above_one_is_never_recorded(tmp_path: Path) -> None:
     cfg = RunConfig(tiny_run(train={"epochs": 1, "checkpoint": False}))
     torch.set_num_threads(1)
     trainer = Trainer(cfg, tmp_path, peak_flops_file=_peak_file(tmp_path / "p.json", 1e3))
-    flops = trainer._flops(images_per_s=100.0)  # any real rate exceeds a 1 kFLOP/s "peak"
+    flops = flops_record(trainer, images_per_s=100.0)  # any real rate exceeds a 1 kFLOP/s "peak"
     assert flops["mfu"] is None and "not reported" in flops["peak_note"]
     assert flops["peak_source"] == "measured-matmul-once"
     sane = Trainer(cfg, tmp_path, peak_flops_file=_peak_file(tmp_path / "q.json", 1e15))
-    assert 0 < sane._flops(images_per_s=100.0)["mfu"] < 1
+    assert 0 < flops_record(sane, images_per_s=100.0)["mfu"] < 1
 
 
 # -- calibration criteria ----------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any
 from ..config import RunConfig, deep_merge
 from ..errors import BenchError, ConfigError
 from ..gpu_lock import GpuLease, acquire_gpus, visible_gpu_pool
-from ..metrics import write_history, write_metrics
+from ..record import write_not_trained
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +56,6 @@ def _lease(cfg: RunConfig, lock_dir: str | None) -> GpuLease | None:
     return lease
 
 
-def _record_failure(out: Path, exc: Exception, cfg: RunConfig, labels: dict[str, Any]) -> None:
-    write_metrics(
-        out / "metrics.json",
-        {"status": "failed", "reason": str(exc), "run": labels, "config": cfg.to_dict(),
-         "config_hash": cfg.hash, "epochs_completed": 0},
-    )  # fmt: skip
-    if not (out / "history.csv").exists():
-        write_history(out / "history.csv", [])
-
-
 def train_seeds(
     base: dict[str, Any],
     seeds: Sequence[int],
@@ -99,7 +89,7 @@ def train_seeds(
             except BenchError as exc:
                 if not record_failures:
                     raise
-                _record_failure(out, exc, cfg, run_labels)
+                write_not_trained(out, "failed", str(exc), cfg, run_labels)
                 log.error("seed %d failed: %s", cfg.train.seed, exc)
                 done.append({"seed": cfg.train.seed, "status": "failed"})
                 continue

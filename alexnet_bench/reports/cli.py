@@ -84,7 +84,7 @@ def add_calibration_parser(subparsers: Any) -> None:
 def run_calibration_report(args: argparse.Namespace) -> int:
     """Handler of ``calibration-report``; prints a one-line JSON summary."""
     from .calibration import write_calibration
-    from .studyconf import load_study
+    from .study_input import load_study
 
     study = load_study(args.study_json, None if args.study_json else args.study_yaml)
     if not study or not study.get("calibration"):
@@ -121,7 +121,7 @@ def check_results_dir(results: Path, expected: list[Path] | None) -> None:
 def run_report(args: argparse.Namespace) -> int:
     """Handler of the ``report`` subcommand; prints a one-line JSON summary."""
     from .report import build_report
-    from .studyconf import load_study
+    from .study_input import load_study
 
     study = load_study(args.study_json, args.study_yaml)
     expected: list[Path] | None = None

@@ -25,7 +25,7 @@ from .collect import (
 )
 from .figures import FigureFile, render_all
 from .stats import t_crit
-from .studyconf import normalize_study
+from .study_input import normalize_study
 
 CAPTIONS = (
     "report",

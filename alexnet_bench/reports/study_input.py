@@ -1,4 +1,4 @@
-"""Normalise the study definition the workflow passes to the report.
+"""The study config as the report receives it (from --study-json or --study-yaml), normalised.
 
 Two shapes are accepted: ``ablations`` as a mapping ``name -> {family, description,
 overrides}``, or (as in ``config.yaml``) ``ablations`` as a list of names with the definitions
