@@ -1,8 +1,8 @@
 """Command-line interface: ``alexnet-bench train | report | figure1 | list-failed | preview-data``.
 
-Every user-facing error is one line, ``error: <what is wrong>; <how to fix it>``, exit status 2.
-SIGINT/SIGTERM unwind the job (``finally`` blocks stop telemetry and release GPU locks, no
-output is finalised) and end with one ``interrupted: ...`` line and status 128 + signal number.
+Every user-facing error is one line, ``error: <what is wrong>; <how to fix it>``, exit status 2;
+an interrupted command (SIGINT/SIGTERM, see launch.py) ends with one ``interrupted: ...`` line
+and status 128 + signal number.
 """
 
 from __future__ import annotations

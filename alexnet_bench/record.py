@@ -69,7 +69,7 @@ def training_record(
         "model": {"num_params": count_parameters(trainer.model), **getattr(trainer.model, "config", {})},
         "health": trainer.health(),
         "device": device_record(trainer),
-        "runtime": trainer.runtime_info(),
+        "runtime": runtime_record(trainer),
         "data": {**{k: v for k, v in trainer.data.info.items() if k != "skipped_at_load"},
                  "skipped_files": len(trainer.data.skipped_files),
                  "skipped_examples": trainer.data.skipped_files[:10]},
@@ -131,6 +131,25 @@ def parallel_record(trainer: Trainer) -> dict[str, Any]:
         if cpu_standin
         else None,
     }
+
+
+def runtime_record(trainer: Trainer) -> dict[str, Any]:
+    """The fast-path switches as they took effect on this device (for metrics.json)."""
+    rt, cuda = trainer.cfg.runtime, trainer.device.type == "cuda"
+    return {
+        "compile": trainer.compile_status,
+        "cuda_graphs": ("on" if trainer.compile_mode == "reduce-overhead" and
+                        trainer.compile_status.startswith("on") else
+                        "off" if not rt.cuda_graphs else "n/a (needs CUDA)"),
+        "amp": rt.amp,
+        "channels_last": rt.channels_last,
+        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if cuda else None,
+        "fused_optimizer": bool(trainer.optimizer.defaults.get("fused")),
+        "tf32": cuda,
+        "data_on_device": bool(trainer.data.info.get("in_memory")),
+        "pinned_memory_copies": cuda and not trainer.data.info.get("in_memory"),
+        "deterministic": trainer.cfg.train.deterministic,
+    }  # fmt: skip
 
 
 def finish_record(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -105,3 +106,18 @@ def configure_threads(threads: int | None) -> None:
     """Set torch's intra-op threads (None leaves torch's default)."""
     if threads:
         torch.set_num_threads(threads)
+
+
+def prepare_device(cfg: Any, dist: DistContext) -> torch.device:
+    """Threads, seeds and determinism, then this process's device with its backend switches
+    (cuDNN autotuning unless deterministic, TF32 matmuls on CUDA)."""
+    rt = cfg.runtime
+    configure_threads(rt.threads)
+    seed_everything(cfg.train.seed, cfg.train.deterministic, rt.compile or rt.cuda_graphs)
+    device = device_for(resolve_device_type(rt.device, rt.gpus), dist)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = rt.cudnn_benchmark and not cfg.train.deterministic
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return device

@@ -40,10 +40,7 @@ from .record import finish_record, parallel_record, training_record
 from .runtime import (
     AMP_DTYPES,
     DistContext,
-    configure_threads,
-    device_for,
-    resolve_device_type,
-    seed_everything,
+    prepare_device,
 )
 from .telemetry.environment import collect_environment
 from .telemetry.host import HostStats
@@ -150,15 +147,7 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.dist = dist or DistContext()
         rt = cfg.runtime
-        configure_threads(rt.threads)
-        seed_everything(cfg.train.seed, cfg.train.deterministic, rt.compile or rt.cuda_graphs)
-        kind = resolve_device_type(rt.device, rt.gpus)
-        self.device = device_for(kind, self.dist)
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
-            torch.backends.cudnn.benchmark = rt.cudnn_benchmark and not cfg.train.deterministic
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
+        self.device = prepare_device(cfg, self.dist)
         self.data: DataBundle = build_data(cfg, self.device, self.dist.rank, self.dist.world_size)
         self.compile_status = "off"
         self._first_step_done = False
@@ -230,24 +219,6 @@ class Trainer:
         self.compile_status = f"{when}: {type(exc).__name__}: {exc}"[:200]
         self.train_model = self._eager_model
         log.warning("torch.compile failed (%s), running eager: %s", when, exc)
-
-    def runtime_info(self) -> dict[str, Any]:
-        """The fast-path switches as they took effect on this device (for metrics.json)."""
-        rt, cuda = self.cfg.runtime, self.device.type == "cuda"
-        return {
-            "compile": self.compile_status,
-            "cuda_graphs": ("on" if self.compile_mode == "reduce-overhead" and
-                            self.compile_status.startswith("on") else
-                            "off" if not rt.cuda_graphs else "n/a (needs CUDA)"),
-            "amp": rt.amp,
-            "channels_last": rt.channels_last,
-            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if cuda else None,
-            "fused_optimizer": bool(self.optimizer.defaults.get("fused")),
-            "tf32": cuda,
-            "data_on_device": bool(self.data.info.get("in_memory")),
-            "pinned_memory_copies": cuda and not self.data.info.get("in_memory"),
-            "deterministic": self.cfg.train.deterministic,
-        }  # fmt: skip
 
     # -- checkpoints ------------------------------------------------------------------------
     def _restore(self) -> RunState:

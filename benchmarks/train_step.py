@@ -50,6 +50,7 @@ from torchvision.transforms import v2
 
 from alexnet_bench.config import RunConfig
 from alexnet_bench.model import build_model
+from alexnet_bench.record import runtime_record
 from alexnet_bench.telemetry.environment import collect_environment
 from alexnet_bench.telemetry.flops import device_peak_flops, train_flops_per_image
 from alexnet_bench.train import Trainer
@@ -291,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
                      "achieved_tflops": round(peak / 1e12, 3), "mfu": 1.0})  # fmt: skip
         if not gpu:
             extra[f"harness_overhead_bs{batch}"] = harness_overhead(trainer, args.repeats)
-        extra[f"suite_runtime_bs{batch}"] = trainer.runtime_info()
+        extra[f"suite_runtime_bs{batch}"] = runtime_record(trainer)
         extra[f"suite_phases_bs{batch}"] = trainer.timer.summary()
         for r in rows[-4:]:
             print(json.dumps(r), file=sys.stderr, flush=True)
