@@ -1,4 +1,5 @@
-"""Per-epoch history and the run summary (``history.csv`` + ``metrics.json``)."""
+"""The per-epoch history (history.csv) and the numbers derived from it: final and best errors,
+time to target, collapse."""
 
 from __future__ import annotations
 
@@ -8,9 +9,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .io import write_json, write_text
+from .io import write_text
 
-SCHEMA_VERSION = 2  # 2: status "collapsed", health, host.job_cpu_s; parallel.scaling removed (the report computes it)
 HISTORY_COLUMNS = (
     "epoch", "train_loss", "train_top1_error", "val_loss", "val_top1_error", "val_top5_error",
     "lr", "epoch_time_s", "elapsed_s", "images_per_s", "train_clean_loss",
@@ -126,8 +126,3 @@ def summarise_history(history: list[dict[str, Any]]) -> dict[str, Any]:
     else:
         best = {"epoch": None, "val_top1_error": None, "val_top5_error": None}
     return {"final": final, "best": best}
-
-
-def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
-    """Atomically write ``metrics.json`` (with the schema version first)."""
-    write_json(path, {"schema_version": SCHEMA_VERSION, **metrics})

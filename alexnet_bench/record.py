@@ -13,11 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .metrics import summarise_history, time_to_target, write_history, write_metrics
+from .io import write_json
+from .metrics import summarise_history, time_to_target, write_history
 from .model import count_parameters
 from .runtime import AMP_DTYPES
 from .telemetry.flops import device_peak_flops, mfu, train_flops_per_image
 from .telemetry.peak import cpu_peak_for
+
+#: bumped when the record changes shape
+SCHEMA_VERSION = 2  # 2: status "collapsed", health, host.job_cpu_s; parallel.scaling removed (the report computes it)
 
 if TYPE_CHECKING:
     from .config import RunConfig
@@ -150,6 +154,11 @@ def runtime_record(trainer: Trainer) -> dict[str, Any]:
         "pinned_memory_copies": cuda and not trainer.data.info.get("in_memory"),
         "deterministic": trainer.cfg.train.deterministic,
     }  # fmt: skip
+
+
+def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
+    """Atomically write ``metrics.json`` (with the schema version first)."""
+    write_json(path, {"schema_version": SCHEMA_VERSION, **metrics})
 
 
 def finish_record(

@@ -31,12 +31,11 @@ from .lsuv import unit_variance_init
 from .metrics import (
     collapse_reason,
     write_history,
-    write_metrics,
 )
 from .model import AlexNet, build_model
 from .parallel import TwoTowerAlexNet
 from .progress import Progress
-from .record import finish_record, parallel_record, training_record
+from .record import finish_record, parallel_record, training_record, write_metrics
 from .runtime import (
     AMP_DTYPES,
     DistContext,
