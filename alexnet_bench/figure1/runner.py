@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..config import RunConfig, deep_merge
 from ..errors import BenchError, ConfigError
-from ..gpu_lock import GpuLease, acquire_gpus, visible_gpu_pool
+from ..launch import LaunchOptions, lease_gpus
 from ..record import write_not_trained
 
 log = logging.getLogger(__name__)
@@ -44,18 +43,6 @@ def _done(out: Path, cfg: RunConfig) -> bool:
     return isinstance(metrics, dict) and metrics.get("config_hash") == cfg.hash
 
 
-def _lease(cfg: RunConfig, lock_dir: str | None) -> GpuLease | None:
-    """Lock one free GPU for this job (as ``alexnet-bench train`` does); None on CPU."""
-    if not lock_dir or cfg.runtime.device == "cpu":
-        return None
-    pool = visible_gpu_pool()
-    if not pool:
-        return None
-    lease = acquire_gpus(cfg.runtime.gpus, lock_dir, pool)
-    os.environ["CUDA_VISIBLE_DEVICES"] = lease.cuda_visible_devices
-    return lease
-
-
 def train_seeds(
     base: dict[str, Any],
     seeds: Sequence[int],
@@ -74,7 +61,7 @@ def train_seeds(
     if not seeds:
         raise ConfigError("figure1 train needs at least one --seeds value")
     configs = [RunConfig(deep_merge(base, {"train": {"seed": int(s)}})) for s in seeds]
-    lease = _lease(configs[0], gpu_lock_dir)
+    lease = lease_gpus(configs[0], LaunchOptions(gpu_lock_dir=gpu_lock_dir))  # as `train` does
     done: list[dict[str, Any]] = []
     try:
         for cfg in configs:
