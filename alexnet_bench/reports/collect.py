@@ -1,4 +1,5 @@
-"""Load run results from ``results/{preset}/{ablation}/seed{seed}/``.
+"""Read run results from ``results/{preset}/{ablation}/seed{seed}/``: the reading side of the
+record contract (``READ_KEYS``, the named per-run values of :func:`run_value`).
 
 Only the file formats are relied on (``metrics.json``, ``history.csv``, optional ``gpu.csv``),
 never the training code. Everything is read defensively: a field may be missing or null, a
