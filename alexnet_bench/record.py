@@ -8,10 +8,17 @@ side (``READ_KEYS``); ``tests/test_record_contract.py`` checks that the two agre
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import jsonschema
 import torch
+import yaml
 
 from .io import write_json
 from .metrics import summarise_history, time_to_target, write_history
@@ -20,6 +27,7 @@ from .runtime import AMP_DTYPES
 from .telemetry.flops import device_peak_flops, mfu, train_flops_per_image
 from .telemetry.peak import cpu_peak_for
 
+log = logging.getLogger(__name__)
 #: bumped when the record changes shape
 SCHEMA_VERSION = 2  # 2: status "collapsed", health, host.job_cpu_s; parallel.scaling removed (the report computes it)
 
@@ -156,9 +164,34 @@ def runtime_record(trainer: Trainer) -> dict[str, Any]:
     }  # fmt: skip
 
 
+@cache
+def _metrics_schema() -> dict[str, Any]:
+    with resources.files("alexnet_bench").joinpath("schemas/metrics.schema.yaml").open() as fh:
+        return yaml.safe_load(fh)
+
+
+def check_record(record: dict[str, Any]) -> str | None:
+    """Why ``record`` breaks schemas/metrics.schema.yaml (one line), or None when it holds."""
+    try:
+        jsonschema.validate(json.loads(json.dumps(record, default=str)), _metrics_schema())
+    except jsonschema.ValidationError as exc:
+        where = ".".join(str(p) for p in exc.absolute_path) or "(top level)"
+        return f"{where}: {exc.message}"
+    return None
+
+
 def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
-    """Atomically write ``metrics.json`` (with the schema version first)."""
-    write_json(path, {"schema_version": SCHEMA_VERSION, **metrics})
+    """Atomically write ``metrics.json`` (with the schema version first), checked against the
+    record schema. A record that breaks it is a bug of this package: the test suite
+    (ALEXNET_BENCH_STRICT_RECORD=1) fails on it; a user's run logs a warning and keeps its
+    results rather than losing them."""
+    record = {"schema_version": SCHEMA_VERSION, **metrics}
+    problem = check_record(record)
+    if problem is not None:
+        if os.environ.get("ALEXNET_BENCH_STRICT_RECORD") == "1":
+            raise ValueError(f"{path}: the record breaks metrics.schema.yaml at {problem}")
+        log.warning("%s breaks metrics.schema.yaml at %s (written anyway)", path, problem)
+    write_json(path, record)
 
 
 def finish_record(

@@ -13,7 +13,7 @@ from PIL import Image
 
 torch.set_num_threads(1)
 # the report may read only the metrics.json keys collect.READ_KEYS lists (subprocesses inherit it)
-os.environ["ALEXNET_BENCH_STRICT_READS"] = "1"
+os.environ["ALEXNET_BENCH_STRICT_RECORD"] = "1"
 REPO = Path(__file__).resolve().parents[1]
 
 
