@@ -7,6 +7,7 @@ that trained from one whose units died, and whether LRN acts as a normaliser or,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -15,6 +16,22 @@ from torch import nn
 from .model import AlexNet, PaperLRN, channel_window_sum
 
 __all__ = ["activation_health"]
+
+
+def forward_with_hooks(
+    model: nn.Module, images: torch.Tensor, hooks: dict[nn.Module, Callable[..., Any]]
+) -> torch.Tensor:
+    """One eval-mode forward pass of ``images`` with ``hooks`` (module -> forward hook)
+    attached; the hooks are removed and the model's train/eval mode restored afterwards."""
+    handles = [module.register_forward_hook(hook) for module, hook in hooks.items()]
+    was_training = model.training
+    model.eval()
+    try:
+        return model(images)
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
 
 
 def _layer_names(model: AlexNet) -> dict[nn.Module, str]:
@@ -43,7 +60,6 @@ def activation_health(model: nn.Module, images: torch.Tensor) -> dict[str, Any] 
     names = _layer_names(model)
     dead: dict[str, float] = {}
     lrn_load: dict[str, float] = {}
-    hooks = []
 
     def on_activation(module: nn.Module, _inputs: Any, out: torch.Tensor) -> None:
         if isinstance(module, nn.ReLU):  # a unit = a conv channel or an FC neuron
@@ -57,19 +73,9 @@ def activation_health(model: nn.Module, images: torch.Tensor) -> dict[str, Any] 
         index = len(lrn_load) + 1
         lrn_load[f"lrn{index}"] = float((module.alpha * window / module.k).mean().item())
 
-    for module in model.modules():
-        if module in names:
-            hooks.append(module.register_forward_hook(on_activation))
-        elif isinstance(module, PaperLRN):
-            hooks.append(module.register_forward_hook(on_lrn))
-    was_training = model.training
-    model.eval()
-    try:
-        model(images)
-    finally:
-        for hook in hooks:
-            hook.remove()
-        model.train(was_training)
+    hooks = {m: on_activation for m in model.modules() if m in names}
+    hooks |= {m: on_lrn for m in model.modules() if isinstance(m, PaperLRN)}
+    forward_with_hooks(model, images, hooks)
     out: dict[str, Any] = {"images": int(images.shape[0])}
     if dead:
         out["dead_relu_fraction"] = dead

@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .diagnostics import forward_with_hooks
+
 __all__ = ["unit_variance_init"]
 
 
@@ -48,13 +50,5 @@ def unit_variance_init(model: nn.Module, images: torch.Tensor) -> list[float]:
         factors.append(1.0 / std)
         return out / std
 
-    was_training = model.training
-    model.eval()
-    hooks = [layer.register_forward_hook(rescale) for layer in _scaled_layers(model)]
-    try:
-        model(images)
-    finally:
-        for hook in hooks:
-            hook.remove()
-        model.train(was_training)
+    forward_with_hooks(model, images, dict.fromkeys(_scaled_layers(model), rescale))
     return factors
