@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,7 @@ class Claim:
 PAPER_CLAIMS_FILE = Path(__file__).with_name("paper_claims.yaml")
 
 
+@cache
 def _schema() -> dict[str, Any]:
     with resources.files("alexnet_bench").joinpath("schemas/claims.schema.yaml").open() as fh:
         return yaml.safe_load(fh)

@@ -356,7 +356,8 @@ def build_report(
     order = ablation_order(runs, study, baseline)
     runs = sort_runs(runs, order)
     stats = tables.aggregate(runs, order, study, baseline)
-    claim_rows = claims.evaluate(runs, study, baseline)
+    study_claims = claims.study_claims(study)  # parsed and validated once
+    claim_rows = claims.evaluate(runs, study, baseline, study_claims)
     families = {a.name: a.family for a in stats}
     figure1, figure1_row, figure1_note = _figure1_section(figure1_dir, out_dir)
     if figure1_row is not None:
@@ -376,7 +377,7 @@ def build_report(
         written += [tables_dir / f"{name}.csv" for name in FIGURE1_TABLES]
 
     # the ReLU-vs-tanh figure shows the arm the relu_vs_tanh claim compares with the baseline
-    tanh_arms = claims.claim_arms(claims.study_claims(study), "relu_vs_tanh")
+    tanh_arms = claims.claim_arms(study_claims, "relu_vs_tanh")
     tanh = next((a for a in tanh_arms if a in order), tanh_arms[0] if tanh_arms else "tanh")
     figs = render_all(runs, stats, order, baseline, out_dir / "figures", tanh=tanh)
     counts = {s: sum(r.status == s for r in runs) for s in ALL_STATUSES}
