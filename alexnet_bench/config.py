@@ -139,6 +139,11 @@ def _check_consistency(cfg: dict[str, Any]) -> None:
         raise ConfigError(
             f"data.source={d['source']} needs data.root; set data.root to the local data directory"
         )
+    if d.get("cache") and d["source"] != "imagefolder":
+        raise ConfigError(
+            f"data.cache is a prepared image-folder cache, but data.source={d['source']}; "
+            "remove data.cache or set data.source: imagefolder"
+        )
     if d["source"] == "synthetic":
         n_train = min(d["num_train"], d["max_train"] or d["num_train"])
         if t["batch_size"] > n_train:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import DataError
+from .imagefolder import is_image_name
 
 CIFAR_DIRNAME = "cifar-10-batches-py"
 
@@ -25,8 +26,8 @@ def find_cifar_dir(root: Path) -> Path:
 
 
 def _has_file(directory: Path) -> bool:
-    """Whether ``directory`` holds any non-hidden file (stops at the first one found)."""
-    return any(p.is_file() and not p.name.startswith(".") for p in directory.rglob("*"))
+    """Whether ``directory`` holds an image file (stops at the first one found)."""
+    return any(is_image_name(p.name) and p.is_file() for p in directory.rglob("*"))
 
 
 def check_data_root(source: str, root: str | Path) -> None:

@@ -8,12 +8,14 @@ the Snakemake workflow only calls these functions.
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig, deep_merge
+from .config import RunConfig, deep_merge, effective_stored_size
 from .datadirs import check_data_root
 from .errors import ConfigError, DataError
+from .imagefolder import SPLITS, scan_tree, store_dir, tree_dir
 
 
 def _preset(study: dict[str, Any], name: str) -> dict[str, Any]:
@@ -34,14 +36,53 @@ def ablation_def(study: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def resolve_run(study: dict[str, Any], preset: str, ablation: str, seed: int) -> RunConfig:
-    """Validated run config of one cell: preset.run <- study.run <- ablation overrides <- seed."""
+    """Validated run config of one cell: preset.run <- study.run <- ablation overrides <- seed,
+    reading an image folder from the study's prepared-data cache (:func:`prepared_cache`)."""
     cfg = deep_merge(_preset(study, preset).get("run", {}), study.get("run", {}) or {})
     cfg = deep_merge(cfg, ablation_def(study, ablation).get("overrides", {}))
     cfg = deep_merge(cfg, {"train": {"seed": int(seed)}})
     try:
-        return RunConfig(cfg)
+        run = RunConfig(cfg)
+        cache = prepared_cache(study, run)
+        if cache is None:
+            return run
+        data: dict[str, Any] = {"cache": cache}
+        if study.get("data_cache_format", "raw") != "raw":
+            data["cache_format"] = study["data_cache_format"]
+        return RunConfig(deep_merge(cfg, {"data": data}))
     except ConfigError as exc:
         raise ConfigError(f"preset '{preset}', ablation '{ablation}': {exc}") from None
+
+
+@cache
+def _tree_dir(cache_dir: str, root: str, val_fraction: float) -> str:
+    """The prepared-data tree directory of ``root`` as it is now (one scan per process)."""
+    return str(tree_dir(cache_dir, scan_tree(root, val_fraction)))
+
+
+def prepared_cache(study: dict[str, Any], cfg: RunConfig) -> str | None:
+    """The tree directory of the study's prepared-data cache (``data_cache_dir``) that a run
+    reading an image folder uses as ``data.cache``: it names the tree's current state
+    (fingerprint), so a changed tree is read from a new, rebuilt cache. None when the run reads
+    no image folder, sets ``data.cache`` itself, the study has no cache (``data_cache_dir:
+    null``) or the root does not exist (``check_study`` and the job report that)."""
+    d = cfg.data
+    cache_dir = study.get("data_cache_dir")
+    if d.source != "imagefolder" or "cache" in cfg.raw["data"] or not cache_dir:
+        return None
+    if not Path(d.root).expanduser().is_dir():
+        return None
+    return _tree_dir(str(cache_dir), str(Path(d.root).expanduser()), d.val_fraction)
+
+
+def prepared_stores(cfg: RunConfig) -> list[str]:
+    """The stores (one per split) a run with ``data.cache`` reads, at its stored size."""
+    data = cfg.raw["data"]
+    if not data.get("cache"):
+        return []
+    stored = effective_stored_size(cfg.data.image_size, cfg.data.stored_size)
+    fmt = data.get("cache_format") or "raw"
+    return [str(store_dir(data["cache"], split, stored, fmt)) for split in SPLITS]
 
 
 def cells(study: dict[str, Any]) -> list[tuple[str, int]]:

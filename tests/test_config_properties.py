@@ -35,6 +35,8 @@ TINY: dict[tuple[str, str], st.SearchStrategy[Any]] = {
     ("model", "width"): st.floats(0.01, 0.25),
     ("data", "source"): st.just("synthetic"),
     ("data", "root"): st.none(),
+    ("data", "cache"): st.none(),  # a prepared image folder: tests/test_prepared_data.py
+    ("data", "cache_format"): st.sampled_from(["raw", "jpeg90"]),
     ("data", "image_size"): st.integers(32, 40),
     ("data", "num_train"): st.integers(10, 48),
     ("data", "num_val"): st.integers(10, 20),

@@ -11,9 +11,10 @@ from alexnet_bench.config import RunConfig
 from alexnet_bench.data import build_data
 from alexnet_bench.data.augment import BatchAugment, rgb_pca
 from alexnet_bench.data.loaders import TensorBatchLoader
-from alexnet_bench.data.sources import load_cifar10, scan_image_folder
+from alexnet_bench.data.sources import load_cifar10
 from alexnet_bench.data.synthetic import generate_shapes, shapes10
 from alexnet_bench.errors import DataError
+from alexnet_bench.imagefolder import scan_tree
 
 from .conftest import tiny_run
 
@@ -33,7 +34,8 @@ def test_shapes10_is_deterministic_balanced_and_disjoint() -> None:
 
 
 def test_image_folder_split_and_decode(image_folder: Path) -> None:
-    train, val = scan_image_folder(image_folder, val_fraction=0.34)
+    scan = scan_tree(image_folder, val_fraction=0.34)
+    train, val = scan.train, scan.val
     assert train.classes == ["cat", "dog", "fox"]
     assert len(val.paths) == 6 and len(train.paths) == 12  # 2 of 6 per class held out
     assert not set(train.paths) & set(val.paths)

@@ -11,14 +11,20 @@ import torch.nn.functional as F
 
 from ..config import effective_stored_size
 from ..errors import DataError
+from ..imagefolder import FolderSplit, scan_tree, store_dir
 from .augment import BatchAugment, channel_stats, rgb_pca
-from .loaders import StreamingLoader, TensorBatchLoader
-from .sources import FolderSplit, decode_split, load_cifar10, scan_image_folder
+from .loaders import MappedBatchLoader, StreamingLoader, TensorBatchLoader
+from .sources import BadImage, decode_split, load_cifar10
+from .store import ImageStore
 from .synthetic import CLASS_NAMES, shapes10
 
 IN_MEMORY_LIMIT_BYTES = 8 * 2**30
 STATS_SAMPLE = 2000
 CALIBRATION_IMAGES = 256  # fixed training images for the data-dependent init (model.init: lsuv)
+
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
+                   "dog", "frog", "horse", "ship", "truck"]  # fmt: skip
+Loader = TensorBatchLoader | MappedBatchLoader | StreamingLoader
 
 __all__ = ["BatchAugment", "DataBundle", "build_data"]
 
@@ -36,9 +42,9 @@ def spread(total: int, count: int) -> torch.Tensor:
 class DataBundle:
     """Everything training needs from the data side."""
 
-    train: TensorBatchLoader | StreamingLoader
-    val: TensorBatchLoader | StreamingLoader
-    train_eval: TensorBatchLoader | StreamingLoader | None  # fixed training images, in order
+    train: Loader
+    val: Loader
+    train_eval: Loader | None  # fixed training images, in order
     augment: BatchAugment
     num_classes: int
     info: dict[str, Any] = field(default_factory=dict)
@@ -67,20 +73,36 @@ def _subset(
     return (images, labels) if limit is None else (images[:limit], labels[:limit])
 
 
-def _load_in_memory(
-    cfg: Any, stored: int
-) -> tuple[tuple[torch.Tensor, ...] | None, tuple[FolderSplit, FolderSplit] | None]:
-    """Decode the configured source fully into memory: ``(arrays, None)``; or, for an image
-    folder too large for memory, ``(None, (train split, val split))`` to stream from.
+@dataclass
+class _Splits:
+    """The train/val images of a run, in one of three places."""
+
+    classes: list[str]
+    train: tuple[torch.Tensor, torch.Tensor] | ImageStore | FolderSplit
+    val: tuple[torch.Tensor, torch.Tensor] | ImageStore | FolderSplit
+    skipped: list[str] = field(default_factory=list)  # bad files left out
+    ignored: int = 0  # non-image files of an image folder, never decoded
+    prepared: str | None = None  # the prepared-data cache read (data.cache)
+    prepared_format: str | None = None  # its format: raw or jpeg<quality>
+
+
+def _fits_in_memory(d: Any, num_images: int, stored: int) -> bool:
+    """data.in_memory: yes, no, or auto (up to :data:`IN_MEMORY_LIMIT_BYTES` of uint8)."""
+    if d.in_memory == "auto":
+        return num_images * 3 * stored * stored <= IN_MEMORY_LIMIT_BYTES
+    return d.in_memory == "yes"
+
+
+def _open_splits(cfg: Any, stored: int) -> _Splits:
+    """Where the configured source's images come from: decoded into memory (synthetic,
+    CIFAR-10, an image folder that fits), read from a prepared-data cache (``data.cache``:
+    into memory when it fits, else memory-mapped) or decoded from disk batch by batch.
 
     The run config guarantees ``data.root`` for a non-synthetic source (config.py)."""
     d = cfg.data
     if d.source == "synthetic":
-        return (
-            *shapes10(d.num_train, d.num_val, stored, d.num_classes),
-            [],
-            list(CLASS_NAMES[: d.num_classes]),
-        ), None
+        tx, ty, vx, vy = shapes10(d.num_train, d.num_val, stored, d.num_classes)
+        return _Splits(list(CLASS_NAMES[: d.num_classes]), (tx, ty), (vx, vy))
     root = Path(d.root).expanduser()
     if not root.exists():
         raise DataError(
@@ -88,31 +110,36 @@ def _load_in_memory(
         )
     if d.source == "cifar10":
         tx, ty, vx, vy = load_cifar10(root)
-        names = [
-            "airplane",
-            "automobile",
-            "bird",
-            "cat",
-            "deer",
-            "dog",
-            "frog",
-            "horse",
-            "ship",
-            "truck",
-        ]
-        return (_resize(tx, stored), ty, _resize(vx, stored), vy, [], names), None
-    train_split, val_split = scan_image_folder(root, d.val_fraction, seed=0)
-    n = len(train_split.paths) + len(val_split.paths)
-    stream = d.in_memory == "no" or (
-        d.in_memory == "auto" and n * 3 * stored * stored > IN_MEMORY_LIMIT_BYTES
-    )
-    if stream:
-        return None, (train_split, val_split)
-    tx, ty, skipped_train = decode_split(
-        train_split, stored, d.on_bad_image, workers=max(1, d.workers)
-    )
-    vx, vy, skipped_val = decode_split(val_split, stored, d.on_bad_image, workers=max(1, d.workers))
-    return (tx, ty, vx, vy, skipped_train + skipped_val, train_split.classes), None
+        return _Splits(CIFAR10_CLASSES, (_resize(tx, stored), ty), (_resize(vx, stored), vy))
+    cache = getattr(d, "cache", None)
+    if cache:
+        cache_format = getattr(d, "cache_format", None) or "raw"
+        return _open_prepared(Path(cache).expanduser(), root, stored, cache_format, d)
+    scan = scan_tree(root, d.val_fraction, seed=0)
+    n = len(scan.train.paths) + len(scan.val.paths)
+    ignored = len(scan.ignored)
+    if not _fits_in_memory(d, n, stored):
+        return _Splits(scan.classes, scan.train, scan.val, ignored=ignored)
+    workers = max(1, d.workers)
+    tx, ty, skipped_train = decode_split(scan.train, stored, d.on_bad_image, workers=workers)
+    vx, vy, skipped_val = decode_split(scan.val, stored, d.on_bad_image, workers=workers)
+    return _Splits(scan.classes, (tx, ty), (vx, vy), skipped_train + skipped_val, ignored)
+
+
+def _open_prepared(cache: Path, root: Path, stored: int, cache_format: str, d: Any) -> _Splits:
+    """The train and val stores of ``cache`` (a tree directory of the prepared-data cache)."""
+    train, val = (ImageStore.open(store_dir(cache, split, stored, cache_format), root=root,
+                                  stored_size=stored)
+                  for split in ("train", "val"))  # fmt: skip
+    skipped = train.skipped + val.skipped
+    if skipped and d.on_bad_image == "fail":
+        first = skipped[0]
+        raise BadImage(Path(first["path"]), first["reason"])
+    splits = _Splits(train.classes, train, val, [s["path"] for s in skipped],
+                     train.ignored_files, str(cache), train.cache_format)  # fmt: skip
+    if _fits_in_memory(d, train.num_images + val.num_images, stored):
+        splits.train, splits.val = train.load(d.max_train), val.load(d.max_val)
+    return splits
 
 
 def build_data(cfg: Any, device: torch.device, rank: int = 0, world_size: int = 1) -> DataBundle:
@@ -125,65 +152,61 @@ def build_data(cfg: Any, device: torch.device, rank: int = 0, world_size: int = 
             "the global batch is split evenly across them, pick a multiple"
         )
     per_rank_batch = t.batch_size // world_size
-    loaded, splits = _load_in_memory(cfg, stored)
+    splits = _open_splits(cfg, stored)
+    train_kw = {"shuffle": True, "drop_last": True, "rank": rank, "world_size": world_size}
+    eval_kw = {"shuffle": False, "drop_last": False}
     common = {"device": device, "seed": t.seed}
-    if loaded is not None:
-        tx, ty, vx, vy, skipped, classes = loaded
-        tx, ty = _subset(tx, ty, d.max_train)
-        vx, vy = _subset(vx, vy, d.max_val)
-        num_classes = len(classes)
-        _check_batch(per_rank_batch, int(ty.shape[0]), world_size)
-        stats_images = tx[spread(int(ty.shape[0]), STATS_SAMPLE)]
-        train = TensorBatchLoader(
-            tx,
-            ty,
-            per_rank_batch,
-            shuffle=True,
-            drop_last=True,
-            rank=rank,
-            world_size=world_size,
-            **common,
-        )
-        val = TensorBatchLoader(
-            vx, vy, cfg.eval.batch_size, shuffle=False, drop_last=False, **common
-        )
-        clean = spread(int(ty.shape[0]), cfg.eval.train_images)
+    eval_batch = cfg.eval.batch_size
+    train: Loader
+    val: Loader
+    train_eval: Loader | None
+    if isinstance(splits.train, tuple) and isinstance(splits.val, tuple):
+        tx, ty = _subset(*splits.train, d.max_train)
+        vx, vy = _subset(*splits.val, d.max_val)
+        n = int(ty.shape[0])
+        _check_batch(per_rank_batch, n, world_size)
+        stats_images = tx[spread(n, STATS_SAMPLE)]
+        train = TensorBatchLoader(tx, ty, per_rank_batch, **train_kw, **common)
+        val = TensorBatchLoader(vx, vy, eval_batch, **eval_kw, **common)
+        clean = spread(n, cfg.eval.train_images)
         train_eval = (
-            TensorBatchLoader(tx[clean], ty[clean], cfg.eval.batch_size, shuffle=False,
-                              drop_last=False, **common)
+            TensorBatchLoader(tx[clean], ty[clean], eval_batch, **eval_kw, **common)
             if len(clean) else None
         )  # fmt: skip
+    elif isinstance(splits.train, ImageStore) and isinstance(splits.val, ImageStore):
+        store, vstore = splits.train, splits.val
+        n = min(store.num_images, d.max_train or store.num_images)
+        n_val = min(vstore.num_images, d.max_val or vstore.num_images)
+        _check_batch(per_rank_batch, n, world_size)
+        stats_images = store.read(spread(n, STATS_SAMPLE))
+        mapped = {"workers": max(1, d.workers), **common}
+        train = MappedBatchLoader(store.reader, store.rows[:n], store.labels[:n], per_rank_batch,
+                                  **train_kw, **mapped)  # fmt: skip
+        val = MappedBatchLoader(vstore.reader, vstore.rows[:n_val], vstore.labels[:n_val],
+                                eval_batch, **eval_kw, **mapped)  # fmt: skip
+        clean_rows = spread(n, cfg.eval.train_images).numpy()
+        train_eval = (
+            MappedBatchLoader(store.reader, store.rows[clean_rows], store.labels[clean_rows],
+                              eval_batch, **eval_kw, **mapped)
+            if len(clean_rows) else None
+        )  # fmt: skip
     else:
-        assert splits is not None
-        train_split, val_split = splits
-        num_classes, classes, skipped = len(train_split.classes), train_split.classes, []
+        assert isinstance(splits.train, FolderSplit) and isinstance(splits.val, FolderSplit)
+        train_split, val_split = splits.train, splits.val
         _check_batch(per_rank_batch, len(train_split.paths), world_size)
         sample = train_split.paths[:: max(1, len(train_split.paths) // STATS_SAMPLE)][:STATS_SAMPLE]
         stats_images, _, _ = decode_split(
             FolderSplit(sample, [0] * len(sample)), stored, "skip", workers=max(1, d.workers)
         )
         kw = {"workers": d.workers, "on_bad_image": d.on_bad_image, **common}
-        train = StreamingLoader(
-            train_split,
-            stored,
-            per_rank_batch,
-            shuffle=True,
-            drop_last=True,
-            rank=rank,
-            world_size=world_size,
-            **kw,
-        )
-        val = StreamingLoader(
-            val_split, stored, cfg.eval.batch_size, shuffle=False, drop_last=False, **kw
-        )
-        clean = spread(len(train_split.paths), cfg.eval.train_images).tolist()
-        subset = FolderSplit([train_split.paths[i] for i in clean],
-                             [train_split.labels[i] for i in clean])  # fmt: skip
+        train = StreamingLoader(train_split, stored, per_rank_batch, **train_kw, **kw)
+        val = StreamingLoader(val_split, stored, eval_batch, **eval_kw, **kw)
+        clean_idx = spread(len(train_split.paths), cfg.eval.train_images).tolist()
+        subset = FolderSplit([train_split.paths[i] for i in clean_idx],
+                             [train_split.labels[i] for i in clean_idx])  # fmt: skip
         train_eval = (
-            StreamingLoader(subset, stored, cfg.eval.batch_size, shuffle=False, drop_last=False,
-                            **kw)
-            if clean else None
-        )  # fmt: skip
+            StreamingLoader(subset, stored, eval_batch, **eval_kw, **kw) if clean_idx else None
+        )
     mean, std = channel_stats(stats_images.cpu())
     pca = rgb_pca(stats_images.cpu()) if a.pca_lighting else None
     augment = BatchAugment(
@@ -194,19 +217,22 @@ def build_data(cfg: Any, device: torch.device, rank: int = 0, world_size: int = 
         "root": str(d.root) if d.root else None,
         "num_train": train.num_samples,
         "num_val": val.num_samples,
-        "num_classes": num_classes,
-        "classes": list(classes),
+        "num_classes": len(splits.classes),
+        "classes": list(splits.classes),
         "image_size": d.image_size,
         "stored_size": stored,
-        "in_memory": loaded is not None,
-        "skipped_at_load": skipped,
+        "in_memory": isinstance(train, TensorBatchLoader),
+        "prepared_cache": splits.prepared,
+        "prepared_format": splits.prepared_format,
+        "ignored_files": splits.ignored,
+        "skipped_at_load": splits.skipped,
     }
     return DataBundle(
         train=train,
         val=val,
         train_eval=train_eval,
         augment=augment,
-        num_classes=num_classes,
+        num_classes=len(splits.classes),
         info=info,
         calibration=stats_images[:CALIBRATION_IMAGES].cpu(),
     )

@@ -9,15 +9,21 @@ step-``b`` batch, so DDP (which averages the ranks' gradients) follows the 1-pro
 
 from __future__ import annotations
 
+import contextlib
+import queue
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from ..errors import DataError
-from .sources import FolderSplit, decode_image
+from ..imagefolder import FolderSplit
+from .sources import BadImage, decode_image
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -25,6 +31,27 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
     """A CPU generator determined by (seed, epoch, stream) only."""
     return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 97 + stream)
+
+
+def epoch_order(n: int, *, shuffle: bool, seed: int, epoch: int) -> torch.Tensor:
+    """The order of an epoch's ``n`` samples (CPU int64): a permutation determined by
+    ``(seed, epoch)`` alone, or ``0..n-1`` without shuffling."""
+    if shuffle:
+        return torch.randperm(n, generator=epoch_generator(seed, epoch))
+    return torch.arange(n)
+
+
+def num_batches(n: int, global_batch: int, drop_last: bool) -> int:
+    """Batches per epoch of ``n`` samples cut into global batches."""
+    return n // global_batch if drop_last else -(-n // global_batch)
+
+
+def rank_batches(
+    order: torch.Tensor, global_batch: int, rank: int, world_size: int, drop_last: bool
+) -> Iterator[torch.Tensor]:
+    """This rank's share of every global batch of ``order``: every ``world_size``-th sample."""
+    for b in range(num_batches(int(order.shape[0]), global_batch, drop_last)):
+        yield order[b * global_batch : (b + 1) * global_batch][rank::world_size]
 
 
 class TensorBatchLoader:
@@ -58,32 +85,169 @@ class TensorBatchLoader:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _indices(self) -> torch.Tensor:
-        n = self.labels.shape[0]
-        if self.shuffle:
-            order = torch.randperm(n, generator=epoch_generator(self.seed, self.epoch))
-        else:
-            order = torch.arange(n)
-        return order.to(self.device)
+    @property
+    def global_batch(self) -> int:
+        return self.batch_size * self.world_size
+
+    def __len__(self) -> int:
+        return num_batches(self.num_samples, self.global_batch, self.drop_last)
+
+    def __iter__(self) -> Iterator[Batch]:
+        order = epoch_order(self.num_samples, shuffle=self.shuffle, seed=self.seed,
+                            epoch=self.epoch).to(self.device)  # fmt: skip
+        for idx in rank_batches(order, self.global_batch, self.rank, self.world_size,
+                                self.drop_last):  # fmt: skip
+            yield self.images.index_select(0, idx), self.labels.index_select(0, idx)
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.labels.shape[0])
+
+
+@dataclass
+class _PinnedSlot:
+    """One pinned host batch buffer and the event of its last copy to the device."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    copied: torch.cuda.Event | None = None
+
+
+@dataclass
+class _HostBatch:
+    """A gathered batch on the host; ``slot`` is the pinned buffer it lives in (CUDA)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    slot: _PinnedSlot | None = None
+
+
+class RowReader(Protocol):
+    """Where a :class:`MappedBatchLoader` reads images: ``gather(rows)`` -> uint8 N x ``shape``."""
+
+    shape: tuple[int, ...]
+
+    def gather(self, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray: ...
+
+
+class MappedBatchLoader:
+    """Mini-batches read from the prepared-data cache (a memory-mapped store).
+
+    The batches are :class:`TensorBatchLoader`'s: the same order for the same ``(seed,
+    epoch)``, the same DDP split. Background threads gather each batch's rows from ``reader``
+    (a raw store's rows are a memory copy, NumPy releasing the GIL; a JPEG store's are decoded)
+    ``prefetch`` batches ahead; on CUDA into a ring of pinned buffers, copied to the device
+    asynchronously on a side stream that the training stream waits on. ``rows[i]`` is the
+    store row of sample ``i``; ``labels[i]`` its label.
+    """
+
+    def __init__(
+        self,
+        reader: RowReader,
+        rows: np.ndarray,
+        labels: np.ndarray,
+        batch_size: int,
+        *,
+        device: torch.device,
+        shuffle: bool,
+        drop_last: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        workers: int = 2,
+        prefetch: int = 4,
+    ) -> None:
+        self.reader = reader
+        self.rows = np.ascontiguousarray(rows, dtype=np.int64)
+        self.labels = np.ascontiguousarray(labels, dtype=np.int64)
+        self.batch_size = batch_size
+        self.device = device
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.workers = max(1, workers)
+        self.prefetch = max(1, prefetch)
+        self.epoch = 0
+        self._cuda = device.type == "cuda"
+        self._free: queue.Queue[_PinnedSlot] = queue.Queue()
+        if self._cuda:
+            shape = (batch_size, *reader.shape)
+            for _ in range(self.prefetch + 2):
+                self._free.put(_PinnedSlot(torch.empty(shape, dtype=torch.uint8).pin_memory(),
+                                           torch.empty(batch_size, dtype=torch.int64).pin_memory()))  # fmt: skip
+            self._copy_stream = torch.cuda.Stream(device)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     @property
     def global_batch(self) -> int:
         return self.batch_size * self.world_size
 
     def __len__(self) -> int:
-        n = self.labels.shape[0]
-        return n // self.global_batch if self.drop_last else -(-n // self.global_batch)
-
-    def __iter__(self) -> Iterator[Batch]:
-        order = self._indices()
-        for b in range(len(self)):
-            chunk = order[b * self.global_batch : (b + 1) * self.global_batch]
-            idx = chunk[self.rank :: self.world_size]
-            yield self.images.index_select(0, idx), self.labels.index_select(0, idx)
+        return num_batches(self.num_samples, self.global_batch, self.drop_last)
 
     @property
     def num_samples(self) -> int:
         return int(self.labels.shape[0])
+
+    def _gather(self, idx: np.ndarray) -> _HostBatch:
+        """Samples ``idx``: their rows of the map, into a free pinned slot (CUDA) or new arrays."""
+        rows = self.rows[idx]
+        if not self._cuda:
+            images = self.reader.gather(rows)
+            return _HostBatch(torch.from_numpy(images), torch.from_numpy(self.labels[idx]))
+        slot = self._free.get()
+        if slot.copied is not None:
+            slot.copied.synchronize()  # the slot's previous batch has reached the device
+        n = len(rows)
+        self.reader.gather(rows, out=slot.images.numpy()[:n])
+        np.take(self.labels, idx, mode="clip", out=slot.labels.numpy()[:n])
+        return _HostBatch(slot.images[:n], slot.labels[:n], slot)
+
+    def _release(self, host: _HostBatch) -> None:
+        if host.slot is not None:
+            self._free.put(host.slot)
+
+    def _to_device(self, host: _HostBatch) -> Batch:
+        if host.slot is None:
+            return host.images, host.labels
+        with torch.cuda.stream(self._copy_stream):
+            images = host.images.to(self.device, non_blocking=True)
+            labels = host.labels.to(self.device, non_blocking=True)
+            host.slot.copied = torch.cuda.Event()
+            host.slot.copied.record(self._copy_stream)
+        current = torch.cuda.current_stream(self.device)
+        current.wait_event(host.slot.copied)
+        images.record_stream(current)
+        labels.record_stream(current)
+        self._release(host)  # refilled only once the copy is done (_gather waits on it)
+        return images, labels
+
+    def __iter__(self) -> Iterator[Batch]:
+        order = epoch_order(self.num_samples, shuffle=self.shuffle, seed=self.seed,
+                            epoch=self.epoch)  # fmt: skip
+        batches = [idx.numpy() for idx in rank_batches(order, self.global_batch, self.rank,
+                                                       self.world_size, self.drop_last)]  # fmt: skip
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            pending: deque[Future[_HostBatch]] = deque(
+                pool.submit(self._gather, idx) for idx in batches[: self.prefetch]
+            )
+            ahead = len(pending)
+            try:
+                while pending:
+                    host = pending.popleft().result()
+                    if ahead < len(batches):
+                        pending.append(pool.submit(self._gather, batches[ahead]))
+                        ahead += 1
+                    yield self._to_device(host)
+            finally:  # an epoch left early (divergence, an error): hand every slot back
+                for future in pending:
+                    if not future.cancel():
+                        with contextlib.suppress(Exception):
+                            self._release(future.result())
 
 
 class FolderDataset(Dataset):
@@ -101,7 +265,7 @@ class FolderDataset(Dataset):
         path = self.split.paths[i]
         try:
             return decode_image(Path(path), self.size), self.split.labels[i], str(path)
-        except DataError:
+        except BadImage:
             if self.on_bad_image == "skip":
                 return None, self.split.labels[i], str(path)
             raise

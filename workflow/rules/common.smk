@@ -16,6 +16,7 @@ from alexnet_bench.study import (
     cells,
     check_study,
     family_ablations,
+    prepared_stores,
     resolve_calibration_run,
     resolve_run,
 )
@@ -40,6 +41,9 @@ USE_GPU_RESOURCE = config["gpu_jobs"] == "yes" or (
 
 
 wildcard_constraints:
+    fmt=r"(-jpeg[0-9]+)?",
+    split=r"train|val",
+    stored=r"\d+",
     preset=r"[A-Za-z0-9_\-]+",
     candidate=r"[A-Za-z0-9_\-]+",
     ablation=r"[A-Za-z0-9_\-]+",
@@ -79,6 +83,58 @@ def peak_file(wildcards):
     """The results directory's once-measured CPU peak (ancient: re-measuring never retrains)."""
     results = wildcards.get("preset", "calibration")
     return ancient(f"results/{results}/peak_flops.json")
+
+
+# -- prepared data (rules/prepare.smk) ------------------------------------------------------
+DATA_CACHE = str(config["data_cache_dir"] or "data-cache").rstrip("/")
+
+
+def _prepared_trees():
+    """tree directory name -> what its prepare_data jobs need (root, split rule, bad-file
+    rule: fail if any cell reading it fails on a bad file)."""
+    trees = {}
+    for ablation, seed in cells(config):
+        data = resolve_run(config, PRESET, ablation, seed).raw["data"]
+        if not data.get("cache"):
+            continue
+        tree = trees.setdefault(
+            Path(data["cache"]).name,
+            {
+                "root": data["root"],
+                "val_fraction": data["val_fraction"],
+                "on_bad_image": "skip",
+            },
+        )
+        if data["on_bad_image"] == "fail":
+            tree["on_bad_image"] = "fail"
+    return trees
+
+
+PREPARED_TREES = _prepared_trees()
+PREPARED_MANIFESTS = sorted(
+    {
+        f"{store}/manifest.json"
+        for a, s in cells(config)
+        for store in prepared_stores(resolve_run(config, PRESET, a, s))
+    }
+)
+
+
+def prepared_tree(tree):
+    try:
+        return PREPARED_TREES[tree]
+    except KeyError:
+        raise WorkflowError(
+            f"no cell of this study reads the prepared data '{tree}'; "
+            "ask for a training cell or `prepare`"
+        ) from None
+
+
+def prepared_inputs(wildcards):
+    """The stores a cell reads (ancient: a rebuilt store of the same tree state is the same
+    data, and never retrains a cell)."""
+    stores = prepared_stores(cell_config(wildcards))
+    return [ancient(f"{store}/manifest.json") for store in stores]
 
 
 def cell_gpus(ablation, seed):

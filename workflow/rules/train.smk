@@ -4,6 +4,7 @@
 rule train:
     input:
         peak=peak_file,
+        prepared=prepared_inputs,
     output:
         metrics="results/{preset}/{ablation}/seed{seed}/metrics.json",
         history="results/{preset}/{ablation}/seed{seed}/history.csv",

@@ -1,0 +1,207 @@
+"""ImageFolder trees without decoding: which files are images, the train/val split, a fingerprint.
+
+``root/<class>/**/<image>`` (one tree, split by ``val_fraction``) or ``root/train/<class>/...``
+plus ``root/val/<class>/...``. A file is an image by its extension, as torchvision's
+``ImageFolder`` decides (:data:`IMAGE_EXTENSIONS`, any case); anything else (a README.txt, a
+.DS_Store, macOS ``._`` files) is *ignored* and counted, never decoded.
+
+The fingerprint hashes the layout, the split rule and every image's relative path, size and
+modification time: it changes when an image is added, removed, renamed or rewritten, and
+nothing else changes it. It keys the prepared-data cache (:mod:`alexnet_bench.data.store`).
+
+Torch- and PIL-free: the Snakemake workflow imports this module to plan the cache before any
+job starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import DataError
+
+#: torchvision.datasets.folder.IMG_EXTENSIONS, compared case-insensitively
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+SPLITS = ("train", "val")
+
+
+@dataclass
+class FolderSplit:
+    """File paths and integer labels of one split of an ImageFolder tree."""
+
+    paths: list[Path]
+    labels: list[int]
+    classes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TreeScan:
+    """One listing of a tree: its splits, the files it ignored and its fingerprint."""
+
+    root: Path
+    layout: str  # "train_val" (root/train + root/val) or "single" (split by val_fraction)
+    val_fraction: float | None  # the split rule of a single tree; None for train_val
+    classes: list[str]
+    splits: dict[str, FolderSplit]
+    ignored: list[Path]
+    fingerprint: str
+
+    @property
+    def train(self) -> FolderSplit:
+        return self.splits["train"]
+
+    @property
+    def val(self) -> FolderSplit:
+        return self.splits["val"]
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a file name is an image by torchvision's rule (and not a hidden/dot file)."""
+    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _walk(directory: Path) -> Iterator[os.DirEntry[str]]:
+    """Every file under ``directory`` (symbolic links to directories and files followed)."""
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.is_dir():
+                yield from _walk(Path(entry.path))
+            elif entry.is_file():
+                yield entry
+
+
+@dataclass
+class _ClassFiles:
+    classes: list[str]
+    files: list[list[tuple[Path, int, int]]]  # per class: (path, size, mtime_ns), sorted
+    ignored: list[Path]
+
+
+def _scan_classes(top: Path) -> _ClassFiles:
+    names = sorted(e.name for e in os.scandir(top) if e.is_dir() and not e.name.startswith("."))
+    ignored = sorted(Path(e.path) for e in os.scandir(top) if e.is_file())
+    files: list[list[tuple[Path, int, int]]] = []
+    for name in names:
+        kept: list[tuple[Path, int, int]] = []
+        for entry in _walk(top / name):
+            if is_image_name(entry.name):
+                st = entry.stat()
+                kept.append((Path(entry.path), st.st_size, st.st_mtime_ns))
+            else:
+                ignored.append(Path(entry.path))
+        kept.sort(key=lambda f: f[0])
+        files.append(kept)
+    return _ClassFiles(names, files, ignored)
+
+
+def _check_classes(top: Path, found: _ClassFiles) -> None:
+    if sum(len(f) for f in found.files) == 0:
+        extra = f" ({len(found.ignored)} non-image file(s) ignored)" if found.ignored else ""
+        raise DataError(
+            f"data directory '{top}' holds no images{extra}; expected root/<class>/<image> files "
+            f"with an image extension ({', '.join(IMAGE_EXTENSIONS)})"
+        )
+    non_empty = sum(1 for f in found.files if f)
+    if non_empty < 2:
+        raise DataError(
+            f"data directory '{top}' has {non_empty} non-empty class folder(s); "
+            "a classifier needs at least 2 (root/<class>/<image>)"
+        )
+
+
+def _split_of(found: _ClassFiles, classes: Sequence[str]) -> FolderSplit:
+    return FolderSplit(
+        [f[0] for per_class in found.files for f in per_class],
+        [label for label, per_class in enumerate(found.files) for _ in per_class],
+        list(classes),
+    )
+
+
+def _hold_out(found: _ClassFiles, val_fraction: float, seed: int) -> dict[str, FolderSplit]:
+    """A deterministic stratified ``val_fraction`` of every class (at least one image of a class
+    with two or more) for validation."""
+    import numpy as np  # only a single-tree layout needs it
+
+    rng = np.random.Generator(np.random.PCG64(seed))
+    train = FolderSplit([], [], list(found.classes))
+    val = FolderSplit([], [], list(found.classes))
+    for label, class_files in enumerate(found.files):
+        order = rng.permutation(len(class_files))
+        n_val = max(1, round(len(class_files) * val_fraction)) if len(class_files) > 1 else 0
+        for rank, idx in enumerate(order):
+            split = val if rank < n_val else train
+            split.paths.append(class_files[idx][0])
+            split.labels.append(label)
+    return {"train": train, "val": val}
+
+
+def _fingerprint(root: Path, header: str, parts: Sequence[_ClassFiles]) -> str:
+    digest = hashlib.sha256(header.encode())
+    for found in parts:
+        for name, per_class in zip(found.classes, found.files, strict=True):
+            digest.update(f"class\0{name}\n".encode())
+            for path, size, mtime_ns in per_class:
+                rel = path.relative_to(root).as_posix()
+                digest.update(f"{rel}\0{size}\0{mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def scan_tree(root: str | Path, val_fraction: float, seed: int = 0) -> TreeScan:
+    """List an ImageFolder tree once: its splits, the ignored files and its fingerprint.
+
+    Raises :class:`DataError` (one line, with the fix) for a missing directory, a tree without
+    images, one with fewer than two non-empty classes, or ``val/`` classes differing from
+    ``train/``'s.
+    """
+    base = Path(root).expanduser()
+    if not base.is_dir():
+        raise DataError(
+            f"data directory '{base}' does not exist; set data.root to an ImageFolder tree"
+        )
+    if (base / "train").is_dir() and (base / "val").is_dir():
+        train, val = _scan_classes(base / "train"), _scan_classes(base / "val")
+        if val.classes != train.classes:
+            raise DataError(
+                f"'{base}/val' classes differ from '{base}/train' classes; make them match"
+            )
+        _check_classes(base / "train", train)
+        splits = {"train": _split_of(train, train.classes), "val": _split_of(val, val.classes)}
+        header = "layout=train_val\n"
+        return TreeScan(base, "train_val", None, train.classes, splits,
+                        train.ignored + val.ignored,
+                        _fingerprint(base, header, (train, val)))  # fmt: skip
+    found = _scan_classes(base)
+    _check_classes(base, found)
+    header = f"layout=single\nval_fraction={val_fraction!r}\nseed={seed}\n"
+    return TreeScan(base, "single", val_fraction, found.classes,
+                    _hold_out(found, val_fraction, seed), found.ignored,
+                    _fingerprint(base, header, (found,)))  # fmt: skip
+
+
+# -- where the prepared-data cache keeps a tree (alexnet_bench.data.store writes it) ----------
+def tree_dir(cache_dir: str | Path, scan: TreeScan) -> Path:
+    """The directory of a tree's stores: ``<cache dir>/<tree name>-<fingerprint[:12]>``."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", scan.root.name) or "tree"
+    return Path(cache_dir) / f"{name}-{scan.fingerprint[:12]}"
+
+
+CACHE_FORMAT = re.compile(r"raw|jpeg([1-9][0-9]?|100)")
+
+
+def parse_cache_format(text: str) -> tuple[str, int | None]:
+    """``raw`` -> ("raw", None); ``jpeg90`` -> ("jpeg", 90)."""
+    match = CACHE_FORMAT.fullmatch(text)
+    if match is None:
+        raise ValueError(f"cache format '{text}' is neither raw nor jpeg<quality 1-100>")
+    return ("raw", None) if text == "raw" else ("jpeg", int(match.group(1)))
+
+
+def store_dir(tree: str | Path, split: str, stored_size: int, cache_format: str = "raw") -> Path:
+    """The store of one split at one stored size and format: ``<tree dir>/<split>-<S>px``
+    (raw uint8) or ``<tree dir>/<split>-<S>px-jpeg<quality>``."""
+    suffix = "" if cache_format == "raw" else f"-{cache_format}"
+    return Path(tree) / f"{split}-{stored_size}px{suffix}"

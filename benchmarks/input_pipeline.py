@@ -1,0 +1,246 @@
+"""Input pipeline on an ImageNet-like tree: decoding JPEGs per epoch vs the prepared-data cache.
+
+Measures, on one machine in one run, what feeds a training step with images of the paper's
+stored size (256 px; the step crops 224 px on the device):
+
+* ``decode_pil`` / ``decode_torchvision``: decoding one original JPEG to 256 px on one core
+  (the direct path's ``decode_image``; ``torchvision.io.decode_jpeg`` + antialiased resize +
+  centre crop);
+* ``streaming_loader_w1/_w2``: the direct path for trees too large for memory
+  (``StreamingLoader``: DataLoader worker processes decoding every image every epoch);
+* ``cache_build_raw_w1/_w2``, ``cache_build_jpeg90_w2``: ``alexnet-bench prepare-data``'s
+  build (decode once; write the rows of the memory-mappable uint8 array, or re-encode them as
+  JPEGs at quality 90: the disk trade-off's alternative);
+* ``cached_loader_raw_w1/_w2``, ``cached_loader_jpeg90_w1/_w2``: the loader training reads the
+  cache with (``MappedBatchLoader``: shuffled batches of 256 gathered by background threads, up
+  to the batch a device copy would take; page cache warm), and ``cached_loader_raw_cold_w1``
+  with the file evicted from the page cache first (``posix_fadvise DONTNEED``: the disk's
+  speed);
+* ``in_memory_loader``: the whole split held as one uint8 tensor (``TensorBatchLoader``);
+* ``jpeg90_decode_torchvision``: the JPEG store's blobs decoded by torchvision instead of
+  Pillow (a faster decoder, for reference);
+* ``scan``: listing and fingerprinting the tree (what the workflow does before any job).
+
+Every row gives wall-clock images/s and images per CPU-second (all processes and threads of
+the measurement, workers included): the per-core figure that carries over to other machines.
+
+    uv run python benchmarks/make_imagefolder.py --out /tmp/imagenet-like --val-per-class 10
+    uv run python benchmarks/input_pipeline.py --tree /tmp/imagenet-like \\
+        --cache-dir /tmp/imagenet-like-cache --out benchmarks/results/input_pipeline_cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from alexnet_bench.data.loaders import MappedBatchLoader, StreamingLoader, TensorBatchLoader
+from alexnet_bench.data.sources import decode_image
+from alexnet_bench.data.store import IMAGES, ImageStore, build_store
+from alexnet_bench.imagefolder import FolderSplit, scan_tree, store_dir, tree_dir
+from alexnet_bench.telemetry.environment import collect_environment
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_results
+
+CPU = torch.device("cpu")
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its reaped children."""
+    own, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def measure(name: str, images: int, work: Callable[[], Any], **extra: Any) -> dict[str, Any]:
+    """Run ``work`` once (its worker processes must have exited when it returns)."""
+    c0, t0 = cpu_seconds(), time.perf_counter()
+    work()
+    wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+    row = {"name": name, "images": images, "wall_s": round(wall, 3),
+           "images_per_s": round(images / wall, 1), "cpu_s": round(cpu, 3),
+           "images_per_cpu_s": round(images / cpu, 1), **extra}  # fmt: skip
+    print(f"{name:28s} {row['images_per_s']:>10,.0f} img/s  {row['images_per_cpu_s']:>10,.0f} "
+          f"img/CPU-s  ({images} images, {wall:.2f} s)", flush=True)  # fmt: skip
+    return row
+
+
+def decode_torchvision(path: Path, size: int) -> torch.Tensor:
+    """torchvision's CPU decoder with the same geometry: shorter side to ``size``, centre crop."""
+    from torchvision.io import decode_jpeg, read_file
+    from torchvision.transforms.v2 import functional as TF
+
+    image = decode_jpeg(read_file(str(path)))
+    return TF.center_crop(TF.resize(image, size, antialias=True), [size, size])
+
+
+def drain(loader: Any, batches: int | None = None) -> None:
+    for i, _ in enumerate(loader, start=1):
+        if batches is not None and i >= batches:
+            break
+
+
+def evict(path: Path) -> None:
+    """Drop a file's pages from the page cache (clean pages; no root needed)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tree", type=Path, required=True, help="ImageFolder tree (train/ + val/)")
+    p.add_argument("--cache-dir", type=Path, required=True, help="prepared-data cache to build")
+    p.add_argument("--stored-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--decode-images", type=int, default=400, help="images per decode row")
+    p.add_argument("--stream-images", type=int, default=2048, help="images per streaming row")
+    p.add_argument("--out", type=Path, required=True, help="JSON path (CSV written beside)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    size, batch = args.stored_size, args.batch_size
+    rows: list[dict[str, Any]] = []
+
+    t0 = time.perf_counter()
+    scan = scan_tree(args.tree, 0.1)
+    files = len(scan.train.paths) + len(scan.val.paths)
+    rows.append(measure("scan", files, lambda: scan_tree(args.tree, 0.1),
+                        us_per_file=round((time.perf_counter() - t0) / files * 1e6, 2)))  # fmt: skip
+    paths = scan.train.paths
+    # originals, decoded once per image on one core (files in the page cache: read them first)
+    for path in paths[: args.decode_images]:
+        path.read_bytes()
+    n = args.decode_images
+    for path in paths[:5]:  # first calls load libraries and kernels: not part of the rate
+        decode_image(path, size), decode_torchvision(path, size)
+    rows.append(measure("decode_pil", n, lambda: [decode_image(q, size) for q in paths[:n]]))
+    rows.append(measure("decode_torchvision", n,
+                        lambda: [decode_torchvision(q, size) for q in paths[:n]]))  # fmt: skip
+    # the direct path: DataLoader workers decode every image of every epoch
+    k = args.stream_images
+    sub = FolderSplit(paths[:k], scan.train.labels[:k])
+    for path in sub.paths:
+        path.read_bytes()
+    for workers in (1, 2):
+
+        def stream(w: int = workers) -> None:
+            loader = StreamingLoader(sub, size, batch, device=CPU, shuffle=True, drop_last=True,
+                                     workers=w)  # fmt: skip
+            drain(loader)
+            del loader
+
+        rows.append(measure(f"streaming_loader_w{workers}", k // batch * batch, stream,
+                            workers=workers))  # fmt: skip
+    # the cache: build once (raw: the val split on one worker, the train split on two)
+    shutil.rmtree(args.cache_dir, ignore_errors=True)
+    tree = tree_dir(args.cache_dir, scan)
+    rows.append(measure("cache_build_raw_w1", len(scan.val.paths),
+                        lambda: build_store(scan, "val", size, store_dir(tree, "val", size),
+                                            workers=1), workers=1, split="val"))  # fmt: skip
+    rows.append(measure("cache_build_raw_w2", len(paths),
+                        lambda: build_store(scan, "train", size, store_dir(tree, "train", size),
+                                            workers=2), workers=2, split="train"))  # fmt: skip
+    jpeg_dest = store_dir(tree, "train", size, "jpeg90")
+    rows.append(measure("cache_build_jpeg90_w2", len(paths),
+                        lambda: build_store(scan, "train", size, jpeg_dest, encoding="jpeg",
+                                            quality=90, workers=2), workers=2, split="train"))  # fmt: skip
+
+    def mapped(store: ImageStore, workers: int) -> MappedBatchLoader:
+        return MappedBatchLoader(store.reader, store.rows, store.labels, batch, device=CPU,
+                                 shuffle=True, drop_last=True, seed=0, workers=workers)  # fmt: skip
+
+    raw = ImageStore.open(store_dir(tree, "train", size))
+    jpeg = ImageStore.open(jpeg_dest)
+    per_epoch = raw.num_images // batch * batch
+    for name, store in (("raw", raw), ("jpeg90", jpeg)):
+        extra = {"bytes_per_image": round(store.manifest["images"]["bytes"] / store.num_images)}
+        for workers in (1, 2):
+            loader = mapped(store, workers)
+            drain(loader, 4 if name == "jpeg90" else None)  # warm: pages, threads
+            loader.set_epoch(1)
+            rows.append(measure(f"cached_loader_{name}_w{workers}", per_epoch,
+                                lambda ld=loader: drain(ld), workers=workers, **extra))  # fmt: skip
+    evict(store_dir(tree, "train", size) / IMAGES)
+    loader = mapped(raw, 1)
+    loader.set_epoch(2)
+    rows.append(measure("cached_loader_raw_cold_w1", per_epoch, lambda: drain(loader), workers=1,
+                        page_cache="evicted (posix_fadvise DONTNEED): reads from disk"))  # fmt: skip
+    images, labels = raw.load()
+    memory = TensorBatchLoader(images, labels, batch, device=CPU, shuffle=True, drop_last=True)
+    drain(memory)
+    rows.append(measure("in_memory_loader", per_epoch, lambda ld=memory: drain(ld)))
+    del images, memory
+    # a faster JPEG decoder than Pillow's, for reference: torchvision's (deprecated in 0.29)
+    from torchvision.io import decode_jpeg
+
+    blobs = [torch.from_numpy(np.array(jpeg.reader.blobs[s : s + n_]))
+             for s, n_ in jpeg.reader.index[: args.decode_images]]  # fmt: skip
+    decode_jpeg(blobs[0])
+    rows.append(measure("jpeg90_decode_torchvision", len(blobs),
+                        lambda: [decode_jpeg(b) for b in blobs]))  # fmt: skip
+
+    env = collect_environment(CPU)
+    by_name = {r["name"]: r for r in rows}
+    per_core = by_name["cached_loader_raw_w1"]["images_per_cpu_s"]
+    result = {
+        "what": __doc__.split("\n\n")[0],
+        "command": " ".join(["python", *sys.argv]),
+        "tree": {
+            "root": str(args.tree),
+            "files": files,
+            "classes": len(scan.classes),
+            "train_images": len(paths),
+            "mean_file_bytes": round(np.mean([q.stat().st_size for q in paths[:2000]])),
+        },
+        "stored_size": size,
+        "batch_size": batch,
+        "rows": rows,
+        "ratios": {
+            "cached_vs_streaming_per_core": round(
+                per_core / by_name["streaming_loader_w1"]["images_per_cpu_s"], 1
+            ),
+            "cached_vs_decode_pil_per_core": round(
+                per_core / by_name["decode_pil"]["images_per_cpu_s"], 1
+            ),
+            "jpeg90_cached_vs_streaming_per_core": round(
+                by_name["cached_loader_jpeg90_w1"]["images_per_cpu_s"]
+                / by_name["streaming_loader_w1"]["images_per_cpu_s"],
+                1,
+            ),
+        },
+        "environment": {
+            k: env.get(k)
+            for k in (
+                "cpu_model",
+                "logical_cpus",
+                "torch",
+                "python",
+                "hostname",
+                "timestamp_utc",
+                "git_commit",
+            )
+        },
+    }
+    write_results(args.out, result, rows)
+    print(f"cached loader per core = {result['ratios']['cached_vs_streaming_per_core']}x the "
+          f"streaming loader; wrote {args.out}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
