@@ -320,11 +320,15 @@ def test_corrupt_file_fails_the_build_or_is_skipped_listed_and_counted(
     # a run that skips bad files counts it; one that fails on them fails on it, by name
     run = folder_run(image_folder, tree, on_bad_image="skip", in_memory="no")
     run["train"]["epochs"] = 1
-    metrics = run_training(RunConfig(run), tmp_path / "run")
-    assert metrics["data"]["skipped_files"] == 1 and metrics["data"]["skipped_examples"] == [
-        str(broken)
-    ]
-    assert metrics["data"]["num_train"] + metrics["data"]["num_val"] == 18
+    results = tmp_path / "results" / "mine"
+    data = run_training(RunConfig(run), results / "baseline" / "seed0")["data"]
+    assert data["skipped_files"] == 1 and data["skipped_examples"] == [str(broken)]
+    assert data["num_train"] + data["num_val"] == 18
+    assert main(["report", "--results", str(results), "--out", str(tmp_path / "reports")]) == 0
+    page = (tmp_path / "reports" / "index.html").read_text()
+    assert ("1 image file(s) could not be decoded and were skipped (data.on_bad_image: skip) "
+            f"in 1 run(s), e.g. {broken}") in page  # fmt: skip
+    assert "read from the prepared-data cache (raw; uint8, the decoded pixels exactly)" in page
     run["data"]["on_bad_image"] = "fail"
     with pytest.raises(DataError, match=r"broken\.jpg.*on_bad_image: skip"):
         build_data(RunConfig(run), CPU)

@@ -46,7 +46,8 @@ READ_KEYS = frozenset({
     "time_to_target.epoch_interpolated", "time_to_target.error", "time_to_target.seconds",
     "time_to_target.seconds_interpolated", "time_to_target.target_train_error",
     "total_time_s", "train_time_s", "parallel.devices", "config.runtime.gpus", "data.source",
-    "data.image_size", "data.num_train", "data.num_classes",
+    "data.image_size", "data.num_train", "data.num_classes", "data.skipped_files",
+    "data.skipped_examples", "data.ignored_files", "data.prepared_cache", "data.prepared_format",
     "notes",
 })  # fmt: skip
 #: READ_KEYS a trained (completed) CPU run need not hold: GPU telemetry, the 10-crop test,

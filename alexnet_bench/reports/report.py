@@ -154,7 +154,16 @@ def _data_sentence(runs: Sequence[Run]) -> str:
         text += f", {classes} classes"
     if epochs:
         text += f"; {epochs} epochs per run"
-    return text + " (the paper: ImageNet, 1.2 M images, 224 px, 1000 classes, ~90 epochs)."
+    text += " (the paper: ImageNet, 1.2 M images, 224 px, 1000 classes, ~90 epochs)."
+    if r.get("data.prepared_cache"):
+        fmt = r.get("data.prepared_format") or "raw"
+        how = ("uint8, the decoded pixels exactly" if fmt == "raw"
+               else f"{fmt}: re-encoded JPEGs, pixels slightly changed")  # fmt: skip
+        text += f" Images were read from the prepared-data cache ({fmt}; {how})."
+    ignored = max((r.get("data.ignored_files") or 0 for r in done), default=0)
+    if ignored:
+        text += f" {ignored} file(s) of the image folder are not images by their extension and were ignored."
+    return text
 
 
 def _fairness_sentence(runs: Sequence[Run]) -> str:
@@ -240,6 +249,15 @@ def _warnings(
                 f"did not learn). Its effects use the {a.counts.get('completed', 0)} run(s) that "
                 "learned; the collapse rate is itself a finding (see Problems)."
             )
+    skipped = [r for r in runs if r.completed and r.get("data.skipped_files")]
+    if skipped:
+        most = max(skipped, key=lambda r: r.get("data.skipped_files"))
+        examples = ", ".join(most.get("data.skipped_examples") or [])
+        out.append(
+            f"{most.get('data.skipped_files')} image file(s) could not be decoded and were "
+            f"skipped (data.on_bad_image: skip) in {len(skipped)} run(s), e.g. {examples}: "
+            "the runs trained on the remaining images."
+        )
     bad = [r for r in runs if r.status in ("unparseable", "unknown")]
     if bad:
         out.append(
