@@ -24,14 +24,23 @@ stored size (256 px; the step crops 224 px on the device):
 Every row gives wall-clock images/s and images per CPU-second (all processes and threads of
 the measurement, workers included): the per-core figure that carries over to other machines.
 
+``--mode device`` (what ``scripts/gpu_acceptance.sh`` runs on a GPU box) measures instead what a
+training job on ``--device`` gets, every core of the machine helping: the streaming loader, the
+cache builds and the cached loaders (raw, jpeg90) delivering batches to the device and cropping,
+flipping and lighting them there (224 px of 256), plus GPU JPEG decoding (nvjpeg, through
+torchvision) on CUDA; ``--make-tree DIR`` writes the ImageNet-like tree first.
+
     uv run python benchmarks/make_imagefolder.py --out /tmp/imagenet-like --val-per-class 10
     uv run python benchmarks/input_pipeline.py --tree /tmp/imagenet-like \\
         --cache-dir /tmp/imagenet-like-cache --out benchmarks/results/input_pipeline_cpu.json
+    python benchmarks/input_pipeline.py --mode device --device cuda --make-tree /tmp/t \\
+        --cache-dir /tmp/t-cache --out input_pipeline_cuda.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import shutil
@@ -102,9 +111,96 @@ def evict(path: Path) -> None:
         os.close(fd)
 
 
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def device_rows(args: argparse.Namespace, device: torch.device) -> tuple[list[dict[str, Any]], Any]:
+    """What a training job on ``device`` is fed, all cores helping (``--mode device``)."""
+    from alexnet_bench.data.augment import BatchAugment, rgb_pca
+
+    if args.make_tree:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from make_imagefolder import write_tree
+
+        print(json.dumps(write_tree(args.make_tree, args.tree_images, args.tree_classes,
+                                    val_per_class=1)), flush=True)  # fmt: skip
+    scan = scan_tree(args.tree or args.make_tree, 0.1)
+    cpus = os.cpu_count() or 1
+    size, batch = args.stored_size, args.batch_size
+    rows: list[dict[str, Any]] = []
+    shutil.rmtree(args.cache_dir, ignore_errors=True)
+    tree = tree_dir(args.cache_dir, scan)
+    n = len(scan.train.paths)
+    for fmt, encoding in (("raw", "raw"), ("jpeg90", "jpeg")):
+        dest = store_dir(tree, "train", size, fmt)
+        rows.append(measure(f"cache_build_{fmt}_w{cpus}", n,
+                            lambda d=dest, e=encoding: build_store(scan, "train", size, d,
+                                                                   encoding=e, workers=cpus),
+                            workers=cpus))  # fmt: skip
+    raw = ImageStore.open(store_dir(tree, "train", size))
+    sample = raw.read(np.arange(min(n, 500)))
+    augment = BatchAugment(args.crop, torch.zeros(3), torch.ones(3), crop_flip=True,
+                           pca=rgb_pca(sample), lighting_std=0.1).to(device)  # fmt: skip
+    gen = torch.Generator(device=device).manual_seed(0)
+
+    def feed(loader: Any, epochs: int) -> None:
+        for epoch in range(epochs):
+            loader.set_epoch(epoch)
+            for x, _ in loader:
+                augment(x, train=True, generator=gen)
+        sync(device)
+
+    per_epoch = n // batch * batch
+    epochs = max(1, -(-args.min_images // per_epoch))
+    workers = max(1, min(cpus - 1, 16))
+    stream = StreamingLoader(scan.train, size, batch, device=device, shuffle=True, drop_last=True,
+                             workers=workers)  # fmt: skip
+    feed(stream, 1)  # workers started, files in the page cache
+    rows.append(measure(f"streaming_loader_w{workers}", per_epoch, lambda ld=stream: feed(ld, 1),
+                        workers=workers, to=str(device), augment_crop=args.crop))  # fmt: skip
+    del stream
+    for fmt, threads in (("raw", 2), ("raw", 4), ("jpeg90", workers)):
+        store = ImageStore.open(store_dir(tree, "train", size, fmt))
+        loader = MappedBatchLoader(store.reader, store.rows, store.labels, batch, device=device,
+                                   shuffle=True, drop_last=True, workers=threads)  # fmt: skip
+        feed(loader, 1)
+        count = epochs if fmt == "raw" else 1
+        rows.append(measure(f"cached_loader_{fmt}_w{threads}", per_epoch * count,
+                            lambda ld=loader, c=count: feed(ld, c), workers=threads,
+                            to=str(device), augment_crop=args.crop))  # fmt: skip
+    if device.type == "cuda":
+        from torchvision.io import decode_jpeg
+
+        jpeg = ImageStore.open(store_dir(tree, "train", size, "jpeg90"))
+        blobs = [torch.from_numpy(np.array(jpeg.reader.blobs[s : s + k]))
+                 for s, k in jpeg.reader.index[:batch]]  # fmt: skip
+        decode_jpeg(blobs, device=device)
+
+        def gpu_decode() -> None:
+            for _ in range(16):
+                decode_jpeg(blobs, device=device)
+            sync(device)
+
+        rows.append(measure("jpeg90_decode_nvjpeg", 16 * len(blobs), gpu_decode, to=str(device)))
+    shutil.rmtree(args.cache_dir, ignore_errors=True)
+    return rows, {"crop": args.crop, "tree_images": n}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--tree", type=Path, required=True, help="ImageFolder tree (train/ + val/)")
+    p.add_argument("--mode", choices=["cpu", "device"], default="cpu",
+                   help="cpu: per-core figures on this machine (default); device: what a "
+                   "training job on --device is fed, all cores helping")  # fmt: skip
+    p.add_argument("--device", default="cpu", help="device mode: cuda or cpu")
+    p.add_argument("--tree", type=Path, help="ImageFolder tree (train/ + val/)")
+    p.add_argument("--make-tree", type=Path, help="device mode: write an ImageNet-like tree here")
+    p.add_argument("--tree-images", type=int, default=2048)
+    p.add_argument("--tree-classes", type=int, default=100)
+    p.add_argument("--crop", type=int, default=224, help="device mode: crop size")
+    p.add_argument("--min-images", type=int, default=8192,
+                   help="device mode: images per cached-loader measurement")  # fmt: skip
     p.add_argument("--cache-dir", type=Path, required=True, help="prepared-data cache to build")
     p.add_argument("--stored-size", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=256)
@@ -112,6 +208,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stream-images", type=int, default=2048, help="images per streaming row")
     p.add_argument("--out", type=Path, required=True, help="JSON path (CSV written beside)")
     args = p.parse_args(argv)
+    if args.mode == "device":
+        device = torch.device(args.device)
+        rows, extra = device_rows(args, device)
+        env = collect_environment(device)
+        result = {"what": "input pipeline to the device (--mode device)", "mode": "device",
+                  "device": str(device), "command": " ".join(["python", *sys.argv]),
+                  "stored_size": args.stored_size, "batch_size": args.batch_size, **extra,
+                  "rows": rows, "environment": env}  # fmt: skip
+        write_results(args.out, result, rows)
+        return 0
+    if args.tree is None:
+        p.error("--tree is required in cpu mode")
     torch.set_num_threads(1)
     size, batch = args.stored_size, args.batch_size
     rows: list[dict[str, Any]] = []

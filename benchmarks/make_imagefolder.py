@@ -57,6 +57,38 @@ def _write(job: tuple[Path, int, int, int, int]) -> int:
     return path.stat().st_size
 
 
+def write_tree(
+    out: Path, images: int = 10_000, classes: int = 100, *, width: int = 500, height: int = 375,
+    quality: int = 90, val_per_class: int = 0, seed: int = 2012, workers: int | None = None,
+) -> dict[str, object]:  # fmt: skip
+    """Write the tree (``out/<class>/``, or ``out/train`` + ``out/val`` with ``val_per_class``);
+    a summary of what was written."""
+    jobs: list[tuple[Path, int, int, int, int]] = []
+    splits = [("train", images)]
+    if val_per_class:
+        splits.append(("val", val_per_class * classes))
+    for split_index, (split, count) in enumerate(splits):
+        top = out / split if val_per_class else out
+        for i in range(count):
+            folder = top / f"n{i % classes:08d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            image_seed = seed * 10_000_019 + split_index * 1_000_003 + i
+            jobs.append((folder / f"img_{i:07d}.JPEG", image_seed, width, height, quality))
+    start = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        sizes = list(pool.map(_write, jobs, chunksize=64))
+    return {
+        "root": str(out),
+        "images": len(jobs),
+        "classes": classes,
+        "size_px": [width, height],
+        "quality": quality,
+        "mean_file_kB": round(sum(sizes) / len(sizes) / 1000, 1),
+        "total_MB": round(sum(sizes) / 1e6, 1),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="tree root (created)")
@@ -71,33 +103,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2012)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
-
-    jobs: list[tuple[Path, int, int, int, int]] = []
-    splits = [("train", args.images)]
-    if args.val_per_class:
-        splits.append(("val", args.val_per_class * args.classes))
-    for split_index, (split, count) in enumerate(splits):
-        top = args.out / split if args.val_per_class else args.out
-        for i in range(count):
-            label = i % args.classes
-            folder = top / f"n{label:08d}"
-            folder.mkdir(parents=True, exist_ok=True)
-            seed = args.seed * 10_000_019 + split_index * 1_000_003 + i
-            jobs.append((folder / f"img_{i:07d}.JPEG", seed, args.width, args.height, args.quality))
-    start = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        sizes = list(pool.map(_write, jobs, chunksize=64))
-    seconds = time.perf_counter() - start
-    summary = {
-        "root": str(args.out),
-        "images": len(jobs),
-        "classes": args.classes,
-        "size_px": [args.width, args.height],
-        "quality": args.quality,
-        "mean_file_kB": round(sum(sizes) / len(sizes) / 1000, 1),
-        "total_MB": round(sum(sizes) / 1e6, 1),
-        "seconds": round(seconds, 1),
-    }
+    summary = write_tree(args.out, args.images, args.classes, width=args.width,
+                         height=args.height, quality=args.quality,
+                         val_per_class=args.val_per_class, seed=args.seed, workers=args.workers)  # fmt: skip
     print(json.dumps(summary))
 
 

@@ -13,13 +13,14 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 TOTAL_LIMIT_S=540 # 9 minutes: the sum of the budgets below stays under it, with slack for kills
 KILL_GRACE_S=5    # SIGTERM at the budget, SIGKILL this much later
 
-STEPS=(environment gpu_tests train_step telemetry_overhead study check)
-declare -A BUDGET=([environment]=15 [gpu_tests]=70 [train_step]=140 [telemetry_overhead]=60
-                   [study]=215 [check]=15)
+STEPS=(environment gpu_tests train_step real_data telemetry_overhead study check)
+declare -A BUDGET=([environment]=15 [gpu_tests]=65 [train_step]=135 [real_data]=45
+                   [telemetry_overhead]=60 [study]=195 [check]=15)
 declare -A WHAT=(
   [environment]="nvidia-smi -q, nvidia-smi -L, python/torch/CUDA/driver/git environment, pip freeze"
   [gpu_tests]="pytest -m gpu: real NVML sampler, CUDA-event timer, peak FLOP/s, two-tower split on 1 and 2 GPUs, bf16 vs fp32 step (JUnit XML)"
   [train_step]="benchmarks/train_step.py --device cuda --size 224 --batch-sizes 256 --warmup 20 --steps 50 --suite-batches 4: reference loop vs suite step (bf16, compile) vs 100% MFU, input pipeline"
+  [real_data]="benchmarks/input_pipeline.py --mode device --device cuda: a 2048-JPEG ImageNet-like tree, its prepared-data cache (raw, jpeg90) built on every core, the cached loaders vs the streaming loader feeding 224-px augmented batches to the GPU, nvjpeg decoding"
   [telemetry_overhead]="benchmarks/telemetry_overhead.py --device cuda --image-size 224 --width 1 --batch-size 256 --repeats 30: real NVML sampler + step timer on vs off"
   [study]="snakemake, scripts/gpu_acceptance_study.yaml over config.yaml: shapes10 at 224 px, GPU fast path, seeds 0 1 x baseline tanh (+ gpus2 gpus2_model: run on 2 GPUs, recorded as skipped on 1), report"
   [check]="scripts/gpu_acceptance_check.py: PASS/FAIL table of every assertion (acceptance.md/.json), exit 1 on any FAIL"
@@ -31,11 +32,12 @@ usage: bash scripts/gpu_acceptance.sh [--plan] [--out DIR] [--budget STEP=SECOND
 
 Runs, in order and each under its own time budget (killed when it runs over, recorded as a
 failure; the later steps still run): the environment capture, the gpu-marked tests, the
-training-step benchmark at 224 px, the telemetry overhead benchmark, a short real study through
+training-step benchmark at 224 px, the real-data input pipeline (a generated JPEG tree, its
+prepared-data cache, the loaders feeding the GPU), the telemetry overhead benchmark, a short real study through
 Snakemake on the GPU(s), and the assertions. Writes everything into one folder,
 gpu-acceptance/<host>-<UTC date and time>/ (or --out DIR): steps.tsv, logs/<step>.log,
 environment.json, pip-freeze.txt, env.txt, nvidia-smi.txt, gpu_tests.xml,
-train_step_cuda.json/.csv, telemetry_overhead_cuda.json/.csv, study/ (config.yaml, results/,
+train_step_cuda.json/.csv, input_pipeline_cuda.json/.csv, telemetry_overhead_cuda.json/.csv, study/ (config.yaml, results/,
 reports/, logs/) and acceptance.md/.json (the PASS/FAIL table). Exit status: 0 when every
 assertion passes, 1 when one fails, 2 when this machine has no usable GPU (one-line refusal).
 --budget STEP=SECONDS changes one step's budget (e.g. on a slower GPU: --budget study=400);
@@ -214,6 +216,10 @@ run_step gpu_tests "$PY" -m pytest -m gpu -q -p no:cacheprovider -o addopts="-ra
 run_step train_step "$PY" benchmarks/train_step.py --device cuda --size 224 --batch-sizes 256 \
   --warmup 20 --steps 50 --suite-batches 4 --out "$OUT/train_step_cuda.json"
 rm -rf "$OUT/.train_step_cuda_scratch"
+run_step real_data "$PY" benchmarks/input_pipeline.py --mode device --device cuda \
+  --make-tree "$OUT/.real_data/tree" --tree-images 2048 --cache-dir "$OUT/.real_data/cache" \
+  --out "$OUT/input_pipeline_cuda.json"
+rm -rf "$OUT/.real_data"
 run_step telemetry_overhead "$PY" benchmarks/telemetry_overhead.py --device cuda --image-size 224 \
   --width 1 --batch-size 256 --repeats 30 --out "$OUT/telemetry_overhead_cuda.json"
 run_step study bash -c run_study

@@ -7,6 +7,7 @@ CPU with hand-made files (``tests/test_gpu_acceptance.py``)::
     environment.json                  alexnet_bench.telemetry.collect_environment() on cuda:0
     gpu_tests.xml                     JUnit XML of ``pytest -m gpu`` (with recorded properties)
     train_step_cuda.json              benchmarks/train_step.py --device cuda
+    input_pipeline_cuda.json          benchmarks/input_pipeline.py --mode device --device cuda
     telemetry_overhead_cuda.json      benchmarks/telemetry_overhead.py --device cuda
     study/results/<preset>/<ablation>/seed<N>/{metrics.json,history.csv,gpu.csv}
     study/reports/index.html, study/logs/train/**.log
@@ -376,6 +377,31 @@ def check_targets(bench: dict[str, Any] | None) -> list[Check]:
     ]  # fmt: skip
 
 
+def check_real_data(pipeline: dict[str, Any] | None, step: dict[str, Any] | None) -> list[Check]:
+    """Real data (JPEGs) fed through the prepared-data cache keeps the GPU busy: the cached
+    loader, batches augmented on the device, at least PIPELINE_OVER_STEP x the suite step."""
+    name = (f"real data: cached loader (JPEG tree, raw cache) >= {PIPELINE_OVER_STEP:g}x "
+            "the suite step")  # fmt: skip
+    suites = [
+        r for r in _bench_rows(step) if r.get("loop") == "suite" and _num(r.get("images_per_s"))
+    ]
+    rows = [r for r in _bench_rows(pipeline) if str(r.get("name", "")).startswith("cached_loader_raw")
+            and _num(r.get("images_per_s"))]  # fmt: skip
+    if not suites or not rows or not str((pipeline or {}).get("device", "")).startswith("cuda"):
+        missing = "no suite row in train_step_cuda.json" if not suites else (
+            "no cached_loader_raw row on cuda in input_pipeline_cuda.json")  # fmt: skip
+        return [Check(name, False, missing, f">= {PIPELINE_OVER_STEP:g}x")]
+    suite = max(suites, key=lambda r: _num(r["images_per_s"]) or 0)
+    best = max(rows, key=lambda r: _num(r["images_per_s"]) or 0)
+    ratio = (_num(best["images_per_s"]) or 0) / (_num(suite["images_per_s"]) or 1)
+    stream = next((r for r in _bench_rows(pipeline)
+                   if str(r.get("name", "")).startswith("streaming_loader")), {})  # fmt: skip
+    measured = (f"{_fmt(ratio)}x ({best['name']}: {_ips(_num(best['images_per_s']))} vs suite "
+                f"{_ips(_num(suite['images_per_s']))} img/s at batch {suite.get('batch_size')}; "
+                f"streaming JPEG decode: {_ips(_num(stream.get('images_per_s')))} img/s)")  # fmt: skip
+    return [Check(name, ratio >= PIPELINE_OVER_STEP, measured, f">= {PIPELINE_OVER_STEP:g}x")]
+
+
 def check_telemetry_overhead(bench: dict[str, Any] | None) -> list[Check]:
     name = "telemetry overhead below its target on the GPU (real NVML)"
     if not bench:
@@ -432,6 +458,7 @@ def evaluate(out: Path, gpus: int | None = None) -> list[Check]:
         *check_compile(gpu_runs, step_bench),
         *check_event_timing(gpu_runs),
         *check_targets(step_bench),
+        *check_real_data(_json(out / "input_pipeline_cuda.json"), step_bench),
         *check_telemetry_overhead(telemetry),
         *check_study(out, runs, gpus),
     ]

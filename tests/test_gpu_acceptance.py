@@ -22,7 +22,8 @@ import pytest
 from .conftest import REPO
 
 SCRIPT = REPO / "scripts" / "gpu_acceptance.sh"
-STEPS = ["environment", "gpu_tests", "train_step", "telemetry_overhead", "study", "check"]
+STEPS = ["environment", "gpu_tests", "train_step", "real_data", "telemetry_overhead", "study",
+         "check"]  # fmt: skip
 
 
 def load_checker() -> ModuleType:
@@ -80,6 +81,9 @@ case "$*" in
     echo '<testsuites><testsuite><testcase classname="t" name="test_real_nvml_sampler"/></testsuite></testsuites>' > "$xml"
     echo "1 passed" ;;
   *benchmarks/train_step.py*) echo "compiling..."; sleep 30 ;;
+  *benchmarks/input_pipeline.py*)
+    for arg in "$@"; do case "$prev" in --make-tree) tree=$arg ;; esac; prev=$arg; done
+    mkdir -p "$tree" && echo "tree: $tree" ;;
   *benchmarks/telemetry_overhead.py*) echo "no CUDA here" >&2; exit 1 ;;
   *"-m snakemake"*)
     mkdir -p results/gpu_acceptance/baseline/seed0 .snakemake/log
@@ -113,8 +117,10 @@ def test_steps_run_in_order_under_their_budgets_and_the_check_fails_them(tmp_pat
     rows = [line.split("\t") for line in (out / "steps.tsv").read_text().splitlines()]
     assert [r[0] for r in rows] == STEPS
     status = {r[0]: r[3] for r in rows}
-    assert status == {"environment": "0", "gpu_tests": "0", "train_step": "124",
+    assert status == {"environment": "0", "gpu_tests": "0", "train_step": "124", "real_data": "0",
                       "telemetry_overhead": "1", "study": "0", "check": "1"}  # fmt: skip
+    assert f"tree: {out}/.real_data/tree" in (out / "logs" / "real_data.log").read_text()
+    assert not (out / ".real_data").exists()  # the generated tree and cache are not kept
     assert int(rows[2][2]) < 10  # killed at its 1 s budget, not after the stub's 30 s
     for name in STEPS:
         assert (out / "logs" / f"{name}.log").is_file()
@@ -180,8 +186,8 @@ def write_run(out: Path, ablation: str, seed: int, metrics: dict[str, Any]) -> P
 def write_passing_folder(out: Path, gpus: int = 1) -> None:
     """What a fully passing 1-GPU acceptance run leaves behind."""
     out.mkdir(parents=True, exist_ok=True)
-    budgets = {"environment": 15, "gpu_tests": 70, "train_step": 140,
-               "telemetry_overhead": 60, "study": 215}  # fmt: skip
+    budgets = {"environment": 15, "gpu_tests": 65, "train_step": 135, "real_data": 45,
+               "telemetry_overhead": 60, "study": 195}  # fmt: skip
     (out / "steps.tsv").write_text("".join(f"{k}\t{b}\t{b // 2}\t0\n" for k, b in budgets.items()))
     (out / "environment.json").write_text(json.dumps({"cuda_device_count": gpus}))
     (out / "gpu_tests.xml").write_text(
@@ -206,6 +212,12 @@ def write_passing_folder(out: Path, gpus: int = 1) -> None:
         "device": "cuda", "image_size": 224, "peak_source": "spec-table: H100 bf16", "rows": rows,
         "suite_runtime_bs256": {"compile": "on (default)"},
     }))  # fmt: skip
+    (out / "input_pipeline_cuda.json").write_text(json.dumps({
+        "mode": "device", "device": "cuda", "rows": [
+            {"name": "streaming_loader_w15", "images_per_s": 4100.0},
+            {"name": "cached_loader_raw_w2", "images_per_s": 52000.0},
+            {"name": "cached_loader_raw_w4", "images_per_s": 71000.0},
+        ]}))  # fmt: skip
     (out / "telemetry_overhead_cuda.json").write_text(json.dumps({
         "device": "cuda:0", "nvml": "real NVML",
         "results": {"overhead_pct_median": 0.3, "overhead_pct_median_ci95": [-0.2, 0.7],
@@ -236,6 +248,7 @@ def test_a_passing_folder_passes_every_assertion(tmp_path: Path, capsys) -> None
     names = set(results(tmp_path))
     for needle in ("NVML series", "energy", "utilisation", "MFU between 0 and 1", "compile",
                    "CUDA-event", "bf16", "2x the reference", "MFU >= 30%", "input pipeline",
+                   "real data: cached loader",
                    "telemetry overhead", "study cell gpus2 ", "gpu-marked tests"):  # fmt: skip
         assert any(needle in n for n in names), needle
     saved = json.loads((tmp_path / "acceptance.json").read_text())
@@ -287,7 +300,7 @@ def _suite(data: dict, key: str, value: float) -> None:
 
 FAULTS: dict[str, tuple[Callable[[Path], None], str]] = {
     "step_timed_out": (lambda o: (o / "steps.tsv").write_text(
-        (o / "steps.tsv").read_text().replace("study\t215\t107\t0", "study\t215\t215\t124")),
+        (o / "steps.tsv").read_text().replace("study\t195\t97\t0", "study\t195\t195\t124")),
         "step study ends with exit 0 within its budget"),
     "gpu_test_failed": (lambda o: (o / "gpu_tests.xml").write_text(
         (o / "gpu_tests.xml").read_text().replace(
@@ -339,6 +352,12 @@ FAULTS: dict[str, tuple[Callable[[Path], None], str]] = {
     "input_pipeline_too_slow": (lambda o: _edit_json(o / "train_step_cuda.json", lambda d: next(
         r for r in d["rows"] if r["loop"] == "input_pipeline").update(images_per_s=50000.0)),
         "input pipeline >= 2x the suite step"),
+    "real_data_cache_too_slow": (lambda o: _edit_json(o / "input_pipeline_cuda.json", lambda d: [
+        r.update(images_per_s=40000.0) for r in d["rows"] if r["name"].startswith("cached")]),
+        "real data: cached loader (JPEG tree, raw cache) >= 2x the suite step"),
+    "real_data_not_on_gpu": (lambda o: _edit_json(o / "input_pipeline_cuda.json",
+        lambda d: d.update(device="cpu")),
+        "real data: cached loader (JPEG tree, raw cache) >= 2x the suite step"),
     "telemetry_overhead_high": (lambda o: _edit_json(o / "telemetry_overhead_cuda.json",
         lambda d: d["results"].update(overhead_pct_median=2.5)),
         "telemetry overhead below its target on the GPU (real NVML)"),
