@@ -264,7 +264,7 @@ class FolderDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[np.ndarray | None, int, str]:
         path = self.split.paths[i]
         try:
-            return decode_image(Path(path), self.size), self.split.labels[i], str(path)
+            return decode_image(path, self.size), self.split.labels[i], path
         except BadImage:
             if self.on_bad_image == "skip":
                 return None, self.split.labels[i], str(path)

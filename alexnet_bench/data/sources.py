@@ -20,7 +20,7 @@ from ..imagefolder import FolderSplit
 class BadImage(DataError):
     """A file that is not a readable image; ``reason`` is the decoder's complaint."""
 
-    def __init__(self, path: Path, reason: str) -> None:
+    def __init__(self, path: str | Path, reason: str) -> None:
         super().__init__(
             f"cannot decode image '{path}' ({reason.split(':')[0]}); remove it or set "
             "data.on_bad_image: skip"
@@ -56,7 +56,7 @@ def load_cifar10(root: str | Path) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     )  # fmt: skip
 
 
-def decode_image(path: Path, size: int) -> np.ndarray:
+def decode_image(path: str | Path, size: int) -> np.ndarray:
     """Decode to RGB, resize the shorter side to ``size``, centre-crop ``size`` x ``size``; CHW uint8.
 
     Raises :class:`BadImage` naming the file when it is not a readable image.
@@ -82,7 +82,7 @@ def decode_split(
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Decode every image of ``split`` into memory. Returns ``(images, labels, skipped_paths)``."""
 
-    def load(path: Path) -> np.ndarray | None:
+    def load(path: str) -> np.ndarray | None:
         try:
             return decode_image(path, size)
         except BadImage:

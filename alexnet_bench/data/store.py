@@ -244,7 +244,7 @@ def _decode_chunk(task: tuple[int, list[str]]) -> tuple[int, list[Bad], list[tup
     blobs: list[tuple[int, bytes]] = []
     for i, path in enumerate(paths):
         try:
-            array = decode_image(Path(path), size)
+            array = decode_image(path, size)
         except BadImage as exc:
             bad.append((start + i, path, exc.reason))
             continue
@@ -328,7 +328,7 @@ def _decode_all(
         bad.extend(found)
         if found and on_bad_image == "fail":
             _, path, reason = min(found)
-            raise BadImage(Path(path), reason)
+            raise BadImage(path, reason)
         if blob_file is not None and index is not None:
             for row, blob in blobs:
                 index[row] = (blob_file.tell(), len(blob))
