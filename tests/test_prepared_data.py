@@ -79,7 +79,12 @@ def test_non_image_files_are_ignored_counted_and_leave_the_fingerprint(image_fol
     (image_folder / "fox" / "._0.png").write_bytes(b"\0\5\26\7")  # macOS resource fork
     (image_folder / "LICENSE").write_text("CC-BY")
     scan = scan_tree(image_folder, 0.34)
-    assert sorted(Path(p).name for p in scan.ignored) == [".DS_Store", "._0.png", "LICENSE", "README.txt"]
+    assert sorted(Path(p).name for p in scan.ignored) == [
+        ".DS_Store",
+        "._0.png",
+        "LICENSE",
+        "README.txt",
+    ]
     assert scan.fingerprint == before.fingerprint and scan.train.paths == before.train.paths
     bundle = build_data(RunConfig(folder_run(image_folder)), CPU)  # no longer a "corrupt image"
     assert bundle.info["ignored_files"] == 4 and bundle.skipped_files == []
