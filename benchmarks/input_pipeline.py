@@ -87,7 +87,7 @@ def measure(name: str, images: int, work: Callable[[], Any], **extra: Any) -> di
     return row
 
 
-def decode_torchvision(path: Path, size: int) -> torch.Tensor:
+def decode_torchvision(path: str, size: int) -> torch.Tensor:
     """torchvision's CPU decoder with the same geometry: shorter side to ``size``, centre crop."""
     from torchvision.io import decode_jpeg, read_file
     from torchvision.transforms.v2 import functional as TF
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = scan.train.paths
     # originals, decoded once per image on one core (files in the page cache: read them first)
     for path in paths[: args.decode_images]:
-        path.read_bytes()
+        Path(path).read_bytes()
     n = args.decode_images
     for path in paths[:5]:  # first calls load libraries and kernels: not part of the rate
         decode_image(path, size), decode_torchvision(path, size)
@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     k = args.stream_images
     sub = FolderSplit(paths[:k], scan.train.labels[:k])
     for path in sub.paths:
-        path.read_bytes()
+        Path(path).read_bytes()
     for workers in (1, 2):
 
         def stream(w: int = workers) -> None:
@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             "files": files,
             "classes": len(scan.classes),
             "train_images": len(paths),
-            "mean_file_bytes": round(np.mean([q.stat().st_size for q in paths[:2000]])),
+            "mean_file_bytes": round(np.mean([os.path.getsize(q) for q in paths[:2000]])),
         },
         "stored_size": size,
         "batch_size": batch,
