@@ -180,14 +180,15 @@ def build_data(cfg: Any, device: torch.device, rank: int = 0, world_size: int = 
         _check_batch(per_rank_batch, n, world_size)
         stats_images = store.read(spread(n, STATS_SAMPLE))
         mapped = {"workers": max(1, d.workers), **common}
+        evaluation = {**mapped, "workers": min(4, max(1, d.workers))}  # once an epoch
         train = MappedBatchLoader(store.reader, store.rows[:n], store.labels[:n], per_rank_batch,
                                   **train_kw, **mapped)  # fmt: skip
         val = MappedBatchLoader(vstore.reader, vstore.rows[:n_val], vstore.labels[:n_val],
-                                eval_batch, **eval_kw, **mapped)  # fmt: skip
+                                eval_batch, **eval_kw, **evaluation)  # fmt: skip
         clean_rows = spread(n, cfg.eval.train_images).numpy()
         train_eval = (
             MappedBatchLoader(store.reader, store.rows[clean_rows], store.labels[clean_rows],
-                              eval_batch, **eval_kw, **mapped)
+                              eval_batch, **eval_kw, **evaluation)
             if len(clean_rows) else None
         )  # fmt: skip
     else:

@@ -134,8 +134,8 @@ class MappedBatchLoader:
 
     The batches are :class:`TensorBatchLoader`'s: the same order for the same ``(seed,
     epoch)``, the same DDP split. Background threads gather each batch's rows from ``reader``
-    (a raw store's rows are a memory copy, NumPy releasing the GIL; a JPEG store's are decoded)
-    ``prefetch`` batches ahead; on CUDA into a ring of pinned buffers, copied to the device
+    (a raw store's rows are a memory copy, NumPy releasing the GIL; a JPEG store's are decoded,
+    Pillow releasing it) ``prefetch`` (default ``workers + 2``) batches ahead; on CUDA into a ring of pinned buffers, copied to the device
     asynchronously on a side stream that the training stream waits on. ``rows[i]`` is the
     store row of sample ``i``; ``labels[i]`` its label.
     """
@@ -154,7 +154,7 @@ class MappedBatchLoader:
         rank: int = 0,
         world_size: int = 1,
         workers: int = 2,
-        prefetch: int = 4,
+        prefetch: int | None = None,
     ) -> None:
         self.reader = reader
         self.rows = np.ascontiguousarray(rows, dtype=np.int64)
@@ -167,7 +167,7 @@ class MappedBatchLoader:
         self.rank = rank
         self.world_size = world_size
         self.workers = max(1, workers)
-        self.prefetch = max(1, prefetch)
+        self.prefetch = prefetch or self.workers + 2  # every thread busy, and some look-ahead
         self.epoch = 0
         self._cuda = device.type == "cuda"
         self._free: queue.Queue[_PinnedSlot] = queue.Queue()
