@@ -92,3 +92,26 @@ def test_visible_pool_respects_cuda_visible_devices() -> None:
     assert visible_gpu_pool({"CUDA_VISIBLE_DEVICES": "GPU-abc"}) == ["GPU-abc"]
     assert visible_gpu_pool({"CUDA_VISIBLE_DEVICES": ""}) == []
     assert visible_gpu_pool({}, count=2) == ["0", "1"]
+
+
+def test_a_slurm_job_locks_its_own_gpus_in_a_directory_of_its_own(tmp_path: Path) -> None:
+    """SLURM numbers a job's GPUs per node (and from 0 under cgroup device constraints): two
+    jobs on two nodes both get "GPU 0". A SLURM job that SLURM gave GPUs locks them in
+    lock_dir/slurm-job-<id>, so it never waits for another job's lock on "its" number; without
+    a SLURM GPU allocation the shared directory is used, as on one machine."""
+    from alexnet_bench.gpu_lock import job_lock_dir
+
+    step = {"SLURM_JOB_ID": "41", "SLURM_STEP_GPUS": "0", "CUDA_VISIBLE_DEVICES": "0"}
+    assert job_lock_dir(tmp_path, step) == tmp_path / "slurm-job-41"
+    assert job_lock_dir(tmp_path, {"SLURM_JOB_ID": "7", "SLURM_JOB_GPUS": "0,1"}) == (
+        tmp_path / "slurm-job-7"
+    )
+    assert job_lock_dir(tmp_path, {"SLURM_JOB_ID": "7"}) == tmp_path  # no GPUs from SLURM
+    assert job_lock_dir(tmp_path, {"CUDA_VISIBLE_DEVICES": "0"}) == tmp_path
+    other_node = acquire_gpus(1, tmp_path, ["0"])  # another node's job holds its "GPU 0"
+    try:
+        mine = acquire_gpus(1, job_lock_dir(tmp_path, step), ["0"], timeout_s=0)
+        assert mine.devices == ["0"]
+        mine.release()
+    finally:
+        other_node.release()
