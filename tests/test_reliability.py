@@ -55,22 +55,6 @@ METRIC_COLUMNS = ("epoch", "train_loss", "train_top1_error", "val_loss", "val_to
 # ------------------------------------------------------------------------------ helpers
 
 
-@pytest.fixture(scope="session")
-def proc_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Environment of every subprocess: one thread, unbuffered, this venv first on PATH.
-
-    Where the environment forbids bytecode files (PYTHONDONTWRITEBYTECODE), each subprocess
-    would compile torch from source (seconds); a session-wide PYTHONPYCACHEPREFIX avoids that.
-    """
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    for key in ("FAULT_PROGRESS", "FAULT_HOLD_AT", "FAULT_RELEASE", "FAULT_HOLD_TIMEOUT_S"):
-        env.pop(key, None)
-    if env.pop("PYTHONDONTWRITEBYTECODE", None):
-        env["PYTHONPYCACHEPREFIX"] = str(tmp_path_factory.mktemp("pycache"))
-    return env
-
-
 def with_faults(
     env: dict[str, str], progress: Path, hold_at: tuple[int, int] | None = None
 ) -> dict[str, str]:

@@ -11,8 +11,9 @@ if ``FAULT_PROGRESS`` is set:
   the progress file and waits until the file ``FAULT_RELEASE`` exists. A test thereby controls
   the event it races against: it kills the held job (the kill provably lands mid-epoch, however
   slow the machine), or does what it must do while the job cannot finish and then releases it.
-  A hold never released fails the step after ``FAULT_HOLD_TIMEOUT_S`` (default 600 s) instead
-  of hanging for ever.
+  With ``FAULT_HOLD_ARGV`` set, only processes whose command line contains that string hold
+  (one cell of a study, e.g. ``/baseline/``). A hold never released fails the step after
+  ``FAULT_HOLD_TIMEOUT_S`` (default 600 s) instead of hanging for ever.
 
 No test waits on a sleep or a slowed step: on a slower machine a kill timed by a delay lands
 in the wrong epoch. The numerics are untouched: a held run computes exactly what an unpatched
@@ -37,6 +38,8 @@ def _patch(trainer: Any) -> None:
     progress = os.environ["FAULT_PROGRESS"]
     hold_at = os.environ.get("FAULT_HOLD_AT")
     hold = tuple(int(x) for x in hold_at.split(":")) if hold_at else None
+    if hold and os.environ.get("FAULT_HOLD_ARGV", "") not in " ".join(sys.argv):
+        hold = None  # another cell's process
     release = os.environ.get("FAULT_RELEASE") or ""
     hold_timeout = float(os.environ.get("FAULT_HOLD_TIMEOUT_S") or 600)
     train_epoch, train_step = trainer.train_epoch, trainer.train_step
