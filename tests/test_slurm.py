@@ -57,7 +57,9 @@ from .test_reliability import (
     with_faults,
 )
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+# every SLURM call has its own timeout; this caps a test with the module's study (on this VM
+# about 3.5 minutes) so that no failure can hang the suite
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(900)]
 
 SCRIPT = REPO / "scripts" / "local_slurm.sh"
 PROFILE = REPO / "workflow" / "profiles" / "slurm"
@@ -274,12 +276,12 @@ def study(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Study:
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
         lines = TimedLines(proc)
         try:
-            wait_for_hold(progress, proc=proc, timeout=400)
+            wait_for_hold(progress, proc=proc, timeout=300)
             [(_, job)] = calls_for(cluster, workdir, f"rule_train_wildcards_tiny_{CANCELLED}_0")
             cancelled_at = time.monotonic()
             scancel = cluster.run("scancel", job)
             assert scancel.returncode == 0, scancel.stderr
-            proc.wait(400)
+            proc.wait(300)
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -293,7 +295,7 @@ def study(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Study:
         after_cancel = (sorted(p.name for p in cell.iterdir()),
                         checkpoint_epoch(checkpoint) if checkpoint.exists() else None)  # fmt: skip
         rerun = subprocess.run(slurm_snakemake(workdir), env=cluster.env, capture_output=True,
-                               text=True, timeout=600)  # fmt: skip
+                               text=True, timeout=300)  # fmt: skip
         second = Run(rerun.returncode, rerun.stdout + rerun.stderr)
         (tmp / "rerun.log").write_text(second.log)
     finally:
