@@ -237,7 +237,7 @@ class Study:
     first: Run  # held, then one job cancelled
     rerun: Run
     cancelled_job: str
-    noticed_s: float  # scancel until Snakemake had exited
+    noticed_s: float  # from scancel until Snakemake reported the job as failed
     held: list[tuple[int, int, int, int]]
     after_cancel: tuple[list[str], int | None]  # the cell's files and checkpoint epoch
 
