@@ -31,6 +31,23 @@ def visible_gpu_pool(environ: dict[str, str] | None = None, count: int | None = 
     return [str(i) for i in range(count)]
 
 
+def job_lock_dir(lock_dir: str | Path, environ: dict[str, str] | None = None) -> Path:
+    """Where this job's GPU locks go: ``lock_dir``, or inside a SLURM job that SLURM gave GPUs,
+    ``lock_dir/slurm-job-<SLURM_JOB_ID>``.
+
+    SLURM sets ``CUDA_VISIBLE_DEVICES`` to the job's own devices, numbered per node (and from 0
+    in every job where cgroups constrain devices), so two jobs on two nodes both hold "GPU 0".
+    Locked in the shared ``lock_dir``, the second would wait for the first although their cards
+    differ. In a directory of its own, a SLURM job never waits for another job's device, while
+    the jobs of one allocation (``salloc``, then a local ``snakemake`` run) still share one.
+    """
+    env = os.environ if environ is None else environ
+    job = env.get("SLURM_JOB_ID", "").strip()
+    if job and (env.get("SLURM_STEP_GPUS") or env.get("SLURM_JOB_GPUS")):
+        return Path(lock_dir) / f"slurm-job-{job}"
+    return Path(lock_dir)
+
+
 def physical_gpu_count() -> int:
     """Number of NVIDIA GPUs per NVML (does not initialise CUDA in this process); 0 if none."""
     try:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import RunConfig
-from .gpu_lock import GpuLease, acquire_gpus, visible_gpu_pool
+from .gpu_lock import GpuLease, acquire_gpus, job_lock_dir, visible_gpu_pool
 
 log = logging.getLogger("alexnet_bench")
 DDP_STOP_GRACE_S = 60.0  # torchrun itself gives its workers 30 s after forwarding SIGTERM
@@ -215,7 +215,8 @@ def lease_gpus(cfg: RunConfig, options: LaunchOptions) -> GpuLease | None:
     pool = visible_gpu_pool()
     if not pool:
         return None  # no GPU here: device auto falls back to CPU, device cuda fails later
-    lease = acquire_gpus(cfg.runtime.gpus, options.gpu_lock_dir, pool, timeout_s=options.gpu_wait_s)
+    lock_dir = job_lock_dir(options.gpu_lock_dir)  # a SLURM job's own GPUs: its own locks
+    lease = acquire_gpus(cfg.runtime.gpus, lock_dir, pool, timeout_s=options.gpu_wait_s)
     os.environ["CUDA_VISIBLE_DEVICES"] = lease.cuda_visible_devices
-    log.info("locked GPU(s) %s (CUDA_VISIBLE_DEVICES)", lease.cuda_visible_devices)
+    log.info("locked GPU(s) %s (CUDA_VISIBLE_DEVICES) in %s", lease.cuda_visible_devices, lock_dir)
     return lease

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -76,3 +77,20 @@ def _data_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     from alexnet_bench.data.cache import CACHE_ENV
 
     os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("data-cache"))
+
+
+@pytest.fixture(scope="session")
+def proc_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment of every subprocess: one thread, unbuffered, this venv first on PATH.
+
+    Where the environment forbids bytecode files (PYTHONDONTWRITEBYTECODE), each subprocess
+    would compile torch from source (seconds); a session-wide PYTHONPYCACHEPREFIX avoids that.
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    for key in ("FAULT_PROGRESS", "FAULT_HOLD_AT", "FAULT_HOLD_ARGV", "FAULT_RELEASE",
+                "FAULT_HOLD_TIMEOUT_S"):  # fmt: skip
+        env.pop(key, None)
+    if env.pop("PYTHONDONTWRITEBYTECODE", None):
+        env["PYTHONPYCACHEPREFIX"] = str(tmp_path_factory.mktemp("pycache"))
+    return env

@@ -99,12 +99,16 @@ def test_bf16_step_matches_fp32_on_cuda(tmp_path: Path, record_property) -> None
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # 6-9.5 min on the 2-vCPU VM shared with other work; room for 2x slower
 def test_fast_path_training_curves_track_the_plain_curves(tmp_path: Path) -> None:
     # Single runs are chaotic (fp32 rounding alone moves a final loss by ~0.2); seed means are
     # steadier. Measured over seeds 0-3: the plain runs' final losses spread with sd 0.19 (the
     # standard error of a difference of two 4-seed means is ~0.14); the fast vs plain mean curves
     # differ by at most 0.08 per epoch, mean val errors by 0.01. A broken fast path (no
     # learning) would sit ~1.0 above the plain curve by epoch 8, far outside the 0.3 tolerance.
+    # One run in four may stall on the plateau: on the 2-vCPU AMD EPYC test VM the plain run of
+    # seed 2 ends at 2.23 (from 2.34; the other seven drop by 0.72-1.18), so "learns" is asked
+    # of three runs in four per variant and of each variant's mean curve.
     seeds = (0, 1, 2, 3)
     losses: dict[str, list[list[float]]] = {"plain": [], "fast": []}
     val_errors: dict[str, list[float]] = {"plain": [], "fast": []}
@@ -118,11 +122,13 @@ def test_fast_path_training_curves_track_the_plain_curves(tmp_path: Path) -> Non
                 rt = metrics["runtime"]
                 assert (rt["amp"], rt["channels_last"], rt["compile"]) == ("bf16", True, "off")
                 assert metrics["config"]["runtime"]["channels_last"] is True
-            loss = curve(out, "train_loss")
-            assert loss[-1] < loss[0] - 0.4, (name, seed, loss)  # every run learns
-            losses[name].append(loss)
+            losses[name].append(curve(out, "train_loss"))
             val_errors[name].append(metrics["final"]["val_top1_error"])
+    for name, curves in losses.items():
+        learned = [c[-1] < c[0] - 0.4 for c in curves]
+        assert sum(learned) >= 3, (name, curves)  # (nearly) every run learns
     mean_curve = {k: [statistics.mean(e) for e in zip(*v, strict=True)] for k, v in losses.items()}
+    assert all(c[-1] < c[0] - 0.4 for c in mean_curve.values()), mean_curve
     assert mean_curve["fast"] == pytest.approx(mean_curve["plain"], abs=0.3)
     mean_val = {k: statistics.mean(v) for k, v in val_errors.items()}
     assert mean_val["fast"] == pytest.approx(mean_val["plain"], abs=0.1)

@@ -7,6 +7,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,24 +15,31 @@ from alexnet_bench.errors import DeviceError
 from alexnet_bench.gpu_lock import acquire_gpus, visible_gpu_pool
 
 
-def _hold(lock_dir: str, pool: list[str], needed: int, queue: mp.Queue, hold_s: float) -> None:
-    lease = acquire_gpus(needed, lock_dir, pool, timeout_s=10, poll_s=0.05)
+def _hold(lock_dir: str, pool: list[str], needed: int, queue: mp.Queue, done: Any) -> None:
+    """Lease, report the devices, and keep them until the test sets ``done`` (not for a fixed
+    time: a slow second process must still find the first one's device taken)."""
+    lease = acquire_gpus(needed, lock_dir, pool, timeout_s=60, poll_s=0.05)
     queue.put(lease.devices)
-    time.sleep(hold_s)
+    done.wait(120)
     lease.release()
 
 
 def test_two_jobs_started_at_once_get_different_devices(tmp_path: Path) -> None:
     ctx = mp.get_context("fork")
     queue: mp.Queue = ctx.Queue()
+    done = ctx.Event()
     procs = [
-        ctx.Process(target=_hold, args=(str(tmp_path), ["0", "1"], 1, queue, 1.0)) for _ in range(2)
+        ctx.Process(target=_hold, args=(str(tmp_path), ["0", "1"], 1, queue, done), daemon=True)
+        for _ in range(2)
     ]
     for p in procs:
         p.start()
-    got = sorted(queue.get(timeout=10)[0] for _ in procs)
-    for p in procs:
-        p.join(10)
+    try:
+        got = sorted(queue.get(timeout=60)[0] for _ in procs)
+    finally:
+        done.set()
+        for p in procs:
+            p.join(10)
     assert got == ["0", "1"]
 
 
@@ -58,9 +66,10 @@ def test_multi_gpu_lease_is_all_or_nothing(tmp_path: Path) -> None:
 def test_stale_lock_of_a_killed_job_is_reclaimed(tmp_path: Path) -> None:
     ctx = mp.get_context("fork")
     queue: mp.Queue = ctx.Queue()
-    proc = ctx.Process(target=_hold, args=(str(tmp_path), ["0"], 1, queue, 60.0))
+    never = ctx.Event()  # the holder keeps its lease until it is killed
+    proc = ctx.Process(target=_hold, args=(str(tmp_path), ["0"], 1, queue, never), daemon=True)
     proc.start()
-    assert queue.get(timeout=10) == ["0"]
+    assert queue.get(timeout=60) == ["0"]
     lock_file = tmp_path / "gpu-0.lock"
     assert lock_file.read_text().strip() == str(proc.pid)
     os.kill(proc.pid, signal.SIGKILL)
@@ -83,3 +92,26 @@ def test_visible_pool_respects_cuda_visible_devices() -> None:
     assert visible_gpu_pool({"CUDA_VISIBLE_DEVICES": "GPU-abc"}) == ["GPU-abc"]
     assert visible_gpu_pool({"CUDA_VISIBLE_DEVICES": ""}) == []
     assert visible_gpu_pool({}, count=2) == ["0", "1"]
+
+
+def test_a_slurm_job_locks_its_own_gpus_in_a_directory_of_its_own(tmp_path: Path) -> None:
+    """SLURM numbers a job's GPUs per node (and from 0 under cgroup device constraints): two
+    jobs on two nodes both get "GPU 0". A SLURM job that SLURM gave GPUs locks them in
+    lock_dir/slurm-job-<id>, so it never waits for another job's lock on "its" number; without
+    a SLURM GPU allocation the shared directory is used, as on one machine."""
+    from alexnet_bench.gpu_lock import job_lock_dir
+
+    step = {"SLURM_JOB_ID": "41", "SLURM_STEP_GPUS": "0", "CUDA_VISIBLE_DEVICES": "0"}
+    assert job_lock_dir(tmp_path, step) == tmp_path / "slurm-job-41"
+    assert job_lock_dir(tmp_path, {"SLURM_JOB_ID": "7", "SLURM_JOB_GPUS": "0,1"}) == (
+        tmp_path / "slurm-job-7"
+    )
+    assert job_lock_dir(tmp_path, {"SLURM_JOB_ID": "7"}) == tmp_path  # no GPUs from SLURM
+    assert job_lock_dir(tmp_path, {"CUDA_VISIBLE_DEVICES": "0"}) == tmp_path
+    other_node = acquire_gpus(1, tmp_path, ["0"])  # another node's job holds its "GPU 0"
+    try:
+        mine = acquire_gpus(1, job_lock_dir(tmp_path, step), ["0"], timeout_s=0)
+        assert mine.devices == ["0"]
+        mine.release()
+    finally:
+        other_node.release()

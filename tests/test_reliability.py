@@ -4,10 +4,12 @@ Each test injects one fault into real processes (the CLI, Snakemake and its jobs
 workers) on tiny data and checks that nothing is lost and that every failure is explained.
 ``docs/reliability.md`` maps each fault to the test that proves it.
 
-Jobs are made slow where a kill must land mid-epoch: ``tests/faultinject/sitecustomize.py``
-(put on ``PYTHONPATH``) logs every training step to a progress file and sleeps in each step
-from a given epoch on, so a test waits until the job is demonstrably inside that epoch, then
-kills it, and checks afterwards that the last checkpoint is the previous epoch's.
+Where a kill must land mid-epoch, or a test must act while a job is still running, the job is
+held, not slowed: ``tests/faultinject/sitecustomize.py`` (put on ``PYTHONPATH``) logs every
+training step to a progress file and stops each process right before a chosen step until the
+test releases it. The test waits for that hold, acts (kills the job, or starts a competing
+Snakemake), and checks afterwards that the last checkpoint is the previous epoch's. No test
+depends on how fast the machine is.
 """
 
 from __future__ import annotations
@@ -53,33 +55,20 @@ METRIC_COLUMNS = ("epoch", "train_loss", "train_top1_error", "val_loss", "val_to
 # ------------------------------------------------------------------------------ helpers
 
 
-@pytest.fixture(scope="session")
-def proc_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Environment of every subprocess: one thread, unbuffered, this venv first on PATH.
-
-    Where the environment forbids bytecode files (PYTHONDONTWRITEBYTECODE), each subprocess
-    would compile torch from source (seconds); a session-wide PYTHONPYCACHEPREFIX avoids that.
-    """
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    for key in ("FAULT_PROGRESS", "FAULT_STEP_DELAY_S", "FAULT_SLOW_FROM_EPOCH"):
-        env.pop(key, None)
-    if env.pop("PYTHONDONTWRITEBYTECODE", None):
-        env["PYTHONPYCACHEPREFIX"] = str(tmp_path_factory.mktemp("pycache"))
-    return env
-
-
 def with_faults(
-    env: dict[str, str], progress: Path, delay_s: float = 0.0, slow_from_epoch: int = 2
+    env: dict[str, str], progress: Path, hold_at: tuple[int, int] | None = None
 ) -> dict[str, str]:
-    """``env`` with the fault injector active: step log in ``progress``, slow steps."""
-    return {
+    """``env`` with the fault injector active: step log in ``progress``; with ``hold_at``
+    (epoch, step), every process stops before that step until :func:`release` is called."""
+    faults = {
         **env,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(FAULTINJECT), env.get("PYTHONPATH")])),
         "FAULT_PROGRESS": str(progress),
-        "FAULT_STEP_DELAY_S": str(delay_s),
-        "FAULT_SLOW_FROM_EPOCH": str(slow_from_epoch),
     }
+    if hold_at is not None:
+        faults["FAULT_HOLD_AT"] = f"{hold_at[0]}:{hold_at[1]}"
+        faults["FAULT_RELEASE"] = str(release_file(progress))
+    return faults
 
 
 def progress_lines(progress: Path) -> list[tuple[int, int, int, int]]:
@@ -92,19 +81,37 @@ def progress_lines(progress: Path) -> list[tuple[int, int, int, int]]:
     ]
 
 
-def wait_for_step(
-    progress: Path, epoch: int, step: int, proc: subprocess.Popen, timeout: float = 120
+def held_lines(progress: Path) -> list[tuple[int, int, int, int]]:
+    """(pid, rank, epoch, step) of every process now held before ``step`` of ``epoch``."""
+    if not progress.exists():
+        return []
+    rows = [line.split() for line in progress.read_text().splitlines()]
+    return [(int(p), int(r), int(e), int(s)) for p, r, e, s, _ in
+            (row for row in rows if len(row) == 5 and row[4] == "held")]  # fmt: skip
+
+
+def wait_for_hold(
+    progress: Path, proc: subprocess.Popen, ranks: int = 1, timeout: float = 300
 ) -> set[int]:
-    """Block until rank 0 has finished ``step`` of ``epoch``; return the pids seen in it."""
+    """Block until ``ranks`` processes are held (so they stay mid-epoch until released or
+    killed); return the pids of every process that logged a step or a hold."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        lines = progress_lines(progress)
-        if any(r == 0 and e == epoch and s >= step for _, r, e, s in lines):
-            return {p for p, _, e, _ in lines if e == epoch}
+        if len({r for _, r, _, _ in held_lines(progress)}) >= ranks:
+            return {p for p, _, _, _ in progress_lines(progress) + held_lines(progress)}
         if proc.poll() is not None:
-            pytest.fail(f"job ended (status {proc.returncode}) before epoch {epoch} step {step}")
+            pytest.fail(f"job ended (status {proc.returncode}) before it reached its hold")
         time.sleep(0.02)
-    pytest.fail(f"no progress to epoch {epoch} step {step} within {timeout}s")
+    pytest.fail(f"no process reached its hold within {timeout}s")
+
+
+def release_file(progress: Path) -> Path:
+    return progress.with_name(progress.name + ".release")
+
+
+def release(progress: Path) -> None:
+    """Let every process held by ``with_faults(..., hold_at=...)`` go on."""
+    release_file(progress).touch()
 
 
 def train_cmd(out: Path, cfg: dict, *extra: str) -> list[str]:
@@ -185,10 +192,11 @@ def test_kill9_mid_epoch_resumes_from_last_checkpoint_equal_to_uninterrupted(
     out, locks, progress = tmp_path / "killed", tmp_path / "locks", tmp_path / "progress"
     env = {**proc_env, "CUDA_VISIBLE_DEVICES": FAKE_GPU}  # cpu, but a lockable device
     lock_args = ("--gpu-lock-dir", str(locks), "--gpu-wait-s", "10")
-    job = subprocess.Popen(train_cmd(out, killed, *lock_args), env=with_faults(env, progress, 0.5),
+    job = subprocess.Popen(train_cmd(out, killed, *lock_args),
+                           env=with_faults(env, progress, hold_at=(2, 3)),
                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
     try:
-        wait_for_step(progress, epoch=2, step=2, proc=job)
+        wait_for_hold(progress, proc=job)  # steps 1-2 of epoch 2 done, held before step 3
         assert not lock_is_free(locks, [FAKE_GPU]), "the running job must hold its GPU lock"
         job.send_signal(signal.SIGKILL)
         job.wait(30)
@@ -230,11 +238,12 @@ def test_sigint_and_sigterm_leave_no_outputs_release_the_gpu_lock_and_explain(
             progress = tmp_path / sig.name / "progress"
             out.parent.mkdir()
             cmd = train_cmd(out, cfg, "--gpu-lock-dir", str(locks))
-            proc = subprocess.Popen(cmd, env=with_faults(env, progress, 0.5), stderr=subprocess.PIPE,
-                                    text=True, start_new_session=True)  # fmt: skip
+            proc = subprocess.Popen(cmd, env=with_faults(env, progress, hold_at=(2, 3)),
+                                    stderr=subprocess.PIPE, text=True,
+                                    start_new_session=True)  # fmt: skip
             jobs[sig] = (proc, out, locks)
         for sig, (proc, out, locks) in jobs.items():
-            wait_for_step(out.parent / "progress", epoch=2, step=2, proc=proc)
+            wait_for_hold(out.parent / "progress", proc=proc)
             assert not lock_is_free(locks, [FAKE_GPU])
             proc.send_signal(sig)
         for proc, _, _ in jobs.values():
@@ -327,12 +336,12 @@ def test_interrupted_ddp_job_stops_every_process_and_stays_resumable(
     cfg = tiny_run(train={"epochs": 3}, runtime={"device": "auto", "threads": 1, "gpus": 2})
     out, locks, progress = tmp_path / "out", tmp_path / "locks", tmp_path / "progress"
     pool = [f"{FAKE_GPU}-0", f"{FAKE_GPU}-1"]
-    env = with_faults({**proc_env, "CUDA_VISIBLE_DEVICES": ",".join(pool)}, progress, 0.5)
+    env = with_faults({**proc_env, "CUDA_VISIBLE_DEVICES": ",".join(pool)}, progress, (2, 3))
     cmd = train_cmd(out, cfg, "--gpu-lock-dir", str(locks), "--record-failures")
     job = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True,
                            start_new_session=True)  # fmt: skip
     try:
-        workers = wait_for_step(progress, epoch=2, step=2, proc=job)
+        workers = wait_for_hold(progress, proc=job, ranks=2)  # both ranks mid-epoch 2
         assert len(workers) == 2 and job.pid not in workers
         assert not lock_is_free(locks, pool)
         if fault == "sigterm_launcher":
@@ -359,7 +368,6 @@ def test_interrupted_ddp_job_stops_every_process_and_stays_resumable(
         assert "rerun the job to resume" in last
     alive = [pid for pid in workers if _alive(pid)]
     assert alive == [], f"DDP workers {alive} outlived their job"
-    time.sleep(1.0)  # a surviving worker would finish epoch 2 and write within this time
     assert not (out / "metrics.json").exists() and not (out / "history.csv").exists()
     state, notes = load_latest(out, RunConfig(cfg).hash)
     assert state is not None and state["epoch"] == 1 and notes == []
@@ -760,16 +768,16 @@ def test_snakemake_ctrl_c_then_kill9_then_rerun_resumes_to_the_uninterrupted_res
     study = yaml.safe_load((workdir / "config.yaml").read_text())
     reference = run_training(resolve_run(study, "tiny", "baseline", 0), tmp_path / "reference")
 
-    def start(progress: Path, slow_from: int) -> subprocess.Popen:
+    def start(progress: Path, held_epoch: int) -> subprocess.Popen:
         proc = subprocess.Popen(snakemake_cmd(workdir, "--cores", "1", target),
-                                env=with_faults(proc_env, progress, 0.5, slow_from),
+                                env=with_faults(proc_env, progress, hold_at=(held_epoch, 3)),
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 start_new_session=True)  # fmt: skip
         popen_group.append(proc)
         return proc
 
-    first = start(tmp_path / "progress1", slow_from=2)
-    wait_for_step(tmp_path / "progress1", epoch=2, step=2, proc=first)
+    first = start(tmp_path / "progress1", held_epoch=2)
+    wait_for_hold(tmp_path / "progress1", proc=first)  # 2 steps into epoch 2
     os.killpg(first.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
     log = first.communicate(timeout=120)[0]
     assert first.returncode != 0
@@ -778,8 +786,8 @@ def test_snakemake_ctrl_c_then_kill9_then_rerun_resumes_to_the_uninterrupted_res
     job_log = (workdir / "logs" / "train" / "tiny" / "baseline" / "seed0.log").read_text()
     assert job_log.strip().splitlines()[-1].startswith("interrupted by SIGINT"), log[-3000:]
 
-    second = start(tmp_path / "progress2", slow_from=3)
-    wait_for_step(tmp_path / "progress2", epoch=3, step=2, proc=second)
+    second = start(tmp_path / "progress2", held_epoch=3)
+    wait_for_hold(tmp_path / "progress2", proc=second)  # 2 steps into epoch 3
     assert progress_lines(tmp_path / "progress2")[0][2] == 2, "the rerun must resume at epoch 2"
     os.killpg(second.pid, signal.SIGKILL)  # power loss / OOM kill of Snakemake and its job
     second.wait(30)
@@ -809,7 +817,10 @@ def test_second_snakemake_is_refused_and_a_diverged_cell_does_not_stop_the_study
 ) -> None:
     """While a study runs, a second snakemake on the same directory exits with Snakemake's
     LockException before starting any job; the first finishes undisturbed: its diverging cell is recorded as
-    diverged (exit 0, so the study continues), the baseline completes, the report shows both."""
+    diverged (exit 0, so the study continues), the baseline completes, the report shows both.
+
+    The first invocation's training jobs are held before their first step until the second has
+    been refused, so it is still running then, however long the second takes to start."""
     explode = {"family": "activation", "description": "learning rate far too high",
                "overrides": {"model": {"activation": "tanh", "lrn": False},
                              "train": {"lr": 1.0e6, "lr_schedule": "constant"}}}  # fmt: skip
@@ -817,17 +828,18 @@ def test_second_snakemake_is_refused_and_a_diverged_cell_does_not_stop_the_study
                         ablation_defs={"explode": explode})  # fmt: skip
     progress = tmp_path / "progress"
     first = subprocess.Popen(snakemake_cmd(workdir, "--cores", "2"),
-                             env=with_faults(proc_env, progress, 0.2, slow_from_epoch=1),
+                             env=with_faults(proc_env, progress, hold_at=(1, 1)),
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              start_new_session=True)  # fmt: skip
     popen_group.append(first)
-    wait_for_step(progress, epoch=1, step=1, proc=first)
+    wait_for_hold(progress, proc=first)  # a training job waits: the study cannot finish
     second = subprocess.run(snakemake_cmd(workdir, "--cores", "2"), env=proc_env,
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+                            capture_output=True, text=True, timeout=240)  # fmt: skip
     assert second.returncode != 0
     assert "Directory cannot be locked" in second.stdout + second.stderr
     assert first.poll() is None, "the refusal must happen while the first invocation runs"
     assert not (workdir / "logs" / "report.log").exists()  # the second started no job
+    release(progress)
 
     log = first.communicate(timeout=360)[0]
     assert first.returncode == 0, log[-4000:]

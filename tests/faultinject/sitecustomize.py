@@ -6,10 +6,18 @@ if ``FAULT_PROGRESS`` is set:
 
 * each training step appends ``<pid> <rank> <epoch> <step>`` to the file ``FAULT_PROGRESS``, so a
   test can wait until a job is demonstrably mid-epoch before killing it;
-* from epoch ``FAULT_SLOW_FROM_EPOCH`` (default 2) on, each step first sleeps
-  ``FAULT_STEP_DELAY_S`` seconds, so the kill lands inside that epoch, not after it.
+* with ``FAULT_HOLD_AT=<epoch>:<step>``, each process stops right before that step (so after
+  ``step - 1`` complete steps of that epoch), appends ``<pid> <rank> <epoch> <step> held`` to
+  the progress file and waits until the file ``FAULT_RELEASE`` exists. A test thereby controls
+  the event it races against: it kills the held job (the kill provably lands mid-epoch, however
+  slow the machine), or does what it must do while the job cannot finish and then releases it.
+  With ``FAULT_HOLD_ARGV`` set, only processes whose command line contains that string hold
+  (one cell of a study, e.g. ``/baseline/``). A hold never released fails the step after
+  ``FAULT_HOLD_TIMEOUT_S`` (default 600 s) instead of hanging for ever.
 
-The numerics are untouched: a slowed run computes exactly what an unpatched one does.
+No test waits on a sleep or a slowed step: on a slower machine a kill timed by a delay lands
+in the wrong epoch. The numerics are untouched: a held run computes exactly what an unpatched
+one does.
 """
 
 from __future__ import annotations
@@ -28,9 +36,22 @@ TARGET = "alexnet_bench.train"
 
 def _patch(trainer: Any) -> None:
     progress = os.environ["FAULT_PROGRESS"]
-    delay = float(os.environ.get("FAULT_STEP_DELAY_S") or 0)
-    slow_from = int(os.environ.get("FAULT_SLOW_FROM_EPOCH") or 2)
+    hold_at = os.environ.get("FAULT_HOLD_AT")
+    hold = tuple(int(x) for x in hold_at.split(":")) if hold_at else None
+    if hold and os.environ.get("FAULT_HOLD_ARGV", "") not in " ".join(sys.argv):
+        hold = None  # another cell's process
+    release = os.environ.get("FAULT_RELEASE") or ""
+    hold_timeout = float(os.environ.get("FAULT_HOLD_TIMEOUT_S") or 600)
     train_epoch, train_step = trainer.train_epoch, trainer.train_step
+
+    def wait_for_release(self: Any, epoch: int, step: int) -> None:
+        with open(progress, "a") as fh:
+            fh.write(f"{os.getpid()} {self.dist.rank} {epoch} {step} held\n")
+        deadline = time.monotonic() + hold_timeout
+        while not (release and os.path.exists(release)):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"fault hold at epoch {epoch} step {step} never released")
+            time.sleep(0.05)  # a signal handler still runs here (SIGINT/SIGTERM tests)
 
     def epoch_hook(self: Any, epoch: int) -> Any:
         self._fault_epoch, self._fault_step = epoch, 0
@@ -39,8 +60,8 @@ def _patch(trainer: Any) -> None:
     def step_hook(self: Any, *args: Any, **kwargs: Any) -> Any:
         epoch = getattr(self, "_fault_epoch", 0)
         self._fault_step = getattr(self, "_fault_step", 0) + 1
-        if delay and epoch >= slow_from:
-            time.sleep(delay)
+        if hold == (epoch, self._fault_step):
+            wait_for_release(self, epoch, self._fault_step)
         result = train_step(self, *args, **kwargs)
         with open(progress, "a") as fh:
             fh.write(f"{os.getpid()} {self.dist.rank} {epoch} {self._fault_step}\n")
