@@ -16,6 +16,7 @@ import math
 import types
 import typing
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from .config import RecordConfig, record_config
@@ -245,12 +246,16 @@ def _scalar(kind: type, value: Any) -> Any:
     return value
 
 
+@cache
+def _fields(cls: Any) -> tuple[tuple[str, Any], ...]:
+    """(name, resolved type) of each field of a record dataclass."""
+    hints = typing.get_type_hints(cls)
+    return tuple((f.name, hints[f.name]) for f in dataclasses.fields(cls))
+
+
 def _build(cls: Any, data: Any) -> Any:
     data = data if isinstance(data, dict) else {}
-    hints = typing.get_type_hints(cls)
-    return cls(
-        **{f.name: _convert(hints[f.name], data.get(f.name)) for f in dataclasses.fields(cls)}
-    )
+    return cls(**{name: _convert(kind, data.get(name)) for name, kind in _fields(cls)})
 
 
 def from_metrics(metrics: dict[str, Any]) -> RunRecord:
