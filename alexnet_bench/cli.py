@@ -19,12 +19,16 @@ from typing import Any
 
 from . import __version__
 from .config import RunConfig, deep_merge, parse_override
-from .errors import BenchError, DeviceError, DiskFullError
-from .launch import CellSkipped, Interrupted, LaunchOptions, install_signal_handlers, launch
-from .record import write_not_trained
+from .errors import BenchError
+from .launch import (
+    EXIT_USER_ERROR,
+    Interrupted,
+    LaunchOptions,
+    install_signal_handlers,
+    train_cell,
+)
 
 log = logging.getLogger("alexnet_bench")
-EXIT_USER_ERROR = 2
 
 
 def _parse_labels(items: Sequence[str]) -> dict[str, Any]:
@@ -105,57 +109,25 @@ def load_run_config(args: argparse.Namespace) -> tuple[RunConfig, dict[str, Any]
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train one run: parse, resolve the run config, launch (launch.py)."""
-    out = Path(args.out)
-    labels = _parse_labels(args.label or [])
-    cfg: RunConfig | None = None
-    try:
-        cfg, cell_labels = load_run_config(args)
-        labels = {**cell_labels, **labels}
-        options = LaunchOptions(
-            gpu_lock_dir=args.gpu_lock_dir,
-            gpu_wait_s=args.gpu_wait_s,
-            cpu_standins=args.cpu_standins,
-            peak_flops=Path(args.peak_flops) if args.peak_flops else None,
-        )
-        return launch(cfg, out, labels, options)
-    except CellSkipped as exc:
-        return _skip(out, str(exc), cfg, labels)
-    except DeviceError as exc:
-        if args.on_insufficient_gpus == "skip" and cfg is not None:
-            return _skip(out, str(exc), cfg, labels)
-        return _fail(out, exc, cfg, labels, args.record_failures)
-    except BenchError as exc:
-        return _fail(out, exc, cfg, labels, args.record_failures)
-
-
-def _skip(out: Path, reason: str, cfg: RunConfig | None, labels: dict[str, Any]) -> int:
-    write_not_trained(out, "skipped", reason, cfg, labels)
-    print(f"skipped: {reason}", file=sys.stderr)
-    return 0
-
-
-def _fail(
-    out: Path, exc: Exception, cfg: RunConfig | None, labels: dict[str, Any], record: bool
-) -> int:
-    print(f"error: {exc}", file=sys.stderr)
-    if record:
-        try:
-            write_not_trained(out, "failed", str(exc), cfg, labels)
-        except DiskFullError:  # no room for the record either: a plain failure, rerun later
-            return EXIT_USER_ERROR
-        print(f"recorded failure in {out / 'metrics.json'}", file=sys.stderr)
-        return 0
-    return EXIT_USER_ERROR
+    options = LaunchOptions(
+        gpu_lock_dir=args.gpu_lock_dir,
+        gpu_wait_s=args.gpu_wait_s,
+        cpu_standins=args.cpu_standins,
+        peak_flops=Path(args.peak_flops) if args.peak_flops else None,
+    )
+    return train_cell(
+        lambda: load_run_config(args), Path(args.out), _parse_labels(args.label or []), options,
+        record_failures=args.record_failures, on_insufficient_gpus=args.on_insufficient_gpus,
+    )  # fmt: skip
 
 
 def cmd_list_failed(args: argparse.Namespace) -> int:
     """Print the metrics.json paths of runs that did not complete (for ``snakemake -R``)."""
+    from .collect import load_run
+
     for path in sorted(Path(args.results).rglob("metrics.json")):
-        try:
-            status = json.loads(path.read_text()).get("status")
-        except (OSError, json.JSONDecodeError):
-            status = "unparseable"
-        if status not in ("completed",) and (args.status is None or status in args.status):
+        status = load_run(path).status
+        if status != "completed" and (args.status is None or status in args.status):
             print(path)
     return 0
 

@@ -1,7 +1,15 @@
-"""Run configuration: JSON-schema validation with defaults, typed access and a stable hash.
+"""Run configuration: JSON-schema validation with defaults, typed sections and a stable hash.
 
 The schema (``schemas/run.schema.yaml``) is the single source of truth for keys, types,
-allowed values and defaults; :class:`RunConfig` is a thin typed view over the validated dict.
+allowed values and defaults. :class:`RunConfig` validates a dict against it and exposes each
+section as a frozen dataclass generated from the schema (:data:`SECTION_TYPES`: one field per
+key, typed by the key's schema type), so the two cannot drift and a new schema key needs no
+second edit. A key without a schema default (``model.arch``, ``train.stop_at_target``) is None
+when absent.
+
+The config hash (:func:`config_hash`) is the sha256 of the canonical JSON of the validated dict
+(defaults filled, keys without a default left out when absent); the typed sections are a view
+and do not enter it.
 """
 
 from __future__ import annotations
@@ -11,9 +19,10 @@ import difflib
 import hashlib
 import json
 import math
+import operator
 import re
-from dataclasses import dataclass, field
-from functools import cache
+from dataclasses import dataclass, field, make_dataclass
+from functools import cache, reduce
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -23,14 +32,52 @@ import yaml
 
 from .errors import ConfigError
 
-SECTIONS = ("model", "data", "augment", "eval", "train", "runtime", "telemetry")
-
 
 @cache
 def run_schema() -> dict[str, Any]:
     """The run-configuration JSON schema (parsed once)."""
     text = resources.files("alexnet_bench").joinpath("schemas/run.schema.yaml").read_text()
     return yaml.safe_load(text)
+
+
+#: the run config's sections, in schema order (model, data, augment, eval, train, runtime, ...)
+SECTIONS: tuple[str, ...] = tuple(run_schema()["properties"])
+_JSON_TYPES: dict[str, type] = {
+    "integer": int, "number": float, "boolean": bool, "string": str, "null": type(None),
+    "object": dict, "array": list,
+}  # fmt: skip
+
+
+def _python_type(prop: dict[str, Any]) -> Any:
+    """The Python type of a schema property's values (a union for enums and type lists); keys
+    without a schema default may be absent, so they are optional."""
+    if "enum" in prop:
+        kinds = {type(v) for v in prop["enum"]}
+    else:
+        names = prop["type"] if isinstance(prop["type"], list) else [prop["type"]]
+        kinds = {_JSON_TYPES[name] for name in names}
+    if "default" not in prop:
+        kinds.add(type(None))
+    return reduce(operator.or_, sorted(kinds, key=lambda t: (t is type(None), t.__name__)))
+
+
+def _section_type(name: str) -> type:
+    """A frozen dataclass with one field per key of the schema's section ``name``."""
+    props = run_schema()["properties"][name]["properties"]
+    fields = [(key, _python_type(prop), field(default=None)) for key, prop in props.items()]
+    return make_dataclass(f"{name.capitalize()}Config", fields, frozen=True)
+
+
+#: section name -> its typed dataclass, generated from schemas/run.schema.yaml
+SECTION_TYPES: dict[str, type] = {name: _section_type(name) for name in SECTIONS}
+
+
+def section(name: str, values: dict[str, Any] | None) -> Any:
+    """The typed section ``name`` of ``values`` (keys outside the schema are ignored; absent
+    ones are None)."""
+    cls = SECTION_TYPES[name]
+    known = run_schema()["properties"][name]["properties"]
+    return cls(**{k: v for k, v in (values or {}).items() if k in known})
 
 
 def _fill_defaults(instance: dict[str, Any], schema: dict[str, Any]) -> None:
@@ -287,26 +334,39 @@ def config_hash(cfg: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-class _Section:
-    """Attribute access over one validated config section."""
+@dataclass(frozen=True)
+class RecordConfig:
+    """The typed sections of a config as a run record holds it (read leniently, not validated:
+    an older record may lack keys, which are then None)."""
 
-    def __init__(self, values: dict[str, Any]) -> None:
-        self.__dict__.update(values)
+    model: Any
+    data: Any
+    augment: Any
+    eval: Any
+    train: Any
+    runtime: Any
+    telemetry: Any
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.__dict__})"
+
+def record_config(raw: dict[str, Any] | None) -> RecordConfig:
+    """The sections of a recorded config (``metrics.json`` ``config``; None: all empty)."""
+    raw = raw if isinstance(raw, dict) else {}
+    return RecordConfig(**{
+        name: section(name, raw.get(name) if isinstance(raw.get(name), dict) else None)
+        for name in SECTIONS
+    })  # fmt: skip
 
 
 @dataclass
 class RunConfig:
-    """Validated run configuration with attribute access (``cfg.model.activation``)."""
+    """Validated run configuration with typed sections (``cfg.model.activation``)."""
 
     raw: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.raw = validate_run_config(self.raw)
         for name in SECTIONS:
-            setattr(self, name, _Section(self.raw[name]))
+            setattr(self, name, section(name, self.raw[name]))
 
     @classmethod
     def from_file(cls, path: str | Path, overrides: list[str] | None = None) -> RunConfig:
@@ -324,7 +384,7 @@ class RunConfig:
     def hash(self) -> str:
         return config_hash(self.raw)
 
-    # Typed shortcuts for the settings every module needs.
+    # The typed sections (instances of SECTION_TYPES[name]), set from the validated dict.
     model: Any = field(init=False, repr=False)
     data: Any = field(init=False, repr=False)
     augment: Any = field(init=False, repr=False)

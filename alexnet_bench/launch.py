@@ -15,16 +15,19 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .config import RunConfig
+from .errors import BenchError, DeviceError, DiskFullError
 from .gpu_lock import GpuLease, acquire_gpus, job_lock_dir, visible_gpu_pool
+from .record import write_not_trained
 
 log = logging.getLogger("alexnet_bench")
 DDP_STOP_GRACE_S = 60.0  # torchrun itself gives its workers 30 s after forwarding SIGTERM
+EXIT_USER_ERROR = 2
 
 
 class CellSkipped(Exception):
@@ -63,6 +66,58 @@ def launch(cfg: RunConfig, out: Path, labels: dict[str, Any], options: LaunchOpt
     finally:
         if lease is not None:
             lease.release()
+
+
+def train_cell(
+    resolve: Callable[[], tuple[RunConfig, dict[str, Any]]],
+    out: Path,
+    labels: dict[str, Any],
+    options: LaunchOptions,
+    *,
+    record_failures: bool = False,
+    on_insufficient_gpus: str = "fail",
+) -> int:
+    """One cell of a study, as its job runs it: resolve its run config (and the cell's labels),
+    :func:`launch` it, and turn a skip or a user error into the cell's record.
+
+    A skipped cell (:class:`CellSkipped`; a :class:`~.errors.DeviceError` with
+    ``on_insufficient_gpus="skip"``) writes a ``skipped`` metrics.json and returns 0. Another
+    user error prints one line and returns 2, or, with ``record_failures``, writes a ``failed``
+    metrics.json and returns 0.
+    """
+    cfg: RunConfig | None = None
+    try:
+        cfg, cell_labels = resolve()
+        labels = {**cell_labels, **labels}
+        return launch(cfg, out, labels, options)
+    except CellSkipped as exc:
+        return _skip(out, str(exc), cfg, labels)
+    except DeviceError as exc:
+        if on_insufficient_gpus == "skip" and cfg is not None:
+            return _skip(out, str(exc), cfg, labels)
+        return _fail(out, exc, cfg, labels, record_failures)
+    except BenchError as exc:
+        return _fail(out, exc, cfg, labels, record_failures)
+
+
+def _skip(out: Path, reason: str, cfg: RunConfig | None, labels: dict[str, Any]) -> int:
+    write_not_trained(out, "skipped", reason, cfg, labels)
+    print(f"skipped: {reason}", file=sys.stderr)
+    return 0
+
+
+def _fail(
+    out: Path, exc: Exception, cfg: RunConfig | None, labels: dict[str, Any], record: bool
+) -> int:
+    print(f"error: {exc}", file=sys.stderr)
+    if record:
+        try:
+            write_not_trained(out, "failed", str(exc), cfg, labels)
+        except DiskFullError:  # no room for the record either: a plain failure, rerun later
+            return EXIT_USER_ERROR
+        print(f"recorded failure in {out / 'metrics.json'}", file=sys.stderr)
+        return 0
+    return EXIT_USER_ERROR
 
 
 class Interrupted(BaseException):

@@ -1,33 +1,12 @@
-"""The per-epoch history (history.csv) and the numbers derived from it: final and best errors,
-time to target, collapse."""
+"""Numbers the record derives from the per-epoch history: final and best errors, time to
+target, collapse. (The history file itself: :mod:`.history`.)"""
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-from pathlib import Path
 from typing import Any
 
-from .io import write_text
-
-HISTORY_COLUMNS = (
-    "epoch", "train_loss", "train_top1_error", "val_loss", "val_top1_error", "val_top5_error",
-    "lr", "epoch_time_s", "elapsed_s", "images_per_s", "train_clean_loss",
-    "train_clean_top1_error",
-)  # fmt: skip
-
-
-def write_history(path: Path, history: list[dict[str, Any]]) -> None:
-    """Atomically write the per-epoch history as CSV."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(
-        buf, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n"
-    )
-    writer.writeheader()
-    for row in history:
-        writer.writerow({k: row.get(k) for k in HISTORY_COLUMNS})
-    write_text(path, buf.getvalue())
+from . import effects
 
 
 def is_finite_row(row: dict[str, Any]) -> bool:
@@ -36,47 +15,37 @@ def is_finite_row(row: dict[str, Any]) -> bool:
 
 
 def time_to_target(
-    history: list[dict[str, Any]],
-    target: float,
-    num_classes: int | None = None,
-    column: str = "train_top1_error",
+    history: list[dict[str, Any]], target: float, column: str = "train_top1_error"
 ) -> dict[str, Any]:
-    """When the training top-1 error (history ``column``: the running error over the epoch's
-    batches, or ``train_clean_top1_error``, an eval-mode pass over fixed training images)
-    first fell below ``target`` (paper Figure 1 criterion).
+    """The record's ``time_to_target``: when the training top-1 error (history ``column``: the
+    running error over the epoch's batches, or ``train_clean_top1_error``, an eval-mode pass over
+    fixed training images) first fell below ``target`` (paper Figure 1 criterion), by the
+    definition every study shares (:func:`~.effects.time_to_target`).
 
-    ``epoch`` and ``seconds`` are those of the first epoch that ended below the target.
-    ``epoch_interpolated`` and ``seconds_interpolated`` place the crossing by linear
-    interpolation between that epoch's error and the previous one's (before epoch 1: the chance
-    error ``1 - 1/num_classes`` at 0 epochs and 0 s), so ratios of times are not rounded to
-    whole epochs.
+    ``epoch`` and ``seconds`` are those of the first epoch that ended below the target;
+    ``epoch_interpolated`` and ``seconds_interpolated`` the crossing, interpolated linearly
+    between that epoch and the one before. ``censoring`` is ``left`` when the first epoch
+    already ended below the target (then only ``<= 1`` epoch is known: no interpolated value),
+    ``right`` when no epoch did.
     """
-    prev_epoch, prev_s = 0.0, 0.0
-    prev_err = 1.0 - 1.0 / num_classes if num_classes else None
+    rows = []
     for row in history:
         if not is_finite_row(row) or row.get(column) is None:
             break
-        err, epoch, seconds = row[column], row["epoch"], row["elapsed_s"]
-        if err < target:
-            frac = 1.0
-            if prev_err is not None and prev_err > err:
-                frac = min(1.0, max(0.0, (prev_err - target) / (prev_err - err)))
-            return {
-                "target_train_error": target,
-                "error": column,
-                "epoch": epoch,
-                "seconds": seconds,
-                "epoch_interpolated": round(prev_epoch + frac * (epoch - prev_epoch), 4),
-                "seconds_interpolated": round(prev_s + frac * (seconds - prev_s), 4),
-            }
-        prev_epoch, prev_s, prev_err = float(epoch), float(seconds), err
+        rows.append(row)
+    errors = [r[column] for r in rows]
+    by_epoch = effects.time_to_target(errors, target)
+    by_time = effects.time_to_target(errors, target, [r["elapsed_s"] for r in rows])
+    first = by_epoch.first_epoch
+    reached = by_epoch.kind == "reached"
     return {
         "target_train_error": target,
         "error": column,
-        "epoch": None,
-        "seconds": None,
-        "epoch_interpolated": None,
-        "seconds_interpolated": None,
+        "censoring": {"left-censored": "left", "right-censored": "right"}.get(by_epoch.kind),
+        "epoch": rows[first - 1]["epoch"] if first else None,
+        "seconds": rows[first - 1]["elapsed_s"] if first else None,
+        "epoch_interpolated": round(by_epoch.lower, 4) if reached else None,
+        "seconds_interpolated": round(by_time.lower, 4) if reached else None,
     }
 
 

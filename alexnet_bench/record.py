@@ -1,9 +1,10 @@
 """The run record (``metrics.json``): what a trained, failed or skipped run writes.
 
-One module assembles every record the package writes: :func:`training_record` (the trainer's
-results), :func:`finish_record` (the job's labels, config, telemetry, host and environment) and
-:func:`write_not_trained` (a failed or skipped cell). ``reports/collect.py`` is the reading
-side (``READ_KEYS``); ``tests/test_record_contract.py`` checks that the two agree.
+One module assembles every record the package writes: :func:`training_record` (from the
+:class:`~.train_result.TrainResult` that ``Trainer.fit`` returns), :func:`finish_record` (the
+job's labels, config, telemetry, host and environment) and :func:`write_not_trained` (a failed
+or skipped cell). Every record is checked against ``schemas/metrics.schema.yaml`` before it is
+written; the reading side is :mod:`.collect` (typed by :mod:`.runrecord`).
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ import jsonschema
 import torch
 import yaml
 
+from .history import write_history
 from .io import write_json
-from .metrics import summarise_history, time_to_target, write_history
-from .model import count_parameters
+from .metrics import summarise_history, time_to_target
 from .runtime import AMP_DTYPES
-from .telemetry.flops import device_peak_flops, mfu, train_flops_per_image
+from .telemetry.flops import device_peak_flops, mfu
 from .telemetry.peak import cpu_peak_for
+from .train_result import TrainResult, TrainSetup
 
 log = logging.getLogger(__name__)
 #: bumped when the record changes shape
@@ -33,78 +35,66 @@ SCHEMA_VERSION = 2  # 2: status "collapsed", health, host.job_cpu_s; parallel.sc
 
 if TYPE_CHECKING:
     from .config import RunConfig
-    from .train import RunState, Trainer
 
 
-def training_record(
-    trainer: Trainer,
-    state: RunState,
-    status: str,
-    diverged_epoch: int | None,
-    ten_crop: dict[str, float] | None,
-) -> dict[str, Any]:
-    """The record of a training run as the trainer leaves it: status, errors, time to target,
-    speed, FLOPs/MFU, model, health, device, runtime switches and data."""
-    summary = summarise_history(state.history)
+def training_record(result: TrainResult) -> dict[str, Any]:
+    """The record of a training run: status, errors, time to target, speed, FLOPs/MFU, model,
+    health, device, runtime switches and data."""
+    setup = result.setup
+    summary = summarise_history(result.history)
     summary["final"].update(
-        ten_crop or {"val_top1_error_10crop": None, "val_top5_error_10crop": None}
+        result.ten_crop or {"val_top1_error_10crop": None, "val_top5_error_10crop": None}
     )
-    step = trainer.timer.summary()
+    step = result.step_time
     ips = step.get("images_per_s_median")
-    epoch_ips = [r["images_per_s"] for r in state.history if r.get("images_per_s")]
-    world = trainer.dist.world_size
+    epoch_ips = [r["images_per_s"] for r in result.history if r.get("images_per_s")]
+    world = setup.world_size
     global_ips = ips * world if ips else None
-    flops = flops_record(trainer, global_ips)
-    reason = (
-        f"loss became non-finite in epoch {diverged_epoch}"
-        if diverged_epoch
-        else state.status_reason
-    )
     return {
-        "status": status,
-        "reason": reason,
-        "epochs_completed": state.epoch,
-        "diverged_epoch": diverged_epoch,
-        "resumed_from_epoch": state.resumed_from,
-        "notes": state.notes,
+        "status": result.status,
+        "reason": result.reason,
+        "epochs_completed": result.epochs_completed,
+        "diverged_epoch": result.diverged_epoch,
+        "resumed_from_epoch": result.resumed_from,
+        "notes": result.notes,
         **summary,
-        "time_to_target": time_to_target(state.history, trainer.cfg.train.target_train_error,
-                                         trainer.data.num_classes, trainer.target_column),
-        "train_time_s": round(state.elapsed_s, 4),
+        "time_to_target": time_to_target(result.history, setup.cfg.train.target_train_error,
+                                         result.target_column),
+        "train_time_s": round(result.train_time_s, 4),
         "throughput": {
             "images_per_s_median": global_ips,
             "images_per_s_mean": (sum(epoch_ips) / len(epoch_ips)) if epoch_ips else None,
             "scope": f"global over {world} process(es), median over timed steps",
         },
         "step_time": step,
-        "flops": flops,
-        "model": {"num_params": count_parameters(trainer.model), **getattr(trainer.model, "config", {})},
-        "health": trainer.health(),
-        "device": device_record(trainer),
-        "runtime": runtime_record(trainer),
-        "data": {**{k: v for k, v in trainer.data.info.items() if k != "skipped_at_load"},
-                 "skipped_files": len(trainer.data.skipped_files),
-                 "skipped_examples": trainer.data.skipped_files[:10]},
+        "flops": flops_record(setup, global_ips),
+        "model": result.model,
+        "health": result.health,
+        "device": device_record(setup),
+        "runtime": runtime_record(setup),
+        "data": {**{k: v for k, v in setup.data_info.items() if k != "skipped_at_load"},
+                 "skipped_files": len(setup.skipped_files),
+                 "skipped_examples": setup.skipped_files[:10]},
     }  # fmt: skip
 
 
-def flops_record(trainer: Trainer, images_per_s: float | None) -> dict[str, Any]:
+def flops_record(setup: TrainSetup, images_per_s: float | None) -> dict[str, Any]:
     """FLOPs per image, achieved FLOP/s and MFU against the study's once-measured CPU peak
     (or the device's); an MFU above 1 (a disturbed peak probe) is withheld with a note."""
-    per_image = train_flops_per_image(trainer.model, trainer.cfg.data.image_size, trainer.device)
-    dtype = AMP_DTYPES.get(trainer.cfg.runtime.amp, torch.float32)
+    per_image = setup.flops_per_image
+    dtype = AMP_DTYPES.get(setup.cfg.runtime.amp, torch.float32)
     study_peak = None
-    if trainer.device.type == "cpu":
-        study_peak = cpu_peak_for(trainer.peak_flops_file, torch.get_num_threads())
+    if setup.device.type == "cpu":
+        study_peak = cpu_peak_for(setup.peak_flops_file, torch.get_num_threads())
     if study_peak is not None:
         peak = {"peak_flops": study_peak[0], "source": "measured-matmul-once",
                 "note": study_peak[1]}  # fmt: skip
     else:
-        peak = device_peak_flops(trainer.device, dtype)
+        peak = device_peak_flops(setup.device, dtype)
         if peak["source"] == "measured-matmul":
             peak["note"] += " in this job (other jobs running beside it may disturb it)"
     # every process (DDP rank) has the same device and threads: the job's peak is the sum
-    peak_total = peak["peak_flops"] * trainer.dist.world_size
+    peak_total = peak["peak_flops"] * setup.world_size
     achieved = per_image * images_per_s if images_per_s else None
     value = mfu(achieved, peak_total) if achieved else None
     note = peak.get("note")
@@ -122,45 +112,42 @@ def flops_record(trainer: Trainer, images_per_s: float | None) -> dict[str, Any]
     }
 
 
-def device_record(trainer: Trainer) -> dict[str, Any]:
-    if trainer.device.type == "cuda":
-        name = torch.cuda.get_device_name(trainer.device)
-        return {"type": "cuda", "name": name, "count": trainer.device_count}
-    return {"type": "cpu", "name": "cpu", "count": trainer.device_count}
+def device_record(setup: TrainSetup) -> dict[str, Any]:
+    return {"type": setup.device.type, "name": setup.device_name, "count": setup.device_count}
 
 
-def parallel_record(trainer: Trainer) -> dict[str, Any]:
+def parallel_record(setup: TrainSetup) -> dict[str, Any]:
     """How the job uses its devices, labelled honestly on CPU."""
-    mode = "ddp" if trainer.dist.distributed else ("model" if trainer.model_parallel else "none")
-    cpu_standin = trainer.device.type == "cpu" and trainer.device_count > 1
+    mode = "ddp" if setup.distributed else ("model" if setup.model_parallel else "none")
+    cpu_standin = setup.device.type == "cpu" and setup.device_count > 1
     return {
         "mode": mode,
-        "world_size": trainer.dist.world_size,
-        "devices": trainer.device_count,
-        "backend": trainer.dist.backend,
-        "device_type": trainer.device.type,
+        "world_size": setup.world_size,
+        "devices": setup.device_count,
+        "backend": setup.backend,
+        "device_type": setup.device.type,
         "note": "CPU stand-in for several GPUs: same code path, no speed-up expected"
         if cpu_standin
         else None,
     }
 
 
-def runtime_record(trainer: Trainer) -> dict[str, Any]:
+def runtime_record(setup: TrainSetup) -> dict[str, Any]:
     """The fast-path switches as they took effect on this device (for metrics.json)."""
-    rt, cuda = trainer.cfg.runtime, trainer.device.type == "cuda"
+    rt, cuda = setup.cfg.runtime, setup.device.type == "cuda"
     return {
-        "compile": trainer.compile_status,
-        "cuda_graphs": ("on" if trainer.compile_mode == "reduce-overhead" and
-                        trainer.compile_status.startswith("on") else
+        "compile": setup.compile_status,
+        "cuda_graphs": ("on" if setup.compile_mode == "reduce-overhead" and
+                        setup.compile_status.startswith("on") else
                         "off" if not rt.cuda_graphs else "n/a (needs CUDA)"),
         "amp": rt.amp,
         "channels_last": rt.channels_last,
         "cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if cuda else None,
-        "fused_optimizer": bool(trainer.optimizer.defaults.get("fused")),
+        "fused_optimizer": setup.fused_optimizer,
         "tf32": cuda,
-        "data_on_device": bool(trainer.data.info.get("in_memory")),
-        "pinned_memory_copies": cuda and not trainer.data.info.get("in_memory"),
-        "deterministic": trainer.cfg.train.deterministic,
+        "data_on_device": bool(setup.data_info.get("in_memory")),
+        "pinned_memory_copies": cuda and not setup.data_info.get("in_memory"),
+        "deterministic": setup.cfg.train.deterministic,
     }  # fmt: skip
 
 

@@ -101,7 +101,7 @@ def check_study(study: dict[str, Any], base_dir: Path | None = None) -> None:
     if study["baseline"] not in study["ablation_defs"]:
         raise ConfigError(f"baseline '{study['baseline']}' is not defined in ablation_defs")
     check_calibration(study)
-    from .reports.claims import study_claims  # lazily: the Snakefile needs no pandas
+    from .claims import study_claims
 
     study_claims(study)  # the claims: block parses (a one-line ConfigError otherwise)
     roots: set[tuple[str, str]] = set()

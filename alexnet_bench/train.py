@@ -27,12 +27,10 @@ from .config import RunConfig
 from .data import DataBundle, build_data
 from .data.loaders import epoch_generator
 from .diagnostics import activation_health
+from .history import write_history
 from .lsuv import unit_variance_init
-from .metrics import (
-    collapse_reason,
-    write_history,
-)
-from .model import AlexNet, build_model
+from .metrics import collapse_reason
+from .model import build_model, count_parameters
 from .parallel import TwoTowerAlexNet
 from .progress import Progress
 from .record import finish_record, parallel_record, training_record, write_metrics
@@ -42,9 +40,11 @@ from .runtime import (
     prepare_device,
 )
 from .telemetry.environment import collect_environment
+from .telemetry.flops import train_flops_per_image
 from .telemetry.host import HostStats
 from .telemetry.nvml import GpuSampler
 from .telemetry.timing import StepTimer
+from .train_result import TrainResult, TrainSetup
 
 log = logging.getLogger(__name__)
 DIVERGENCE_CHECK_EVERY = 25
@@ -72,7 +72,6 @@ class RunState:
     resumed_from: int | None = None
     notes: list[str] = field(default_factory=list)
     images_this_session: int = 0
-    status_reason: str | None = None
 
 
 def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager[Any]:
@@ -131,6 +130,130 @@ def step_scheduler(scheduler: Any, val_top1_error: float) -> None:
         scheduler.step()
 
 
+def build_run_model(
+    cfg: RunConfig, data: DataBundle, device: torch.device, model_parallel: bool
+) -> nn.Module:
+    """The run's model on its device(s): built, initialised (LSUV on fixed training images, the
+    same rule in every arm and rank), split over two towers for ``runtime.parallel: model``."""
+    fmt = torch.channels_last if cfg.runtime.channels_last else torch.contiguous_format
+    m = build_model(cfg.model, data.num_classes, cfg.data.image_size)
+    if cfg.model.init == "lsuv":
+        assert data.calibration is not None
+        images = data.augment(data.calibration.to(device), train=False)
+        factors = unit_variance_init(m.to(device), images)
+        m.config["init_factors"] = [round(f, 6) for f in factors]
+    if model_parallel:
+        if device.type == "cuda":
+            devices = [torch.device("cuda", i) for i in range(cfg.runtime.gpus)]
+        else:  # CPU: both towers on the CPU, same arithmetic and data flow as on 2 GPUs
+            devices = [device] * cfg.runtime.gpus
+        return TwoTowerAlexNet(m, devices).to(memory_format=fmt)
+    return m.to(device, memory_format=fmt)
+
+
+def restore_state(
+    out_dir: Path, cfg: RunConfig, model: nn.Module, optimizer: Any, scheduler: Any
+) -> RunState:
+    """The state of the last complete epoch of this config in ``out_dir`` (weights, optimiser
+    and scheduler loaded), or a fresh one."""
+    state = RunState()
+    if not cfg.train.checkpoint:
+        return state
+    ckpt, notes = load_latest(out_dir, cfg.hash, model.state_dict())
+    state.notes.extend(notes)
+    for note in notes:
+        log.warning(note)
+    if ckpt is None:
+        return state
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    state.epoch = int(ckpt["epoch"])
+    state.elapsed_s = float(ckpt["elapsed_s"])
+    state.history = list(ckpt["history"])
+    state.resumed_from = state.epoch
+    log.info("resumed from checkpoint at epoch %d", state.epoch)
+    return state
+
+
+def save_state(
+    out_dir: Path, cfg: RunConfig, state: RunState, model: nn.Module, optimizer: Any,
+    scheduler: Any,
+) -> None:  # fmt: skip
+    """Checkpoint the epoch just completed (atomically, keeping one previous generation)."""
+    save_checkpoint(
+        out_dir,
+        {
+            "config_hash": cfg.hash,
+            "epoch": state.epoch,
+            "elapsed_s": state.elapsed_s,
+            "history": state.history,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+        },
+    )
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    batches: Any,
+    augment: Any,
+    device: torch.device,
+    amp: str,
+    memory_format: torch.memory_format,
+    ten_crop: bool = False,
+) -> EpochStats:
+    """Loss and top-1/top-5 error of ``model`` (eval mode) over ``batches``: centre crops, or
+    the paper's 10 crops (corners + centre, flipped) averaged as probabilities."""
+    model.eval()
+    sums = torch.zeros(4, device=device, dtype=torch.float64)
+    start = time.perf_counter()
+    for images, target in batches:
+        with _autocast(device, amp):
+            if ten_crop:
+                crops = augment.ten_crop(images)
+                probs = torch.stack(
+                    [model(c.contiguous(memory_format=memory_format)).float().softmax(1)
+                     for c in crops]
+                ).mean(0)  # fmt: skip
+                logits = probs.log()
+            else:
+                x = augment(images, train=False).contiguous(memory_format=memory_format)
+                logits = model(x).float()
+        loss = (
+            F.nll_loss(logits, target, reduction="sum")
+            if ten_crop
+            else F.cross_entropy(logits, target, reduction="sum")
+        )
+        top1, top5 = _topk_errors(logits, target)
+        sums += torch.stack(
+            [loss.double(), top1.double(), top5.double(), sums.new_tensor(target.shape[0])]
+        )
+    loss_sum, top1, top5, count = sums.tolist()
+    count = max(count, 1.0)
+    return EpochStats(
+        loss_sum / count, top1 / count, top5 / count, int(count), time.perf_counter() - start
+    )
+
+
+def _epoch_row(epoch: int, stats: EpochStats, lr: float, elapsed_s: float) -> dict[str, Any]:
+    """The history row of a trained epoch (validation columns NaN until evaluated)."""
+    row: dict[str, Any] = {
+        "epoch": epoch,
+        "train_loss": stats.loss if stats.finite else float("nan"),
+        "train_top1_error": stats.top1_error,
+        "lr": lr,
+        "epoch_time_s": round(stats.seconds, 4),
+        "elapsed_s": round(elapsed_s, 4),
+        "images_per_s": round(stats.images / max(stats.seconds, 1e-9), 2),
+    }
+    if not stats.finite:
+        row.update(val_loss=float("nan"), val_top1_error=float("nan"), val_top5_error=float("nan"))
+    return row
+
+
 class Trainer:
     """Owns model, optimiser, data and telemetry for one run."""
 
@@ -150,7 +273,7 @@ class Trainer:
         self.data: DataBundle = build_data(cfg, self.device, self.dist.rank, self.dist.world_size)
         self.compile_status = "off"
         self._first_step_done = False
-        self.model = self._build_model()
+        self.model = build_run_model(cfg, self.data, self.device, self.model_parallel)
         self.train_model = self._wrap_model(self.model)
         self.optimizer = build_optimizer(self.model, cfg, self.device)
         self.scheduler = build_scheduler(self.optimizer, cfg)
@@ -169,26 +292,6 @@ class Trainer:
         """The paper's two-tower split over ``runtime.gpus`` devices (single process)."""
         rt = self.cfg.runtime
         return rt.gpus > 1 and rt.parallel == "model" and not self.dist.distributed
-
-    def _build_model(self) -> nn.Module:
-        fmt = torch.channels_last if self.cfg.runtime.channels_last else torch.contiguous_format
-        m = build_model(self.cfg.model, self.data.num_classes, self.cfg.data.image_size)
-        if self.cfg.model.init == "lsuv":
-            self._unit_variance_init(m)
-        if self.model_parallel:
-            if self.device.type == "cuda":
-                devices = [torch.device("cuda", i) for i in range(self.cfg.runtime.gpus)]
-            else:  # CPU: both towers on the CPU, same arithmetic and data flow as on 2 GPUs
-                devices = [self.device] * self.cfg.runtime.gpus
-            return TwoTowerAlexNet(m, devices).to(memory_format=fmt)
-        return m.to(self.device, memory_format=fmt)
-
-    def _unit_variance_init(self, model: AlexNet) -> None:
-        """Data-dependent init on the first training images, the same in every arm and rank."""
-        assert self.data.calibration is not None
-        images = self.data.augment(self.data.calibration.to(self.device), train=False)
-        factors = unit_variance_init(model.to(self.device), images)
-        model.config["init_factors"] = [round(f, 6) for f in factors]
 
     def _wrap_model(self, model: nn.Module) -> nn.Module:
         wrapped: nn.Module = model
@@ -218,43 +321,6 @@ class Trainer:
         self.compile_status = f"{when}: {type(exc).__name__}: {exc}"[:200]
         self.train_model = self._eager_model
         log.warning("torch.compile failed (%s), running eager: %s", when, exc)
-
-    # -- checkpoints ------------------------------------------------------------------------
-    def _restore(self) -> RunState:
-        state = RunState()
-        if not self.cfg.train.checkpoint:
-            return state
-        ckpt, notes = load_latest(self.out_dir, self.cfg.hash, self.model.state_dict())
-        state.notes.extend(notes)
-        for note in notes:
-            log.warning(note)
-        if ckpt is None:
-            return state
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        state.epoch = int(ckpt["epoch"])
-        state.elapsed_s = float(ckpt["elapsed_s"])
-        state.history = list(ckpt["history"])
-        state.resumed_from = state.epoch
-        log.info("resumed from checkpoint at epoch %d", state.epoch)
-        return state
-
-    def _save(self, state: RunState) -> None:
-        if not (self.cfg.train.checkpoint and self.dist.is_main):
-            return
-        save_checkpoint(
-            self.out_dir,
-            {
-                "config_hash": self.cfg.hash,
-                "epoch": state.epoch,
-                "elapsed_s": state.elapsed_s,
-                "history": state.history,
-                "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-            },
-        )
 
     # -- one epoch --------------------------------------------------------------------------
     def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -341,71 +407,30 @@ class Trainer:
         count = max(count, 1.0)
         return EpochStats(loss_sum / count, misses / count, None, int(count), seconds, finite)
 
-    @torch.no_grad()
     def evaluate(self, ten_crop: bool = False, loader: Any = None) -> EpochStats:
         """Loss and top-1/top-5 error on the full validation split (centre crop or 10-crop),
         or on ``loader`` (e.g. the fixed training images of the clean training error)."""
-        model = self.model
-        model.eval()
-        sums = torch.zeros(4, device=self.device, dtype=torch.float64)
-        start = time.perf_counter()
-        for images, target in self.data.val if loader is None else loader:
-            with _autocast(self.device, self.cfg.runtime.amp):
-                if ten_crop:
-                    crops = self.data.augment.ten_crop(images)
-                    probs = torch.stack(
-                        [
-                            model(c.contiguous(memory_format=self.memory_format)).float().softmax(1)
-                            for c in crops
-                        ]
-                    ).mean(0)
-                    logits = probs.log()
-                else:
-                    x = self.data.augment(images, train=False).contiguous(
-                        memory_format=self.memory_format
-                    )
-                    logits = model(x).float()
-            loss = (
-                F.nll_loss(logits, target, reduction="sum")
-                if ten_crop
-                else F.cross_entropy(logits, target, reduction="sum")
-            )
-            top1, top5 = _topk_errors(logits, target)
-            sums += torch.stack(
-                [loss.double(), top1.double(), top5.double(), sums.new_tensor(target.shape[0])]
-            )
-        loss_sum, top1, top5, count = sums.tolist()
-        count = max(count, 1.0)
-        return EpochStats(
-            loss_sum / count, top1 / count, top5 / count, int(count), time.perf_counter() - start
-        )
+        batches = self.data.val if loader is None else loader
+        return evaluate(self.model, batches, self.data.augment, self.device,
+                        self.cfg.runtime.amp, self.memory_format, ten_crop)  # fmt: skip
 
     # -- whole run --------------------------------------------------------------------------
-    def fit(self) -> dict[str, Any]:
-        """Train to ``train.epochs`` (or divergence), evaluate, return the metrics dict."""
+    def fit(self) -> TrainResult:
+        """Train to ``train.epochs`` (or divergence, or the target under ``stop_at_target``),
+        evaluating after every epoch; checkpoint each epoch; return the result."""
         cfg = self.cfg
-        state = self.state = self._restore()
-        status, diverged_epoch = "completed", None
+        state = self.state = restore_state(self.out_dir, cfg, self.model, self.optimizer,
+                                           self.scheduler)  # fmt: skip
+        diverged_epoch = None
         for epoch in range(state.epoch + 1, cfg.train.epochs + 1):
             lr = self.optimizer.param_groups[0]["lr"]
             stats = self.train_epoch(epoch)
             state.elapsed_s += stats.seconds
             state.images_this_session += stats.images
-            row: dict[str, Any] = {
-                "epoch": epoch,
-                "train_loss": stats.loss if stats.finite else float("nan"),
-                "train_top1_error": stats.top1_error,
-                "lr": lr,
-                "epoch_time_s": round(stats.seconds, 4),
-                "elapsed_s": round(state.elapsed_s, 4),
-                "images_per_s": round(stats.images / max(stats.seconds, 1e-9), 2),
-            }
+            row = _epoch_row(epoch, stats, lr, state.elapsed_s)
             if not stats.finite:
-                row.update(
-                    val_loss=float("nan"), val_top1_error=float("nan"), val_top5_error=float("nan")
-                )
                 state.history.append(row)
-                status, diverged_epoch = "diverged", epoch
+                diverged_epoch = epoch
                 log.warning(
                     "loss became non-finite in epoch %d; stopping (status: diverged)", epoch
                 )
@@ -426,12 +451,17 @@ class Trainer:
                     epoch, cfg.train.epochs, stats.loss, stats.top1_error, val.top1_error,
                     val.top5_error, stats.seconds, row["images_per_s"],
                 )  # fmt: skip
-            self._save(state)
-            if getattr(cfg.train, "stop_at_target", False) and (
-                stats.top1_error < cfg.train.target_train_error
-            ):
+            if cfg.train.checkpoint and self.dist.is_main:
+                save_state(self.out_dir, cfg, state, self.model, self.optimizer, self.scheduler)
+            if cfg.train.stop_at_target and stats.top1_error < cfg.train.target_train_error:
                 log.info("training error below the target: stopping (train.stop_at_target)")
                 break
+        return self._finish(state, diverged_epoch)
+
+    def _finish(self, state: RunState, diverged_epoch: int | None) -> TrainResult:
+        """Status (completed, collapsed or diverged), the 10-crop test and the result."""
+        cfg = self.cfg
+        status = "diverged" if diverged_epoch else "completed"
         collapse = (
             collapse_reason(state.history, self.data.num_classes)
             if cfg.train.collapse_check
@@ -440,7 +470,11 @@ class Trainer:
         if status == "completed" and collapse:
             status = "collapsed"
             log.warning("run collapsed (status: collapsed): %s", collapse)
-        self.state.status_reason = collapse if status == "collapsed" else None
+        reason = (
+            f"loss became non-finite in epoch {diverged_epoch}"
+            if diverged_epoch
+            else (collapse if status == "collapsed" else None)
+        )
         ten_crop = None
         if cfg.eval.ten_crop and status == "completed":
             tc = self.evaluate(ten_crop=True)
@@ -448,7 +482,48 @@ class Trainer:
                 "val_top1_error_10crop": tc.top1_error,
                 "val_top5_error_10crop": tc.top5_error,
             }
-        return training_record(self, state, status, diverged_epoch, ten_crop)
+        step_time = self.timer.summary()
+        setup = self.describe()
+        return TrainResult(
+            setup=setup,
+            status=status,
+            reason=reason,
+            diverged_epoch=diverged_epoch,
+            epochs_completed=state.epoch,
+            resumed_from=state.resumed_from,
+            notes=state.notes,
+            history=state.history,
+            train_time_s=state.elapsed_s,
+            images_this_session=state.images_this_session,
+            ten_crop=ten_crop,
+            target_column=self.target_column,
+            step_time=step_time,
+            model={"num_params": count_parameters(self.model), **getattr(self.model, "config", {})},
+            health=self.health(),
+        )
+
+    def describe(self) -> TrainSetup:
+        """How this run is set up on this host (the record's device, runtime and flops)."""
+        cuda = self.device.type == "cuda"
+        return TrainSetup(
+            cfg=self.cfg,
+            device=self.device,
+            device_name=torch.cuda.get_device_name(self.device) if cuda else "cpu",
+            device_count=self.device_count,
+            world_size=self.dist.world_size,
+            backend=self.dist.backend,
+            distributed=self.dist.distributed,
+            model_parallel=self.model_parallel,
+            compile_status=self.compile_status,
+            compile_mode=self.compile_mode,
+            fused_optimizer=bool(self.optimizer.defaults.get("fused")),
+            data_info=dict(self.data.info),
+            skipped_files=list(self.data.skipped_files),
+            flops_per_image=train_flops_per_image(
+                self.model, self.cfg.data.image_size, self.device
+            ),
+            peak_flops_file=self.peak_flops_file,
+        )
 
     def health(self) -> dict[str, Any] | None:
         """Dead ReLUs and LRN load of the final model on the fixed calibration images."""
@@ -508,11 +583,12 @@ def run_training(cfg: RunConfig, out_dir: Path, labels: dict[str, Any] | None = 
     )
     sampler.start()
     try:
-        metrics = trainer.fit()
+        result = trainer.fit()
+        metrics = training_record(result)
     finally:
         sampler.stop()
     host.stop()
-    gpu = sampler.summary(images=trainer.state.images_this_session or None)
+    gpu = sampler.summary(images=result.images_this_session or None)
     if not cfg.telemetry.enabled:
         gpu = {
             "available": False,
@@ -525,7 +601,7 @@ def run_training(cfg: RunConfig, out_dir: Path, labels: dict[str, Any] | None = 
         total_time_s=time.perf_counter() - wall_start,
         gpu=gpu,
         host=_host_summary(host, dist, trainer.device),
-        parallel=parallel_record(trainer),
+        parallel=parallel_record(result.setup),
         environment=collect_environment(trainer.device),
     )
     if dist.is_main:
@@ -533,8 +609,8 @@ def run_training(cfg: RunConfig, out_dir: Path, labels: dict[str, Any] | None = 
         keep = cfg.train.keep_checkpoint if finished else "all"
         if keep == "final":
             save_final_weights(out_dir, trainer.model.state_dict(), cfg.to_dict(), cfg.hash,
-                               trainer.state.epoch)  # fmt: skip
-        write_history(out_dir / "history.csv", trainer.state.history)
+                               result.epochs_completed)  # fmt: skip
+        write_history(out_dir / "history.csv", result.history)
         write_metrics(out_dir / "metrics.json", metrics)
         if keep != "all":  # after metrics.json: a completed run is never resumed
             retire_checkpoints(out_dir, keep_final=keep == "final")

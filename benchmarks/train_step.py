@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
                      "achieved_tflops": round(peak / 1e12, 3), "mfu": 1.0})  # fmt: skip
         if not gpu:
             extra[f"harness_overhead_bs{batch}"] = harness_overhead(trainer, args.repeats)
-        extra[f"suite_runtime_bs{batch}"] = runtime_record(trainer)
+        extra[f"suite_runtime_bs{batch}"] = runtime_record(trainer.describe())
         extra[f"suite_phases_bs{batch}"] = trainer.timer.summary()
         for r in rows[-4:]:
             print(json.dumps(r), file=sys.stderr, flush=True)

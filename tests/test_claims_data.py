@@ -1,4 +1,4 @@
-"""The paper's claims are data (reports/paper_claims.yaml); a study adds or replaces claims in
+"""The paper's claims are data (alexnet_bench/paper_claims.yaml); a study adds or replaces claims in
 config.yaml's `claims:` list, validated before any job starts."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from alexnet_bench.collect import RUN_VALUES, collect, run_value
 from alexnet_bench.errors import ConfigError
 from alexnet_bench.reports.claims import CLAIMS, evaluate, parse_claims, study_claims
-from alexnet_bench.reports.collect import RUN_VALUES, collect, run_value
 from alexnet_bench.study import check_study
 from tests.fixtures_reports import STUDY, build_study_results
 
@@ -29,6 +29,30 @@ DROPOUT_CLAIM = {
         "paper_text": "higher without dropout", "expect": 1,
     }],
 }  # fmt: skip
+
+
+def test_others_found_are_quoted_with_a_link_and_their_numbers_add_up() -> None:
+    """Every independent measurement beside a paper claim names its source with an https link
+    and a verbatim quote; where it gives numbers, the effect is a - b (ratio: a / b) of them and
+    each number appears in the quote (errors here are 100 - the accuracy quoted)."""
+    found = [(cmp, o) for c in CLAIMS for cmp in c.comparisons for o in cmp.others]
+    assert {o.url for _, o in found} >= {
+        "https://arxiv.org/abs/1409.1556",
+        "https://github.com/facebookresearch/pycls/issues/94",
+        "https://github.com/ducha-aiki/caffenet-benchmark/blob/master/README.md",
+        "https://arxiv.org/abs/1207.0580",
+    }
+    for cmp, o in found:
+        assert o.url.startswith("https://") and o.quote.strip() and o.setting.strip()
+        if o.effect is None:
+            assert o.a is None and o.b is None
+            continue
+        assert o.a is not None and o.b is not None
+        expected = o.a / o.b if cmp.kind == "ratio" else o.a - o.b
+        assert o.effect == pytest.approx(expected, abs=1e-9), o.source
+        for x in (o.a, o.b):  # as quoted: the error itself, or 1 - accuracy as a fraction
+            shown = {f"{x:g}", f"{(100 - x) / 100:.3f}"}
+            assert any(s in o.quote for s in shown), (o.source, x)
 
 
 def test_the_paper_claims_load_from_their_data_file() -> None:

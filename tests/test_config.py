@@ -66,3 +66,55 @@ def test_plateau_schedule_needs_a_gamma_below_one() -> None:
     with pytest.raises(ConfigError, match="train.lr_gamma must be < 1"):
         RunConfig({"train": {"lr_schedule": "plateau", "lr_gamma": 1.0}})
     assert RunConfig({"train": {"lr_schedule": "plateau"}}).train.lr_patience == 1
+
+
+def test_sections_are_dataclasses_generated_from_the_schema(monkeypatch) -> None:
+    """Typed sections: one field per schema key, typed by the key's schema type, so the two
+    cannot drift; a key without a schema default is optional (None when absent)."""
+    import dataclasses
+    import typing
+
+    from alexnet_bench import config
+
+    schema = config.run_schema()["properties"]
+    cfg = RunConfig({})
+    for name in config.SECTIONS:
+        section = getattr(cfg, name)
+        assert dataclasses.is_dataclass(section) and type(section) is config.SECTION_TYPES[name]
+        assert [f.name for f in dataclasses.fields(section)] == list(schema[name]["properties"])
+        assert dataclasses.asdict(section) == {
+            **dict.fromkeys(schema[name]["properties"]), **cfg.raw[name]
+        }  # fmt: skip
+    hints = {f.name: f.type for f in dataclasses.fields(config.SECTION_TYPES["train"])}
+    assert hints["lr"] is float and hints["stop_at_target"] == bool | None
+    assert typing.get_args(hints["target_error_on"]) == () and hints["target_error_on"] is str
+    assert cfg.train.stop_at_target is None and cfg.model.arch is None  # no default: absent
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.train.lr = 1.0  # type: ignore[misc]
+    # a key added to the schema is a field at once, typed, with no second edit
+    extended = {**config.run_schema(), "properties": {**schema, "data": {
+        **schema["data"], "properties": {**schema["data"]["properties"],
+                                         "cache_dir": {"type": ["string", "null"], "default": None}},
+    }}}  # fmt: skip
+    monkeypatch.setattr(config, "run_schema", lambda: extended)
+    fields = {f.name: f.type for f in dataclasses.fields(config._section_type("data"))}
+    assert fields["cache_dir"] == str | None
+
+
+def test_the_config_hash_means_what_it_meant() -> None:
+    """sha256 of the canonical JSON of the validated dict (defaults filled, keys without a
+    default left out when absent); the typed sections are a view and do not enter it. The
+    literal is the hash the branch point computed for the same dict."""
+    import hashlib
+    import json
+
+    from alexnet_bench.config import validate_run_config
+
+    assert config_hash({"train": {"lr": 0.01, "epochs": 3}, "model": {"arch": None}}) == (
+        "a3c675d1716a6003"
+    )
+    raw = {"train": {"epochs": 3}, "model": {"activation": "tanh"}}
+    cfg = RunConfig(raw)
+    canonical = json.dumps(validate_run_config(raw), sort_keys=True, separators=(",", ":"))
+    assert cfg.hash == hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    assert "stop_at_target" not in cfg.to_dict()["train"] and "arch" not in cfg.to_dict()["model"]

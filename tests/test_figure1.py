@@ -1,5 +1,7 @@
-"""The figure1 study: the four-layer net, epochs to target with censoring, lr selection, the
-paired ratio and its CI, the figure1 config block, the CIFAR-10 branch and the report section."""
+"""The figure1 study: the four-layer net, epochs to target with censoring (the shared
+definition in effects), lr selection on runs read through collect, the paired ratio and its CI,
+the summary's schema, the figure1 config block, the CIFAR-10 branch, one seed per job through
+the launcher, and the report section."""
 
 from __future__ import annotations
 
@@ -15,17 +17,23 @@ import pytest
 import torch
 import yaml
 
+from alexnet_bench.cli import main
+from alexnet_bench.collect import load_run
 from alexnet_bench.config import RunConfig
+from alexnet_bench.effects import paired
+from alexnet_bench.effects import time_to_target as epochs_to_target
 from alexnet_bench.errors import ConfigError, DataError
-from alexnet_bench.figure1.analysis import (
-    epochs_to_target,
-    lr_score,
-    paired_ratio,
-    read_run,
-    select_lr,
+from alexnet_bench.figure1.analysis import curve as run_curve
+from alexnet_bench.figure1.analysis import lr_score, select_lr
+from alexnet_bench.figure1.results import (
+    build_summary,
+    check_summary,
+    chosen_lr,
+    final_dir,
+    load_summary,
+    selection_record,
+    sweep_dir,
 )
-from alexnet_bench.figure1.results import build_summary, final_dir, selection_record, sweep_dir
-from alexnet_bench.figure1.runner import chosen_lr, train_seeds
 from alexnet_bench.figure1.settings import Figure1Settings, log_grid
 from alexnet_bench.model import build_model
 from alexnet_bench.reports import build_report, output_captions
@@ -54,7 +62,8 @@ def write_run(run_dir: Path, errors: list[float], lr: float, seed: int, status: 
     """A run directory as the training job writes it (only the fields the analysis reads)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     metrics = {"status": status, "config": {"train": {"lr": lr, "seed": seed}},
-               "data": {"source": source, "num_train": 2000, "image_size": 32}}  # fmt: skip
+               "data": {"source": source, "num_train": 2000, "image_size": 32},
+               "time_to_target": {"target_train_error": TARGET, "error": "train_top1_error"}}  # fmt: skip
     (run_dir / "metrics.json").write_text(json.dumps(metrics))
     with open(run_dir / "history.csv", "w", newline="") as fh:
         w = csv.writer(fh)
@@ -133,11 +142,11 @@ def test_runs_that_never_reach_the_target_are_censored_not_invented() -> None:
 
 def test_a_diverged_run_counts_only_its_finite_epochs(tmp_path: Path) -> None:
     write_run(tmp_path / "r", [0.9, 0.6, math.nan], lr=0.1, seed=1, status="diverged")
-    r = read_run(tmp_path / "r", TARGET)
-    assert r.errors == (0.9, 0.6) and r.crossing.text() == "> 2"
+    r = load_run(tmp_path / "r" / "metrics.json")
+    assert run_curve(r) == [0.9, 0.6] and r.ttt_epochs.text() == "> 2"
     write_run(tmp_path / "f", [], lr=0.1, seed=1, status="failed")
-    assert read_run(tmp_path / "f", TARGET).crossing.kind == "no data"
-    assert read_run(tmp_path / "absent", TARGET).status == "missing"
+    assert load_run(tmp_path / "f" / "metrics.json").ttt_epochs.kind == "no data"
+    assert load_run(tmp_path / "absent" / "metrics.json").status == "missing"
 
 
 # -- learning-rate selection on hand-made histories ---------------------------------------------
@@ -149,7 +158,7 @@ def _points(tmp_path: Path, spec: dict[float, list[float | None]], epochs: int =
         for seed, t in enumerate(crossings):
             errors = curve(t, epochs) if t is not None else [0.9 - 0.01 * k for k in range(epochs)]
             write_run(tmp_path / f"lr{lr}" / f"seed{seed}", errors, lr, seed)
-            runs.append(read_run(tmp_path / f"lr{lr}" / f"seed{seed}", TARGET))
+            runs.append(load_run(tmp_path / f"lr{lr}" / f"seed{seed}" / "metrics.json"))
         points[lr] = runs
     return points
 
@@ -175,10 +184,12 @@ def test_selection_with_three_seeds_uses_the_median(tmp_path: Path) -> None:
 
 
 def test_selection_when_no_rate_reaches_the_target_is_flagged(tmp_path: Path) -> None:
-    points = _points(tmp_path, {0.01: [None, None], 0.03: [None, None], 0.1: [None, None]})
-    for lr, runs in points.items():  # make 0.03 end lowest
-        for r in runs:
-            object.__setattr__(r, "errors", (*r.errors[:-1], 0.3 if lr == 0.03 else 0.5))
+    points = {}
+    for lr in (0.01, 0.03, 0.1):  # nobody reaches 25%; 0.03 ends lowest
+        end = 0.3 if lr == 0.03 else 0.5
+        for seed in (0, 1):
+            write_run(tmp_path / f"lr{lr}" / f"seed{seed}", [0.9, 0.7, end], lr, seed)
+        points[lr] = [load_run(tmp_path / f"lr{lr}" / f"seed{s}" / "metrics.json") for s in (0, 1)]
     choice = select_lr(points)
     assert not choice.reached and choice.lr == 0.03 and math.isinf(choice.score)
 
@@ -192,34 +203,36 @@ def _crossings(values: list[float | None], epochs: int = 14) -> dict:
 
 
 def test_ratio_is_the_geometric_mean_of_paired_seeds_with_a_t_interval() -> None:
-    r = paired_ratio(_crossings([4.0, 5.0, 6.0]), _crossings([10.0, 10.0, 9.0]))
+    r = paired(_crossings([10.0, 10.0, 9.0]), _crossings([4.0, 5.0, 6.0]), ratio=True)
     logs = [math.log(10 / 4), math.log(10 / 5), math.log(9 / 6)]
     mean, half = statistics.fmean(logs), T975_DF2 * statistics.stdev(logs) / math.sqrt(3)
     assert r.kind == "estimate" and r.n == 3 and r.seeds == (200, 201, 202)
     assert r.value == pytest.approx(math.prod([2.5, 2.0, 1.5]) ** (1 / 3))
     assert r.ci_low == pytest.approx(math.exp(mean - half), rel=1e-6)
     assert r.ci_high == pytest.approx(math.exp(mean + half), rel=1e-6)
-    assert "95% CI" in r.text() and r.ci_low < r.value < r.ci_high
+    assert r.text().endswith("(paired, n=3)") and r.ci_low < r.value < r.ci_high
 
 
 def test_ratio_with_a_censored_seed_is_only_a_bound() -> None:
-    lower = paired_ratio(_crossings([4.0, 5.0, 6.0]), _crossings([10.0, None, 9.0]))
+    tanh = _crossings([10.0, None, 9.0])
+    lower = paired(tanh, _crossings([4.0, 5.0, 6.0]), ratio=True)
     assert lower.kind == "lower bound" and lower.ci_low is None
     assert lower.value == pytest.approx((2.5 * (14 / 5) * 1.5) ** (1 / 3))  # tanh seed: > 14
-    assert lower.text().startswith("> ") and "seed 201" in lower.note
-    upper = paired_ratio(_crossings([4.0, None, 6.0]), _crossings([10.0, 10.0, 9.0]))
+    assert lower.text().startswith("> ") and lower.censored == (201,)
+    assert "seed 201" in lower.text()
+    upper = paired(_crossings([10.0, 10.0, 9.0]), _crossings([4.0, None, 6.0]), ratio=True)
     assert upper.kind == "upper bound" and upper.value == pytest.approx(
         (2.5 * 10 / 14 * 1.5) ** (1 / 3)
     )
-    both = paired_ratio(_crossings([None, 5.0, 6.0]), _crossings([10.0, None, 9.0]))
+    both = paired(tanh, _crossings([None, 5.0, 6.0]), ratio=True)
     assert both.kind == "n/a" and both.value is None
 
 
 def test_ratio_leaves_out_seeds_without_data_in_both_arms() -> None:
     relu, tanh = _crossings([4.0, 5.0]), _crossings([8.0, 10.0, 9.0])
-    r = paired_ratio(relu, tanh)
-    assert r.n == 2 and r.value == pytest.approx(2.0) and "[202]" in r.note
-    assert paired_ratio({}, {}).kind == "n/a"
+    r = paired(tanh, relu, ratio=True)
+    assert r.n == 2 and r.value == pytest.approx(2.0) and r.unpaired == (202,)
+    assert paired({}, {}, ratio=True).kind == "n/a"
 
 
 # -- the figure1 config block ---------------------------------------------------------------------
@@ -291,13 +304,29 @@ def test_cifar10_is_used_when_its_directory_exists(block: dict, cifar_dir: Path,
     cfg["data"]["root"] = str(cifar_dir)
     cfg["runtime"] = {"device": "cpu", "threads": 1}
     cfg["train"]["collapse_check"] = False  # random fake CIFAR pixels cannot be learned
-    done = train_seeds(cfg, [200], tmp_path / "final" / "tanh")
-    assert done == [{"seed": 200, "status": "completed"}]
-    metrics = json.loads((tmp_path / "final" / "tanh" / "seed200" / "metrics.json").read_text())
+    out = tmp_path / "final" / "tanh" / "seed200"
+    assert main(["figure1", "train", "--config-json", json.dumps(cfg), "--seed", "200",
+                 "--out", str(out), "--label", "stage=final"]) == 0  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["data"]["source"] == "cifar10" and metrics["data"]["num_train"] == 60
-    assert metrics["model"]["arch"] == "layers18pct"
-    again = train_seeds(cfg, [200], tmp_path / "final" / "tanh")  # a rerun keeps finished seeds
-    assert again == [{"seed": 200, "status": "kept"}]
+    assert metrics["model"]["arch"] == "layers18pct" and metrics["status"] == "completed"
+    assert metrics["run"] == {"seed": 200, "lr": 0.01, "stage": "final"}
+
+
+def test_figure1_train_is_one_seed_launched_like_any_cell(tmp_path: Path) -> None:
+    """A user error of the seed is recorded as a failed cell (launch.train_cell), and the
+    learning rate of a final run comes from the selection."""
+    (tmp_path / "selection.json").write_text(json.dumps({"chosen": {"tanh": {"lr": 0.02}}}))
+    bad = {"model": {"arch": "layers18pct"}, "train": {"batch_size": 10_000}}
+    out = tmp_path / "final" / "tanh" / "seed200"
+    args = ["figure1", "train", "--config-json", json.dumps(bad), "--seed", "200", "--out",
+            str(out), "--lr-from", str(tmp_path / "selection.json"), "--activation", "tanh"]  # fmt: skip
+    assert main(args) == 2 and not (out / "metrics.json").exists()
+    assert main([*args, "--record-failures"]) == 0
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["status"] == "failed" and "batch_size" in record["reason"]
+    assert record["config"] is None
+    assert main([*args[:-2], "--record-failures"]) == 2  # --lr-from needs --activation
 
 
 # -- summary, outputs and the study report --------------------------------------------------------
@@ -334,6 +363,10 @@ def test_summary_and_report_section(block: dict, tmp_path: Path) -> None:
     assert all(c["ok"] for c in summary["checks"]), summary["checks"]
     assert summary["data"]["source"] == "synthetic"
     (root / "summary.json").write_text(json.dumps(summary))
+    assert load_summary(root / "summary.json") == summary  # it follows its schema
+    broken = {**summary, "ratio": {**summary["ratio"], "kind": "guess"}}
+    with pytest.raises(ConfigError, match="figure1_summary.schema.yaml at ratio.kind"):
+        check_summary(broken)
 
     out = tmp_path / "reports"
     info = build_report(tmp_path / "results" / "default", out, figure1_dir=root)

@@ -36,11 +36,11 @@ from PIL import Image
 
 from alexnet_bench.checkpoint import CHECKPOINT, PREVIOUS, load_latest, save_checkpoint
 from alexnet_bench.cli import main
+from alexnet_bench.collect import load_run
 from alexnet_bench.config import RunConfig
 from alexnet_bench.errors import DeviceError
 from alexnet_bench.gpu_lock import acquire_gpus
 from alexnet_bench.reports import build_report
-from alexnet_bench.reports.collect import load_run
 from alexnet_bench.study import resolve_run
 from alexnet_bench.train import Trainer, run_training
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import pytest
 
+from alexnet_bench.collect import collect
+from alexnet_bench.effects import summarize, t_crit, welch
 from alexnet_bench.reports import build_report, caption_path, captions_dir
 from alexnet_bench.reports.claims import evaluate
-from alexnet_bench.reports.collect import collect
-from alexnet_bench.reports.stats import summarize, t_crit, welch
 from alexnet_bench.reports.study_input import normalize_study
 from tests.fixtures_reports import STUDY, build_study_results, write_run
 
@@ -64,11 +64,11 @@ def test_summarize_and_welch_by_hand() -> None:
     assert s.ci_half == pytest.approx(12.7062047 * math.sqrt(8.0) / math.sqrt(2))
     one = summarize([5.0])
     assert one.n == 1 and math.isnan(one.std) and not one.has_ci
-    d = welch(summarize([1.0, 2.0, 3.0]), summarize([11.0, 12.0, 13.0]))
+    d = welch([1.0, 2.0, 3.0], [11.0, 12.0, 13.0])
     # equal variances and sizes: Welch df = 4, se = sqrt(1/3 + 1/3)
-    assert d.diff == -10.0 and d.df == pytest.approx(4.0)
-    assert d.ci_half == pytest.approx(2.7764451 * math.sqrt(2 / 3), rel=1e-6)
-    assert d.excludes_zero is True
+    assert d.value == -10.0 and d.df == pytest.approx(4.0)
+    assert d.ci_high - d.value == pytest.approx(2.7764451 * math.sqrt(2 / 3), rel=1e-6)
+    assert d.ci_high < 0  # the interval excludes zero
 
 
 # ----------------------------------------------------------------------------- tables
@@ -84,30 +84,37 @@ def test_ablation_table_numbers_are_hand_computed(report: dict) -> None:
     assert _f(base["val_top1_err_pct_ci95_low"]) == pytest.approx(32 - 25.4124094, rel=1e-6)
     assert _f(base["val_top5_err_pct_mean"]) == pytest.approx(6.0)
     assert _f(base["val_top5_err_pct_ci95_half"]) == pytest.approx(12.7062047, rel=1e-7)
-    assert _f(base["val_top1_delta_pts"]) == 0.0
+    assert base["val_top1_delta_pts"] == ""  # the reference itself
     # tanh: the diverged seed (90 %) is not averaged in; n=1 -> no sd / CI
     assert tanh["status_summary"] == "1 completed, 1 diverged"
     assert (tanh["completed"], tanh["diverged"]) == ("1", "1")
     assert _f(tanh["val_top1_err_pct_mean"]) == pytest.approx(40.0)
     assert tanh["val_top1_err_pct_std"] == "" and tanh["val_top1_err_pct_ci95_half"] == ""
-    assert _f(tanh["val_top1_delta_pts"]) == pytest.approx(8.0)
-    # time to target: baseline 3/5 epochs, 10/14 s -> 4 epochs, 12 s; tanh 9 epochs, 60 s
+    # Δ is paired: only seed 0 has a learned run in both arms: 40 - 30 (Welch: 40 - 32)
+    assert _f(tanh["val_top1_delta_pts"]) == pytest.approx(10.0)
+    assert tanh["val_top1_delta_pts_n_pairs"] == "1" and tanh["val_top1_delta_pts_ci95_low"] == ""
+    assert _f(tanh["val_top1_delta_welch_pts"]) == pytest.approx(8.0)
+    # time to target: baseline 3/5 epochs, 10/14 s -> means 4 epochs, 12 s; tanh 9 epochs, 60 s;
+    # the ratio is paired (seed 0): 9 / 3 and 60 / 10
     assert _f(base["ttt_epoch_mean"]) == pytest.approx(4.0)
     assert _f(base["ttt_seconds_mean"]) == pytest.approx(12.0)
-    assert _f(tanh["ttt_epoch_ratio_vs_baseline"]) == pytest.approx(9 / 4)
-    assert _f(tanh["ttt_seconds_ratio_vs_baseline"]) == pytest.approx(60 / 12)
-    # no_lrn: the failed seed (99 %) is not averaged in
+    assert _f(tanh["ttt_epoch_ratio_vs_baseline"]) == pytest.approx(9 / 3)
+    assert _f(tanh["ttt_seconds_ratio_vs_baseline"]) == pytest.approx(60 / 10)
+    assert tanh["ttt_epoch_ratio_vs_baseline_kind"] == "estimate"
+    # no_lrn: the failed seed (99 %) is not averaged in; paired on seed 0: 36 - 30, 8 - 5
     assert no_lrn["status_summary"] == "1 completed, 1 failed"
     assert _f(no_lrn["val_top1_err_pct_mean"]) == pytest.approx(36.0)
-    assert _f(no_lrn["val_top1_delta_pts"]) == pytest.approx(4.0)
-    assert _f(no_lrn["val_top5_delta_pts"]) == pytest.approx(2.0)
+    assert _f(no_lrn["val_top1_delta_pts"]) == pytest.approx(6.0)
+    assert _f(no_lrn["val_top5_delta_pts"]) == pytest.approx(3.0)
     assert rows["no_dropout"]["status_summary"] == "1 completed, 1 missing"
     assert rows["plain_pooling"]["status_summary"] == "1 completed, 1 unparseable"
-    assert _f(rows["plain_pooling"]["val_top1_delta_pts"]) == pytest.approx(-1.0)
-    # gpus2: 31 / 33 % vs 30 / 34 %: delta 0; Welch se = sqrt(8/2 + 2/2), df = 25/17
+    assert _f(rows["plain_pooling"]["val_top1_delta_pts"]) == pytest.approx(-3.0)  # 31 - 34
+    # gpus2: 31 / 33 % vs 30 / 34 %: per seed +1, -1: mean 0, sd sqrt(2), half t(1) * 1
     assert _f(gpus2["val_top1_delta_pts"]) == pytest.approx(0.0, abs=1e-9)
+    assert _f(gpus2["val_top1_delta_pts_ci95_high"]) == pytest.approx(T975[1], rel=1e-6)
+    # Welch beside it (labelled): se = sqrt(8/2 + 2/2), df = 25/17
     se = math.sqrt(5.0)
-    half = _f(gpus2["val_top1_delta_ci95_half"])
+    half = _f(gpus2["val_top1_delta_welch_ci95_high"])
     assert T975[2] * se < half < T975[1] * se
     assert _f(gpus2["throughput_img_s_mean"]) == pytest.approx(1220.0)
     assert list(rows) == ["baseline", "tanh", "no_lrn", "no_dropout", "plain_pooling", "gpus2"]
@@ -166,7 +173,9 @@ def test_paper_vs_measured_rows(report: dict) -> None:
     assert "tanh: 1 diverged (excluded)" in ep["caveats"]
     assert "only 1 paired seed(s): no CI" in ep["caveats"]
     assert "left out of the paired statistic: 1" in ep["caveats"]
-    assert ep["welch"].startswith("2.25×") and "(Welch, n=1 vs 2)" in ep["welch"]
+    # Welch on the logs: 9 vs the geometric mean of 3 and 5
+    assert ep["welch"].startswith(f"{9 / math.sqrt(15):.2f}×")
+    assert "(Welch, unpaired, n=1 vs 2)" in ep["welch"]
     assert "synthetic" in ep["caveats"] and "4-layer CNN" in ep["caveats"]
     assert "target here is 50%" in ep["caveats"]
     sec = rows["relu_vs_tanh:ttt_seconds:tanh / baseline"]
@@ -221,13 +230,20 @@ def test_claims_spread_censoring_and_fallback(tmp_path: Path) -> None:
     assert (lrn.same_direction, lrn.exceeds_spread) == ("yes", "yes")
     assert lrn.measured == "+10.00 pts [+10.00, +10.00] (paired, n=3)"
     assert lrn.welch_high - 10.0 == pytest.approx(2.7764451 * math.sqrt(0.5 / 3))
-    assert "± 1.13 pts (Welch, n=3 vs 3)" in lrn.welch
+    assert lrn.welch == "+10.00 pts [+8.87, +11.13] (Welch, unpaired, n=3 vs 3)"
+    assert lrn.resolves == ""  # the interval excludes 0: nothing to say about a null
     pool = rows["overlapping_pooling:val_top1:plain_pooling − baseline"]
     assert pool.exceeds_spread == "no"  # per-seed -0.4, +0.4, +0.4 points
+    # the null: |Δ| below the interval's far end, and what 3 seeds could detect at sd 0.46
+    p = pool.effect
+    assert pool.resolves.startswith(f"|Δ| < {max(-p.ci_low, p.ci_high):.1f} pts (95%)")
+    assert "detectable: " in pool.resolves
     tanh = rows["relu_vs_tanh:ttt_epoch:tanh / baseline"]
-    assert tanh.measured.startswith("tanh did not reach 50% train error within 10 epochs")
-    assert "ratio > 3.33×" in tanh.measured and tanh.same_direction == "yes"
+    # tanh never reached the target in its 10 epochs: only a bound, 10 / 3
+    assert tanh.measured == "> 3.33× (paired, n=3, censored: seeds 0, 1, 2)"
+    assert tanh.effect.kind == "lower bound" and tanh.same_direction == "yes"
     assert tanh.exceeds_spread == "n/a"
+    assert any("tanh did not reach 50% train error within 10 epochs" in c for c in tanh.caveats)
     half = rows["two_gpus:val_top1:half_kernels − baseline"]
     assert half.measured_effect == pytest.approx(2.0)
     assert "gpus2_model not in this study; compared with baseline instead" in half.caveats
@@ -408,13 +424,14 @@ def test_headless_chromium_screenshot(report: dict, tmp_path: Path) -> None:
 
 
 def test_environment_section_reads_only_keys_the_writer_writes() -> None:
-    """The report's environment table reads ``environment.<key>`` of metrics.json; every such
-    key must be one that ``collect_environment`` writes, or the row is silently blank."""
-    from alexnet_bench.reports import report as report_module
+    """The report's environment table reads the record's typed ``environment`` section; every
+    field of it must be a key ``collect_environment`` writes, or the row is silently blank."""
+    import dataclasses
+
+    from alexnet_bench.runrecord import Environment
     from alexnet_bench.telemetry.environment import collect_environment
 
-    source = Path(report_module.__file__).read_text()
-    read = set(re.findall(r'"environment\.([a-z_]+)"', source))
+    read = {f.name for f in dataclasses.fields(Environment)}
     assert {"torch", "torch_cuda", "driver_version", "timestamp_utc"} <= read
     written = set(collect_environment())
     assert read <= written, sorted(read - written)

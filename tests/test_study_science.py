@@ -13,16 +13,16 @@ import pytest
 import torch
 from torch import nn
 
+from alexnet_bench.collect import collect
 from alexnet_bench.config import RunConfig
 from alexnet_bench.diagnostics import activation_health
+from alexnet_bench.effects import paired
 from alexnet_bench.lsuv import unit_variance_init
 from alexnet_bench.metrics import collapse_reason, time_to_target
 from alexnet_bench.model import CONV_INDICES, AlexNet
 from alexnet_bench.record import flops_record
 from alexnet_bench.reports.calibration import choose, load_candidates
 from alexnet_bench.reports.claims import evaluate
-from alexnet_bench.reports.collect import collect
-from alexnet_bench.reports.stats import paired
 from alexnet_bench.reports.study_input import normalize_study
 from alexnet_bench.telemetry.peak import cpu_peak_for
 from alexnet_bench.train import Trainer, build_optimizer, build_scheduler, step_scheduler
@@ -77,15 +77,17 @@ def test_collapsed_run_gets_its_own_status(tmp_path: Path, monkeypatch) -> None:
 # -- time to target ----------------------------------------------------------------------------
 def test_time_to_target_interpolates_between_epochs() -> None:
     history = _rows([2.0, 1.5, 1.0], [0.5, 0.4, 0.3], train_errors=[0.8, 0.4, 0.2])
-    ttt = time_to_target(history, 0.25, num_classes=10)
-    assert (ttt["epoch"], ttt["seconds"]) == (3, 30.0)
+    ttt = time_to_target(history, 0.25)
+    assert (ttt["epoch"], ttt["seconds"], ttt["censoring"]) == (3, 30.0, None)
     assert ttt["epoch_interpolated"] == pytest.approx(2 + (0.4 - 0.25) / (0.4 - 0.2))
     assert ttt["seconds_interpolated"] == pytest.approx(20 + 10 * 0.75)
-    # crossing in the first epoch: interpolated from chance (0.9 at epoch 0)
-    first = time_to_target(_rows([1.0], [0.3], train_errors=[0.1]), 0.25, num_classes=10)
-    assert first["epoch_interpolated"] == pytest.approx((0.9 - 0.25) / (0.9 - 0.1))
-    never = time_to_target(history, 0.1, num_classes=10)
+    # below the target after the first epoch: left-censored (<= 1 epoch), no invented value;
+    # the same definition every study uses (effects.time_to_target)
+    first = time_to_target(_rows([1.0], [0.3], train_errors=[0.1]), 0.25)
+    assert (first["epoch"], first["censoring"], first["epoch_interpolated"]) == (1, "left", None)
+    never = time_to_target(history, 0.1)
     assert never["epoch"] is None and never["epoch_interpolated"] is None
+    assert never["censoring"] == "right"
 
 
 # -- paired statistics -------------------------------------------------------------------------
@@ -93,29 +95,30 @@ def test_paired_difference_on_hand_made_data() -> None:
     # per-seed differences 2, 3, 1: mean 2, sd 1, half-width t(2) * 1 / sqrt(3)
     result = paired({0: 12.0, 1: 13.0, 2: 11.0, 3: 99.0}, {0: 10.0, 1: 10.0, 2: 10.0})
     assert result.n == 3 and result.seeds == (0, 1, 2)
-    assert result.estimate == pytest.approx(2.0)
+    assert result.value == pytest.approx(2.0) and result.unpaired == (3,)
     half = 4.302652729749464 / math.sqrt(3)
     assert (result.ci_low, result.ci_high) == (pytest.approx(2 - half), pytest.approx(2 + half))
     assert result.excludes_null is False  # 2 +- 2.48 includes 0
     # large seed effects shared by both arms cancel in the pairs; Welch cannot resolve it
-    from alexnet_bench.reports.stats import summarize, welch
+    from alexnet_bench.effects import welch
 
     a, b = {0: 12.0, 1: 22.2, 2: 31.8}, {0: 10.0, 1: 20.0, 2: 30.0}
     pair = paired(a, b)
-    assert pair.estimate == pytest.approx(2.0) and pair.excludes_null is True
-    assert welch(summarize(a.values()), summarize(b.values())).excludes_zero is False
+    assert pair.value == pytest.approx(2.0) and pair.excludes_null is True
+    w = welch(a.values(), b.values())
+    assert w.ci_low < 0 < w.ci_high
 
 
 def test_paired_ratio_is_a_geometric_mean_with_a_log_interval() -> None:
-    result = paired({0: 6.0, 1: 12.0, 2: 3.0}, {0: 1.0, 1: 2.0, 2: 1.0}, log=True)
+    result = paired({0: 6.0, 1: 12.0, 2: 3.0}, {0: 1.0, 1: 2.0, 2: 1.0}, ratio=True)
     logs = [math.log(6), math.log(6), math.log(3)]
     mean = sum(logs) / 3
     sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / 2)
     half = 4.302652729749464 * sd / math.sqrt(3)
-    assert result.estimate == pytest.approx(math.exp(mean))
+    assert result.value == pytest.approx(math.exp(mean))
     assert result.ci_low == pytest.approx(math.exp(mean - half))
     assert result.ci_high == pytest.approx(math.exp(mean + half))
-    assert paired({0: 2.0}, {0: 1.0}, log=True).has_ci is False
+    assert paired({0: 2.0}, {0: 1.0}, ratio=True).has_ci is False
     assert paired({0: None, 1: 2.0}, {0: 1.0}).n == 0
 
 
@@ -257,11 +260,13 @@ def test_mfu_above_one_is_never_recorded(tmp_path: Path) -> None:
     cfg = RunConfig(tiny_run(train={"epochs": 1, "checkpoint": False}))
     torch.set_num_threads(1)
     trainer = Trainer(cfg, tmp_path, peak_flops_file=_peak_file(tmp_path / "p.json", 1e3))
-    flops = flops_record(trainer, images_per_s=100.0)  # any real rate exceeds a 1 kFLOP/s "peak"
+    flops = flops_record(
+        trainer.describe(), images_per_s=100.0
+    )  # any real rate exceeds a 1 kFLOP/s "peak"
     assert flops["mfu"] is None and "not reported" in flops["peak_note"]
     assert flops["peak_source"] == "measured-matmul-once"
     sane = Trainer(cfg, tmp_path, peak_flops_file=_peak_file(tmp_path / "q.json", 1e15))
-    assert 0 < flops_record(sane, images_per_s=100.0)["mfu"] < 1
+    assert 0 < flops_record(sane.describe(), images_per_s=100.0)["mfu"] < 1
 
 
 # -- calibration criteria ----------------------------------------------------------------------

@@ -202,12 +202,13 @@ def test_calibrate_target_end_to_end(workdir: Path) -> None:
 
 
 def test_figure1_target_end_to_end(workdir: Path) -> None:
-    """The figure1 target on a tiny grid: sweep, selection, final seeds, summary and figure."""
+    """The figure1 target on a tiny grid: sweep, selection, final seeds, summary and figure;
+    one job per seed, so Snakemake reruns exactly the seed whose result is gone."""
     tiny = "figure1={train_images: 64, val_images: 20, batch_size: 16, epochs: 2}"
     result = snakemake(workdir, "--cores", "2", "figure1", "--config", tiny, timeout=600)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert job_counts(result.stdout + result.stderr) == {
-        "figure1_sweep": 10, "figure1_select": 1, "figure1_final": 2, "figure1_summary": 1,
+        "figure1_sweep": 20, "figure1_select": 1, "figure1_final": 6, "figure1_summary": 1,
         "figure1": 1,
     }  # fmt: skip
     root = workdir / "results" / "figure1"
@@ -227,10 +228,17 @@ def test_figure1_target_end_to_end(workdir: Path) -> None:
         "tanh / ReLU epochs to target"
         in (workdir / "reports" / "figure1" / "summary.md").read_text()
     )
-    assert (workdir / "logs" / "benchmark" / "figure1" / "final" / "tanh.tsv").exists()
+    assert (workdir / "logs" / "benchmark" / "figure1" / "final" / "tanh" / "seed200.tsv").exists()
 
     again = snakemake(workdir, "-n", "--cores", "2", "figure1", "--config", tiny)
     assert job_counts(again.stdout) == {}, again.stdout[-2000:]
+    # One seed lost: naming its file reruns that seed alone, then the summary (Snakemake does
+    # not rebuild a missing intermediate file by itself while the summary is up to date).
+    lost = root / "final" / "tanh" / "seed201" / "metrics.json"
+    lost.unlink()
+    rel = str(lost.relative_to(workdir))
+    redo = snakemake(workdir, "-n", "--cores", "2", rel, "figure1", "--config", tiny)
+    assert job_counts(redo.stdout) == {"figure1_final": 1, "figure1_summary": 1, "figure1": 1}
     default = snakemake(workdir, "-n", "--cores", "2")  # the default target never runs figure1
     assert set(job_counts(default.stdout)) == {"peak_flops", "train", "report", "all"}
 

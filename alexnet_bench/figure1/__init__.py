@@ -6,7 +6,10 @@ target training error (25%) in the fewest epochs, then fresh seeds at the chosen
 tanh / ReLU ratio of epochs to the target with a confidence interval.
 
 Modules: :mod:`.settings` (the ``figure1:`` block of config.yaml -> grid and run configs; light,
-the workflow imports it), :mod:`.analysis` (epochs to target with censoring, lr selection, the
-paired ratio and its CI; no torch), :mod:`.runner` (train several seeds in one process) and
-:mod:`.cli` (``alexnet-bench figure1 train|select|summarize``).
+the workflow imports it), :mod:`.analysis` (learning-rate selection on runs read through
+:mod:`alexnet_bench.collect`), :mod:`.results` (selection.json, summary.json and its schema; the
+ratio from :mod:`alexnet_bench.effects`) and :mod:`.cli` (``alexnet-bench figure1
+train|select|summarize``; ``train`` is one seed, launched like every study cell). The study's
+pictures and tables are a view in :mod:`alexnet_bench.reports.figure1`, which imports this
+package, never the other way round.
 """

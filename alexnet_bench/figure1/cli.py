@@ -1,4 +1,8 @@
-"""``alexnet-bench figure1 train | select | summarize``: the commands the figure1 rules call."""
+"""``alexnet-bench figure1 train | select | summarize``: the commands the figure1 rules call.
+
+An entry point: it may import the report's rendering (``reports.figure1``) to write the study's
+own figure; the figure1 package itself never imports ``reports``.
+"""
 
 from __future__ import annotations
 
@@ -39,21 +43,27 @@ def _labels(items: list[str] | None) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train the seeds of one arm: a sweep point, or a final arm at the selected rate."""
-    from ..config import deep_merge
-    from .runner import chosen_lr, train_seeds
+    """Train one seed of one arm (a sweep point, or a final arm at the selected rate) through
+    the same launcher as every study cell (launch.train_cell)."""
+    from ..config import RunConfig, deep_merge
+    from ..launch import LaunchOptions, train_cell
+    from .results import chosen_lr
 
-    base = _json_arg(args.config_json, "--config-json")
-    if args.lr_from:
-        if not args.activation:
-            raise ConfigError("--lr-from needs --activation relu|tanh")
-        base = deep_merge(base, {"train": {"lr": chosen_lr(Path(args.lr_from), args.activation)}})
-    results = train_seeds(
-        base, args.seeds, Path(args.out), _labels(args.label), args.record_failures,
-        args.gpu_lock_dir,
-    )  # fmt: skip
-    print(json.dumps({"out": args.out, "runs": results}))
-    return 0
+    if args.lr_from and not args.activation:
+        raise ConfigError("--lr-from needs --activation relu|tanh")
+
+    def resolve() -> tuple[RunConfig, dict[str, Any]]:
+        base = _json_arg(args.config_json, "--config-json")
+        if args.lr_from:
+            lr = chosen_lr(Path(args.lr_from), args.activation)
+            base = deep_merge(base, {"train": {"lr": lr}})
+        cfg = RunConfig(deep_merge(base, {"train": {"seed": args.seed}}))
+        return cfg, {"seed": cfg.train.seed, "lr": cfg.train.lr}
+
+    options = LaunchOptions(gpu_lock_dir=args.gpu_lock_dir)
+    return train_cell(
+        resolve, Path(args.out), _labels(args.label), options, record_failures=args.record_failures
+    )
 
 
 def cmd_select(args: argparse.Namespace) -> int:
@@ -73,10 +83,10 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     """Ratio with its CI, checks, the figure and summary.md from the sweep and final runs."""
     from ..reports.figure1 import final_records, write_outputs
     from ..reports.tables import to_csv
-    from .results import FINAL_CSV, SUMMARY, build_summary
+    from .results import FINAL_CSV, SUMMARY, build_summary, check_summary
 
     root = Path(args.results)
-    summary = build_summary(root, _settings(args))
+    summary = check_summary(build_summary(root, _settings(args)))
     write_json(root / SUMMARY, summary)
     write_text(root / FINAL_CSV, to_csv(final_records(summary)))
     write_outputs(summary, Path(args.out))
@@ -94,10 +104,10 @@ def add_figure1_parser(subparsers: Any) -> None:
     )
     sub = parser.add_subparsers(dest="figure1_command", required=True)
 
-    train = sub.add_parser("train", help="train the seeds of one arm into OUT/seed<N>/")
+    train = sub.add_parser("train", help="train one seed of one arm into OUT")
     train.add_argument("--config-json", required=True, help="run config (without the seed)")
-    train.add_argument("--seeds", type=int, nargs="+", required=True)
-    train.add_argument("--out", required=True, help="arm directory; runs go to OUT/seed<N>/")
+    train.add_argument("--seed", type=int, required=True)
+    train.add_argument("--out", required=True, help="the run directory (…/seed<N>)")
     train.add_argument(
         "--lr-from", metavar="SELECTION_JSON", help="take train.lr from this selection.json"
     )

@@ -31,10 +31,10 @@ from typing import Any
 
 import pandas as pd
 
+from ..collect import Run, load_run, run_value
+from ..effects import summarize, time_to_target
 from ..io import write_text
 from ..study import resolve_calibration_run, resolve_run
-from .collect import Run, load_run
-from .stats import summarize
 
 TIE_POINTS = 0.5
 SKIPPED_CELL_CPU_S = 3.5  # a 2-device cell recorded as skipped (measured: 3.3 s, imports mostly)
@@ -76,24 +76,19 @@ def _flatten(prefix: str, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _history(run: Run, column: str) -> list[float]:
-    if run.history is None or column not in run.history:
-        return []
-    return [float(v) for v in run.history[column].tolist() if v == v]
+    return run.history.finite_values(column) if run.history is not None else []
 
 
 def _reached(run: Run, target: float) -> bool:
-    """The run's training error (the column its time to target reads) fell below ``target``."""
-    column = str(run.get("time_to_target.error") or "train_top1_error")
-    return any(v < target for v in _history(run, column))
+    """The run's training error (the column its time to target reads) fell below ``target``
+    (the shared time-to-target definition; left-censored counts as reached)."""
+    crossing = time_to_target(_history(run, run.target_column), target)
+    return crossing.kind in ("reached", "left-censored")
 
 
 def _job_cpu(runs: list[Run]) -> float | None:
     """Mean CPU seconds of a job (all its processes, start-up included)."""
-    values = [
-        v
-        for r in runs
-        if (v := r.num("host.job_cpu_s") or r.num("host.process_lifetime_cpu_s")) is not None
-    ]
+    values = [v for r in runs if (v := run_value(r, "job_cpu_s")) is not None]
     return sum(values) / len(values) if values else None
 
 
@@ -134,7 +129,7 @@ def evaluate_candidate(
     for arm in block["arms"]:
         for run in runs.get(arm, []):
             total += 1
-            err = run.num("final.val_top1_error")
+            err = run.record.final.val_top1_error
             ok = run.completed and err is not None and err <= crit["learned_max_val_error"]
             learned += ok
             if err is not None and run.status != "missing":
@@ -149,7 +144,7 @@ def evaluate_candidate(
 
     # 2. the baseline converges
     base_runs = [r for r in runs.get(baseline, []) if r.completed]
-    finals = summarize(r.num("final.val_top1_error") for r in base_runs)
+    finals = summarize(r.record.final.val_top1_error for r in base_runs)
     gains = []
     for run in base_runs:
         val = _history(run, "val_top1_error")

@@ -104,7 +104,7 @@ def check_results_dir(results: Path, expected: list[Path] | None) -> None:
     A report of runs that all failed or never finished is valid (the cells are listed as
     such); a report of nothing is a wrong ``--results`` path, so it is an error.
     """
-    from .collect import discover
+    from ..collect import discover
 
     if not results.is_dir():
         raise BenchError(

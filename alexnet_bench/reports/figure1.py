@@ -1,15 +1,16 @@
-"""The figure1 study in pictures and tables, from its ``results/figure1/summary.json``.
+"""The figure1 study in pictures and tables: a view of its ``results/figure1/summary.json``.
 
 Used twice: ``alexnet-bench figure1 summarize`` writes the study's own outputs
 (``reports/figure1/figure1.png|svg`` and ``summary.md``), and the study report adds a "Figure 1"
-section and a paper-vs-measured row when that summary exists. Rendering is deterministic like
-the rest of the report (fixed SVG hash salt, no dates, sorted inputs).
+section and a paper-vs-measured row when that summary exists. The study itself (runs, selection,
+the ratio, the summary and its schema) is :mod:`alexnet_bench.figure1`, which this view imports
+and which never imports the report. Rendering is deterministic like the rest of the report
+(fixed SVG hash salt, no dates, sorted inputs).
 """
 
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator, NullLocator
 
-from ..errors import ConfigError
+from ..effects import Paired, resolution
+from ..figure1.results import data_name
+from ..figure1.results import load_summary as load_summary
 from ..io import write_bytes, write_text
 from .claims import ClaimRow
 from .figures import DPI, PNG_META, RC, SVG_META
@@ -49,19 +52,6 @@ class Section:
     tables: list[Table]
     figure: Rendered
     records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-
-
-def load_summary(path: Path) -> dict[str, Any]:
-    """``summary.json`` of the figure1 study; a one-line error when unreadable."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(
-            f"cannot read figure1 summary '{path}' ({exc}); rerun snakemake figure1"
-        ) from None
-    if not isinstance(data, dict) or data.get("study") != "figure1":
-        raise ConfigError(f"'{path}' is not a figure1 summary; rerun snakemake figure1")
-    return data
 
 
 def _pct(x: float) -> float:
@@ -154,8 +144,6 @@ def render(summary: dict[str, Any]) -> Rendered:
 
 
 def summary_data(summary: dict[str, Any]) -> str:
-    from ..figure1.results import data_name
-
     return data_name(summary.get("data") or {})
 
 
@@ -231,12 +219,19 @@ def claim_row(summary: dict[str, Any]) -> ClaimRow:
         ci_high=r["ci95_high"],
         n_a=r["n"],
         n_b=r["n"],
+        n_pairs=r["n"],
     )
     value = r["value"]
+    effect = Paired(True, r["kind"], r["n"], value, r["ci95_low"], r["ci95_high"], r["sd"],
+                    tuple(r["seeds"]), censored=tuple(r["censored"]))  # fmt: skip
+    row.effect = effect
     if r["kind"] == "estimate" and value is not None:
         row.same_direction = "yes" if value > 1 else "no"
-        if r["ci95_low"] is not None:
-            row.exceeds_spread = "yes" if r["ci95_low"] > 1 or r["ci95_high"] < 1 else "no"
+        if effect.excludes_null is not None:
+            row.exceeds_spread = "yes" if effect.excludes_null else "no"
+        res = resolution(effect)
+        if res.null:
+            row.resolves = res.text(True)
     elif r["kind"] == "lower bound" and value is not None and value >= 1:
         row.same_direction = "yes"
     elif r["kind"] == "upper bound" and value is not None and value <= 1:

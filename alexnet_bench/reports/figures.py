@@ -22,8 +22,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from ..collect import Run, run_value
 from ..io import write_bytes
-from .collect import Run, run_value
 from .tables import AblationStats, Table, fnum, format_sig
 
 DPI = 110
@@ -108,12 +108,15 @@ def _history_frame(runs: Sequence[Run]) -> pd.DataFrame:
     frames = []
     for r in runs:
         h = r.history
-        if h is None or "epoch" not in h or not len(h):
+        if h is None or not len(h):
             continue
-        df = pd.DataFrame({"epoch": h["epoch"]})
-        for col in ("train_top1_error", "val_top1_error", "train_clean_top1_error"):
-            df[col] = h[col] * 100.0 if col in h else np.nan
-        df["elapsed_s"] = h.get("elapsed_s", np.nan)
+        df = pd.DataFrame({
+            "epoch": h.epoch,
+            "train_top1_error": h.train_top1_error * 100.0,
+            "val_top1_error": h.val_top1_error * 100.0,
+            "train_clean_top1_error": h.train_clean_top1_error * 100.0,
+            "elapsed_s": h.elapsed_s,
+        })  # fmt: skip
         df["ablation"] = r.ablation
         df["seed"] = -1 if r.seed is None else r.seed
         df["status"] = r.status
@@ -433,7 +436,7 @@ def scaling(
         return None, None
     b_thr = base.summaries["throughput"].mean
     devices = sorted(
-        {str(r.get("device.type") or "?") for a in [base, *multi] for r in a.completed}
+        {str(r.record.device.type or "?") for a in [base, *multi] for r in a.completed}
     )
     on_cpu = "cpu" in devices
     rows, labels, values, seeds, texts = [], [], [], [], []
@@ -444,7 +447,7 @@ def scaling(
     for a in multi:
         thr = a.summaries["throughput"]
         ws = a.summaries["world_size"].mean
-        mode = a.first("parallel.mode") or "?"
+        mode = a.parallel_mode or "?"
         speed = thr.mean / b_thr if thr.n and b_thr else math.nan
         eff = speed / ws if math.isfinite(speed) else math.nan
         rows.append(

@@ -47,8 +47,9 @@ tr.baseline td { background:#eef4fa; font-weight:600; }
 tr.absent td { color:var(--muted); }
 tr.cont td { border-top:none; }
 table.claims td:nth-child(1) { min-width:190px; }
-table.claims td:nth-child(4) { min-width:120px; }
-table.claims td:nth-child(8) { min-width:260px; font-size:12px; color:var(--muted); }
+table.claims td:nth-child(4) { min-width:220px; font-size:12px; }
+table.claims td:nth-child(5) { min-width:140px; }
+table.claims td:nth-child(10) { min-width:260px; font-size:12px; color:var(--muted); }
 .note { color:var(--muted); font-size:13px; margin:4px 0 14px; }
 .badge { display:inline-block; padding:0 7px; border-radius:10px; font-size:12px; font-weight:600;
          white-space:nowrap; }
@@ -104,6 +105,7 @@ class Page:
     subtitle: str
     how_to_read: list[str]
     counts: dict[str, int]
+    findings: Table
     claims: Table
     spread_rule: str
     accuracy: Table
@@ -185,7 +187,7 @@ def extra_html(x: Extra) -> str:
 
 
 def render(page: Page) -> str:
-    from .collect import ALL_STATUSES
+    from ..collect import ALL_STATUSES
 
     cards = "".join(
         f'<div class="card {s}"><div class="n">{page.counts.get(s, 0)}</div>'
@@ -214,6 +216,7 @@ def render(page: Page) -> str:
     scaling = table_html(page.scaling) if page.scaling is not None else ""
     nav_items = [
         ("how", "How to read this"),
+        ("findings", "Findings"),
         ("claims", "Paper vs measured"),
         *[(x.id, x.nav) for x in page.extras],
         ("accuracy", "Accuracy"),
@@ -243,6 +246,10 @@ def render(page: Page) -> str:
 <section id="how">
 <h2>How to read this</h2>
 <div class="box"><ul>{how}</ul></div>
+</section>
+<section id="findings">
+<h2>Findings</h2>
+{table_html(page.findings, with_title=False)}
 </section>
 <section id="claims">
 <h2>Paper vs measured</h2>

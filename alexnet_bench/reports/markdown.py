@@ -27,13 +27,14 @@ def table_md(t: Table, heading: str | None = "###") -> str:
 
 
 def render(page: Page) -> str:
-    from .collect import ALL_STATUSES
+    from ..collect import ALL_STATUSES
 
     counts = ", ".join(f"{page.counts[s]} {s}" for s in ALL_STATUSES if page.counts.get(s))
     out = [f"# {page.title}", "", page.subtitle, "", f"Runs: {counts or 'none'}.", ""]
     if page.warnings:
         out += ["**Attention:**", "", *[f"- {w}" for w in page.warnings], ""]
     out += ["## How to read this", "", *[f"- {x}" for x in page.how_to_read], ""]
+    out += ["## Findings", "", table_md(page.findings, heading=None)]
     out += ["## Paper vs measured", "", f"Rule for “exceeds seed spread”: {page.spread_rule}", ""]
     out.append(table_md(page.claims, heading=None))
     for x in page.extras:

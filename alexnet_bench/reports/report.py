@@ -9,12 +9,7 @@ from typing import Any
 
 import yaml
 
-from ..io import write_bytes, write_text
-from . import claims, tables
-from . import figure1 as figure1_mod
-from . import html as html_mod
-from . import markdown as md_mod
-from .collect import (
+from ..collect import (
     ALL_STATUSES,
     Run,
     ablation_order,
@@ -23,8 +18,14 @@ from .collect import (
     run_value,
     sort_runs,
 )
+from ..effects import t_crit
+from ..io import write_bytes, write_text
+from . import claims, tables
+from . import figure1 as figure1_mod
+from . import html as html_mod
+from . import markdown as md_mod
+from .compare import Comparisons
 from .figures import FigureFile, render_all
-from .stats import t_crit
 from .study_input import normalize_study
 
 CAPTIONS = (
@@ -89,49 +90,40 @@ def _environment(runs: Sequence[Run]) -> tuple[list[tuple[str, str]], list[str]]
     if not done:
         return [("(none)", "no completed run to take the environment from")], []
     r = done[0]
+    env, rec = r.record.environment, r.record
 
-    def first(*keys: str) -> Any:
-        for key in keys:
-            value = r.get(key)
-            if value not in (None, "", []):
-                return value
-        return None
-
-    gpus = first("environment.cuda_gpus", "environment.nvml_gpus")
-    if not gpus:
-        gpus = r.get("gpu.devices") or []
+    gpus = env.cuda_gpus or env.nvml_gpus or rec.gpu.devices
     gpu_names = [g.get("name") if isinstance(g, dict) else g for g in gpus]
-    dev = r.get("device.name") or r.get("device.type") or "?"
-    count = r.get("device.count")
-    commit = first("environment.git_commit") or "–"
-    if r.get("environment.git_dirty") is True:
+    dev = rec.device.name or rec.device.type or "?"
+    count = rec.device.count
+    commit = env.git_commit or "–"
+    if env.git_dirty is True:
         commit = f"{commit} (with uncommitted changes)"
-    cpu = first("environment.cpu_model")
-    cpus = first("environment.logical_cpus")
+    cpus = env.logical_cpus
     rows = [
         ("taken from", r.cell),
         ("device", f"{dev}" + (f" ×{count}" if count and count != 1 else "")),
         ("GPU(s)", ", ".join(str(g) for g in gpu_names if g) or "none"),
-        ("NVIDIA driver", first("environment.driver_version") or "–"),
-        ("torch", first("environment.torch") or "–"),
-        ("CUDA", first("environment.torch_cuda") or "–"),
-        ("cuDNN", first("environment.cudnn") or "–"),
-        ("CPU", f"{cpu or '–'}" + (f" ({cpus} logical CPUs)" if cpus else "")),
-        ("python", first("environment.python") or "–"),
+        ("NVIDIA driver", env.driver_version or "–"),
+        ("torch", env.torch or "–"),
+        ("CUDA", env.torch_cuda or "–"),
+        ("cuDNN", env.cudnn or "–"),
+        ("CPU", f"{env.cpu_model or '–'}" + (f" ({cpus} logical CPUs)" if cpus else "")),
+        ("python", env.python or "–"),
         ("git commit", commit),
-        ("hostname", first("environment.hostname") or "–"),
-        ("run timestamp", first("environment.timestamp_utc") or "–"),
+        ("hostname", env.hostname or "–"),
+        ("run timestamp", env.timestamp_utc or "–"),
     ]
-    if r.get("gpu.available") is False and r.get("gpu.reason"):
-        rows.append(("GPU telemetry", f"unavailable: {r.get('gpu.reason')}"))
+    if rec.gpu.available is False and rec.gpu.reason:
+        rows.append(("GPU telemetry", f"unavailable: {rec.gpu.reason}"))
     notes = []
-    for key, label in (
-        ("environment.git_commit", "git commits"),
-        ("environment.hostname", "hosts"),
-        ("environment.torch", "torch versions"),
-        ("device.name", "device types"),
+    for label, value in (
+        ("git commits", lambda x: x.record.environment.git_commit),
+        ("hosts", lambda x: x.record.environment.hostname),
+        ("torch versions", lambda x: x.record.environment.torch),
+        ("device types", lambda x: x.record.device.name),
     ):
-        values = sorted({str(x.get(key)) for x in done if x.get(key) is not None})
+        values = sorted({str(v) for x in done if (v := value(x)) is not None})
         if len(values) > 1:
             notes.append(f"The completed runs span {len(values)} {label}: {', '.join(values)}.")
     return [(k, str(v)) for k, v in rows], notes
@@ -142,11 +134,11 @@ def _data_sentence(runs: Sequence[Run]) -> str:
     if not done:
         return "No run completed, so there is nothing to average yet."
     r = done[0]
-    src = r.get("data.source") or r.get("config.data.source") or "?"
-    size = r.get("data.image_size") or r.get("config.data.image_size") or "?"
-    n_train = r.get("data.num_train")
-    classes = r.get("data.num_classes")
-    epochs = r.get("config.train.epochs")
+    src = r.data_source or "?"
+    size = r.image_size or "?"
+    n_train = r.record.data.num_train
+    classes = r.record.data.num_classes
+    epochs = r.record.config.train.epochs
     text = f"Data: {src}, {size} px inputs"
     if n_train:
         text += f", {n_train} training images"
@@ -155,12 +147,12 @@ def _data_sentence(runs: Sequence[Run]) -> str:
     if epochs:
         text += f"; {epochs} epochs per run"
     text += " (the paper: ImageNet, 1.2 M images, 224 px, 1000 classes, ~90 epochs)."
-    if r.get("data.prepared_cache"):
-        fmt = r.get("data.prepared_format") or "raw"
+    if r.record.data.prepared_cache:
+        fmt = r.record.data.prepared_format or "raw"
         how = ("uint8, the decoded pixels exactly" if fmt == "raw"
                else f"{fmt}: re-encoded JPEGs, pixels slightly changed")  # fmt: skip
         text += f" Images were read from the prepared-data cache ({fmt}; {how})."
-    ignored = max((r.get("data.ignored_files") or 0 for r in done), default=0)
+    ignored = max((r.record.data.ignored_files or 0 for r in done), default=0)
     if ignored:
         text += f" {ignored} file(s) of the image folder are not images by their extension and were ignored."
     return text
@@ -168,8 +160,8 @@ def _data_sentence(runs: Sequence[Run]) -> str:
 
 def _fairness_sentence(runs: Sequence[Run]) -> str:
     """How the arms were kept comparable (init rule and the LRN arm), from the runs' configs."""
-    inits = sorted({str(r.get("config.model.init")) for r in runs if r.get("config.model.init")})
-    lrn_modes = {str(r.get("config.model.lrn")).lower() for r in runs}
+    inits = sorted({str(i) for r in runs if (i := r.record.config.model.init)})
+    lrn_modes = {str(r.record.config.model.lrn).lower() for r in runs}
     text = "Fair arms: "
     if inits == ["lsuv"]:
         text += (
@@ -206,12 +198,15 @@ def _how_to_read(study: dict[str, Any] | None, baseline: str, runs: Sequence[Run
         "Errors are top-1/top-5 validation errors in percent at the last epoch. Δ is the "
         "ablation mean minus the baseline mean in percentage points: positive Δ means the "
         "ablation is worse than the baseline.",
-        "95% CI of a mean = Student-t interval over seeds. Effects (Paper vs measured) are "
-        "paired: each seed's ablation run is compared with the baseline run of the same seed "
-        "(same data order, augmentation draws and, where shapes agree, initial weights), and "
-        "the per-seed differences get a t-interval on n−1 degrees of freedom (ratios: "
-        "geometric mean of per-seed ratios); Welch's unpaired interval is shown beside it. "
-        + t_txt,
+        "95% CI of a mean = Student-t interval over seeds. Every effect on this page (Findings, "
+        "Paper vs measured, Accuracy, Speed, tables/*.csv) is the same paired statistic: each "
+        "seed's ablation run is compared with the baseline run of the same seed (same data "
+        "order, augmentation draws and, where shapes agree, initial weights), and the per-seed "
+        "differences get a t-interval on n−1 degrees of freedom (ratios: geometric mean of "
+        "per-seed ratios). Welch's unpaired interval appears only where labelled 'Welch'. "
+        "Where an interval includes no effect, 'What the seeds resolve' gives the largest "
+        "effect the interval excludes and the smallest one these seeds would detect (80% "
+        "power at the spread they showed). " + t_txt,
         "Paper vs measured: 'Same direction?' asks whether the measured effect has the sign the "
         "paper reports; 'Exceeds seed spread?' whether it is larger than seed-to-seed noise "
         "(rule stated above the table). Magnitudes are not expected to match when the data set "
@@ -249,12 +244,12 @@ def _warnings(
                 f"did not learn). Its effects use the {a.counts.get('completed', 0)} run(s) that "
                 "learned; the collapse rate is itself a finding (see Problems)."
             )
-    skipped = [r for r in runs if r.completed and r.get("data.skipped_files")]
+    skipped = [r for r in runs if r.completed and r.record.data.skipped_files]
     if skipped:
-        most = max(skipped, key=lambda r: r.get("data.skipped_files"))
-        examples = ", ".join(most.get("data.skipped_examples") or [])
+        most = max(skipped, key=lambda r: r.record.data.skipped_files or 0)
+        examples = ", ".join(most.record.data.skipped_examples)
         out.append(
-            f"{most.get('data.skipped_files')} image file(s) could not be decoded and were "
+            f"{most.record.data.skipped_files} image file(s) could not be decoded and were "
             f"skipped (data.on_bad_image: skip) in {len(skipped)} run(s), e.g. {examples}: "
             "the runs trained on the remaining images."
         )
@@ -270,7 +265,7 @@ def _warnings(
             f"{len(missing)} expected cell(s) have no results: "
             + ", ".join(r.cell for r in missing)
         )
-    presets = sorted({str(r.get("run.preset")) for r in runs if r.get("run.preset")})
+    presets = sorted({p for r in runs if (p := r.record.run.preset)})
     if preset is not None and presets and presets != [preset]:
         out.append(
             f"The study's preset is '{preset}' but the runs were labelled with preset "
@@ -373,9 +368,10 @@ def build_report(
     extras = extra_runs(results_dir, expected, study)
     order = ablation_order(runs, study, baseline)
     runs = sort_runs(runs, order)
-    stats = tables.aggregate(runs, order, study, baseline)
+    comparisons = Comparisons(runs)  # every effect on the page, computed once
+    stats = tables.aggregate(runs, order, study, baseline, comparisons)
     study_claims = claims.study_claims(study)  # parsed and validated once
-    claim_rows = claims.evaluate(runs, study, baseline, study_claims)
+    claim_rows = claims.evaluate(runs, study, baseline, study_claims, comparisons)
     families = {a.name: a.family for a in stats}
     figure1, figure1_row, figure1_note = _figure1_section(figure1_dir, out_dir)
     if figure1_row is not None:
@@ -400,7 +396,7 @@ def build_report(
     figs = render_all(runs, stats, order, baseline, out_dir / "figures", tanh=tanh)
     counts = {s: sum(r.status == s for r in runs) for s in ALL_STATUSES}
     preset = (study or {}).get("preset") if isinstance(study, dict) else None
-    preset = preset or next((r.get("run.preset") for r in runs if r.get("run.preset")), None)
+    preset = preset or next((p for r in runs if (p := r.record.run.preset)), None)
     preset = preset or results_dir.name
     seeds = sorted({r.seed for r in runs if r.seed is not None})
     env, env_notes = _environment(runs)
@@ -412,6 +408,7 @@ def build_report(
         ),
         how_to_read=_how_to_read(study, baseline, runs),
         counts=counts,
+        findings=tables.findings_table(stats, claim_rows, baseline),
         claims=tables.claims_table(claim_rows),
         spread_rule=claims.SPREAD_RULE,
         accuracy=tables.accuracy_table(stats, baseline),

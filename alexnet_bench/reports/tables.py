@@ -1,9 +1,11 @@
-"""Tables: one row per run, one row per ablation (vs baseline), paper vs measured.
+"""Tables: one row per run, one row per ablation (vs baseline), paper vs measured, findings.
 
 Each table exists twice: as numeric records for the CSV files (errors in percent, deltas in
 percentage points, blank = not available) and as a :class:`Table` of formatted strings that the
-HTML and Markdown renderers share. Only completed runs enter any mean; the other statuses are
-counted and shown.
+HTML and Markdown renderers share. Only completed runs enter any mean or effect; the other
+statuses are counted and shown. Every effect vs the baseline is the paired statistic of
+:class:`~.compare.Comparisons` (the same object the paper-vs-measured table shows), formatted by
+:meth:`~..effects.Paired.text`.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from typing import Any
 
 import pandas as pd
 
+from ..collect import ALL_STATUSES, Run, run_value
+from ..effects import Paired, Summary, Welch, resolution, summarize
 from .claims import ClaimRow
-from .collect import ALL_STATUSES, Run, percent, run_value
-from .stats import Difference, Summary, summarize, welch
+from .compare import Comparisons
 
 #: per-run metrics aggregated for each ablation
 AGG_METRICS = (
@@ -65,10 +68,11 @@ class AblationStats:
     runs: list[Run]
     counts: dict[str, int]
     summaries: dict[str, Summary]
-    delta_top1: Difference | None = None
-    delta_top5: Difference | None = None
-    ttt_ratio_epoch: float | None = None
-    ttt_ratio_seconds: float | None = None
+    #: paired effects vs the baseline (val_top1, val_top5: a - b; ttt_epoch, ttt_seconds: a / b);
+    #: empty for the baseline itself
+    effects: dict[str, Paired] = field(default_factory=dict)
+    #: Welch's unpaired val_top1 / val_top5 differences (secondary, labelled in the CSV)
+    welch: dict[str, Welch] = field(default_factory=dict)
 
     @property
     def completed(self) -> list[Run]:
@@ -82,12 +86,13 @@ class AblationStats:
         s = self.summaries.get(metric)
         return s.mean if s is not None and s.n else None
 
-    def first(self, dotted: str) -> Any:
-        for r in self.completed:
-            value = r.get(dotted)
-            if value is not None:
-                return value
-        return None
+    @property
+    def device_type(self) -> str | None:
+        return next((t for r in self.completed if (t := r.record.device.type)), None)
+
+    @property
+    def parallel_mode(self) -> str | None:
+        return next((m for r in self.completed if (m := r.record.parallel.mode)), None)
 
 
 def status_summary(counts: dict[str, int]) -> str:
@@ -105,9 +110,15 @@ def _study_entry(study: dict[str, Any] | None, name: str) -> dict[str, Any]:
 
 
 def aggregate(
-    runs: Sequence[Run], order: Sequence[str], study: dict[str, Any] | None, baseline: str
+    runs: Sequence[Run],
+    order: Sequence[str],
+    study: dict[str, Any] | None,
+    baseline: str,
+    comparisons: Comparisons | None = None,
 ) -> list[AblationStats]:
-    """Per-ablation statistics over completed runs, in ``order``."""
+    """Per-ablation statistics over completed runs, in ``order``, with the paired effects vs
+    the baseline from ``comparisons`` (the report passes the one the claims use)."""
+    comparisons = comparisons or Comparisons(runs)
     out: list[AblationStats] = []
     for name in order:
         mine = [r for r in runs if r.ablation == name]
@@ -116,23 +127,15 @@ def aggregate(
         summaries = {m: summarize(run_value(r, m) for r in done) for m in AGG_METRICS}
         entry = _study_entry(study, name)
         family = str(entry.get("family") or ("baseline" if name == baseline else ""))
-        out.append(
-            AblationStats(
-                name, family, str(entry.get("description") or ""), mine, counts, summaries
-            )
+        a = AblationStats(
+            name, family, str(entry.get("description") or ""), mine, counts, summaries
         )
-    base = next((a for a in out if a.name == baseline), None)
-    if base is not None:
-        for a in out:
-            a.delta_top1 = welch(a.summaries["val_top1"], base.summaries["val_top1"])
-            a.delta_top5 = welch(a.summaries["val_top5"], base.summaries["val_top5"])
-            for metric, attr in (
-                ("ttt_epoch", "ttt_ratio_epoch"),
-                ("ttt_seconds", "ttt_ratio_seconds"),
-            ):
-                num, den = a.mean(metric), base.mean(metric)
-                if num is not None and den:
-                    setattr(a, attr, num / den)
+        if name != baseline and any(r.ablation == baseline for r in runs):
+            a.effects = comparisons.vs_baseline(name, baseline)
+            a.welch = {
+                m: comparisons.welch(m, name, baseline, False) for m in ("val_top1", "val_top5")
+            }
+        out.append(a)
     return out
 
 
@@ -183,14 +186,12 @@ def ci_text(s: Summary, digits: int = 2) -> str:
     return f"[{fnum(s.ci_low, digits)}, {fnum(s.ci_high, digits)}]"
 
 
-def delta_text(d: Difference | None, is_baseline: bool) -> str:
-    if is_baseline:
+def effect_text(a: AblationStats, metric: str, baseline: str) -> str:
+    """The paired effect vs the baseline as every table shows it (``Paired.text``)."""
+    if a.name == baseline:
         return "(baseline)"
-    if d is None or not _ok(d.diff):
-        return "–"
-    if d.has_ci:
-        return f"{fnum(d.diff, 2, signed=True)} ± {fnum(d.ci_half, 2)}"
-    return fnum(d.diff, 2, signed=True)
+    p = a.effects.get(metric)
+    return p.text() if p is not None and p.value is not None else "–"
 
 
 def ttt_text(a: AblationStats) -> str:
@@ -218,21 +219,15 @@ def _rounded(x: float | None, digits: int = 10) -> float | None:
     return float(f"{x:.{digits}g}")
 
 
-def _run_notes(r: Run) -> list[str]:
-    notes = r.get("notes")
-    if isinstance(notes, list):
-        return [str(n) for n in notes]
-    return [str(notes)] if notes else []
-
-
 def run_records(runs: Sequence[Run], families: dict[str, str]) -> list[dict[str, Any]]:
     """One flat record per run (including missing/unparseable cells)."""
     records = []
     for r in runs:
         v = lambda name, r=r: _rounded(run_value(r, name))  # noqa: E731
+        rec = r.record
         records.append(
             {
-                "preset": r.get("run.preset"),
+                "preset": rec.run.preset,
                 "ablation": r.ablation,
                 "family": families.get(r.ablation, ""),
                 "seed": r.seed,
@@ -241,54 +236,74 @@ def run_records(runs: Sequence[Run], families: dict[str, str]) -> list[dict[str,
                 "path": str(r.path),
                 "epochs_completed": v("epochs_completed"),
                 "planned_epochs": v("planned_epochs"),
-                "diverged_epoch": _rounded(r.num("diverged_epoch")),
-                "final_train_loss": _rounded(r.num("final.train_loss")),
-                "final_val_loss": _rounded(r.num("final.val_loss")),
+                "diverged_epoch": v("diverged_epoch"),
+                "final_train_loss": v("final_train_loss"),
+                "final_val_loss": v("final_val_loss"),
                 "train_top1_err_pct": v("train_top1"),
                 "val_top1_err_pct": v("val_top1"),
                 "val_top5_err_pct": v("val_top5"),
                 "val_top1_err_10crop_pct": v("val_top1_10crop"),
                 "overfit_gap_pts": v("overfit_gap"),
                 "best_epoch": v("best_epoch"),
-                "best_val_top1_err_pct": _rounded(percent(r.num("best.val_top1_error"))),
+                "best_val_top1_err_pct": v("best_val_top1"),
                 "ttt_target_train_err_pct": v("target_train_error"),
                 "ttt_epoch": v("ttt_epoch"),
+                "ttt_epoch_censoring": _censoring(r.ttt_epochs.kind),
                 "ttt_seconds": v("ttt_seconds"),
-                "total_time_s": _rounded(r.num("total_time_s")),
+                "total_time_s": v("total_time_s"),
                 "train_time_s": v("train_time_s"),
                 "throughput_img_s": v("throughput"),
                 "step_ms_median": v("step_ms"),
                 "mfu": v("mfu"),
-                "peak_flops_source": r.get("flops.peak_source"),
+                "peak_flops_source": rec.flops.peak_source,
                 "dead_relu_max_layer_pct": v("dead_relu_max"),
                 "lrn_alpha_sum_over_k": run_value(r, "lrn_load"),
-                "gpu_available": r.get("gpu.available"),
+                "gpu_available": rec.gpu.available,
                 "gpu_util_pct_mean": v("gpu_util"),
                 "gpu_power_w_mean": v("gpu_power_w"),
                 "gpu_mem_peak_mib": v("gpu_mem_peak_mib"),
                 "energy_per_image_j": v("energy_per_image_j"),
-                "host_cpu_util_pct": _rounded(r.num("host.cpu_util_pct")),
+                "host_cpu_util_pct": v("cpu_util_pct"),
                 "host_peak_rss_mib": v("peak_rss_mib"),
                 "num_params": v("num_params"),
-                "model_variant": r.get("model.variant") or r.get("config.model.variant"),
-                "device_type": r.get("device.type"),
-                "device_name": r.get("device.name"),
-                "device_count": _rounded(r.num("device.count")),
-                "parallel_mode": r.get("parallel.mode"),
-                "world_size": _rounded(r.num("parallel.world_size")),
-                "data_source": r.get("data.source") or r.get("config.data.source"),
-                "image_size": _rounded(r.num("data.image_size") or r.num("config.data.image_size")),
-                "num_train": _rounded(r.num("data.num_train")),
-                "config_hash": r.get("config_hash"),
-                "torch": r.get("environment.torch"),
-                "git_commit": r.get("environment.git_commit"),
-                "notes": "; ".join([*_run_notes(r), *r.notes]),
+                "model_variant": r.model_variant,
+                "device_type": rec.device.type,
+                "device_name": rec.device.name,
+                "device_count": v("device_count"),
+                "parallel_mode": rec.parallel.mode,
+                "world_size": _rounded(rec.parallel.world_size),
+                "data_source": r.data_source,
+                "image_size": _rounded(r.image_size),
+                "num_train": v("num_train"),
+                "config_hash": rec.config_hash,
+                "torch": rec.environment.torch,
+                "git_commit": rec.environment.git_commit,
+                "notes": "; ".join([*rec.notes, *r.notes]),
             }
         )
     return records
 
 
+def _censoring(kind: str) -> str | None:
+    return {"left-censored": "left", "right-censored": "right"}.get(kind)
+
+
+def _effect_columns(prefix: str, p: Paired | None) -> dict[str, Any]:
+    """CSV columns of one paired effect: the value (the bound when censored), its kind, the
+    95% interval and the number of pairs."""
+    p = p if p is not None and p.value is not None else None
+    return {
+        prefix: _rounded(p.value) if p else None,
+        f"{prefix}_kind": p.kind if p else None,
+        f"{prefix}_ci95_low": _rounded(p.ci_low) if p else None,
+        f"{prefix}_ci95_high": _rounded(p.ci_high) if p else None,
+        f"{prefix}_n_pairs": p.n if p else None,
+    }
+
+
 def ablation_records(stats: Sequence[AblationStats], baseline: str) -> list[dict[str, Any]]:
+    """The per-ablation aggregate; every ``*_delta_*`` and ``*_ratio_*`` column is the paired
+    effect the tables show (``*_welch_*``: Welch's unpaired version, secondary)."""
     records = []
     for a in stats:
         rec: dict[str, Any] = {
@@ -299,7 +314,7 @@ def ablation_records(stats: Sequence[AblationStats], baseline: str) -> list[dict
         }
         rec.update({s: a.counts.get(s, 0) for s in ALL_STATUSES})
         rec["status_summary"] = status_summary(a.counts)
-        for metric, d in (("val_top1", a.delta_top1), ("val_top5", a.delta_top5)):
+        for metric in ("val_top1", "val_top5"):
             s = a.summaries[metric]
             prefix = f"{metric}_err_pct"
             rec[f"{prefix}_n"] = s.n
@@ -308,16 +323,19 @@ def ablation_records(stats: Sequence[AblationStats], baseline: str) -> list[dict
             rec[f"{prefix}_ci95_half"] = _rounded(s.ci_half)
             rec[f"{prefix}_ci95_low"] = _rounded(s.ci_low)
             rec[f"{prefix}_ci95_high"] = _rounded(s.ci_high)
-            rec[f"{metric}_delta_pts"] = _rounded(d.diff) if d is not None else None
-            rec[f"{metric}_delta_ci95_half"] = _rounded(d.ci_half) if d is not None else None
+            rec.update(_effect_columns(f"{metric}_delta_pts", a.effects.get(metric)))
+            w = a.welch.get(metric)
+            rec[f"{metric}_delta_welch_pts"] = _rounded(w.value) if w else None
+            rec[f"{metric}_delta_welch_ci95_low"] = _rounded(w.ci_low) if w else None
+            rec[f"{metric}_delta_welch_ci95_high"] = _rounded(w.ci_high) if w else None
         rec["train_top1_err_pct_mean"] = _rounded(a.summaries["train_top1"].mean)
         rec["overfit_gap_pts_mean"] = _rounded(a.summaries["overfit_gap"].mean)
         rec["best_epoch_mean"] = _rounded(a.summaries["best_epoch"].mean)
         rec["ttt_reached"] = a.summaries["ttt_epoch"].n
         rec["ttt_epoch_mean"] = _rounded(a.summaries["ttt_epoch"].mean)
         rec["ttt_seconds_mean"] = _rounded(a.summaries["ttt_seconds"].mean)
-        rec["ttt_epoch_ratio_vs_baseline"] = _rounded(a.ttt_ratio_epoch)
-        rec["ttt_seconds_ratio_vs_baseline"] = _rounded(a.ttt_ratio_seconds)
+        rec.update(_effect_columns("ttt_epoch_ratio_vs_baseline", a.effects.get("ttt_epoch")))
+        rec.update(_effect_columns("ttt_seconds_ratio_vs_baseline", a.effects.get("ttt_seconds")))
         rec["epochs_completed_mean"] = _rounded(a.summaries["epochs_completed"].mean)
         rec["train_time_s_mean"] = _rounded(a.summaries["train_time_s"].mean)
         rec["throughput_img_s_mean"] = _rounded(a.summaries["throughput"].mean)
@@ -331,7 +349,7 @@ def ablation_records(stats: Sequence[AblationStats], baseline: str) -> list[dict
         rec["energy_per_image_j_mean"] = _rounded(a.summaries["energy_per_image_j"].mean)
         rec["num_params"] = _rounded(a.summaries["num_params"].mean)
         rec["world_size"] = _rounded(a.summaries["world_size"].mean)
-        rec["device_type"] = a.first("device.type")
+        rec["device_type"] = a.device_type
         records.append(rec)
     return records
 
@@ -354,10 +372,10 @@ def accuracy_table(stats: Sequence[AblationStats], baseline: str) -> Table:
         "Runs",
         "Val top-1 err % (mean ± sd)",
         "Top-1 95% CI",
-        "Δ top-1 vs baseline (pts)",
+        "Δ top-1 vs baseline (paired, 95% CI)",
         "Val top-5 err % (mean ± sd)",
         "Top-5 95% CI",
-        "Δ top-5 vs baseline (pts)",
+        "Δ top-5 vs baseline (paired, 95% CI)",
         "Overfit gap (pts)",
         "Best epoch",
     ]
@@ -371,10 +389,10 @@ def accuracy_table(stats: Sequence[AblationStats], baseline: str) -> Table:
                 status_summary(a.counts),
                 mean_sd(s1),
                 ci_text(s1),
-                delta_text(a.delta_top1, a.name == baseline),
+                effect_text(a, "val_top1", baseline),
                 mean_sd(s5),
                 ci_text(s5),
-                delta_text(a.delta_top5, a.name == baseline),
+                effect_text(a, "val_top5", baseline),
                 fnum(a.summaries["overfit_gap"].mean, 2),
                 fnum(a.summaries["best_epoch"].mean, 1),
             ]
@@ -386,10 +404,12 @@ def accuracy_table(stats: Sequence[AblationStats], baseline: str) -> Table:
         numeric=[False, False, False, *([True] * 8)],
         note=(
             "Errors are final-epoch validation errors in percent. sd = sample standard deviation "
-            "over seeds; 95% CI = t-interval of the mean (n/a for a single seed). Δ = ablation "
-            "mean − baseline mean in percentage points, ± the half-width of Welch's 95% "
-            "interval (shown only with ≥ 2 seeds on both sides); positive Δ = worse than "
-            "baseline. Overfit gap = val − train top-1 error."
+            "over seeds; 95% CI = t-interval of the mean (n/a for a single seed). Δ = mean over "
+            "seeds of (ablation − baseline of the same seed) in percentage points, with its "
+            "paired 95% t-interval (n = seeds with a learned run in both arms): the same number "
+            "as in Paper vs measured. Positive Δ = worse than baseline. Welch's unpaired "
+            "version is in tables/ablations.csv (*_welch_* columns). Overfit gap = val − train "
+            "top-1 error."
         ),
         row_classes=["baseline" if a.name == baseline else "" for a in stats],
     )
@@ -411,7 +431,8 @@ def speed_table(stats: Sequence[AblationStats], baseline: str) -> Table:
         "Runs",
         f"Epochs to {tgt} train err",
         "Time to target (s)",
-        "TTT ratio vs baseline (epochs / s)",
+        "TTT ratio vs baseline, epochs (paired)",
+        "TTT ratio vs baseline, seconds (paired)",
         "Throughput (img/s)",
         "Step time (ms)",
         "MFU",
@@ -425,15 +446,10 @@ def speed_table(stats: Sequence[AblationStats], baseline: str) -> Table:
     rows = []
     for a in stats:
         sm = a.summaries
-        if a.name == baseline:
-            ratio = "1.00 / 1.00" if sm["ttt_epoch"].n else "–"
-        else:
-            ratio = f"{fnum(a.ttt_ratio_epoch)} / {fnum(a.ttt_ratio_seconds)}"
-            ratio = "–" if ratio == "– / –" else ratio
-        device = a.first("device.type") or "–"
+        device = a.device_type or "–"
         ws = sm["world_size"].mean if sm["world_size"].n else None
         if ws is not None and ws > 1:
-            mode = a.first("parallel.mode")
+            mode = a.parallel_mode
             device = f"{device} ×{round(ws)}" + (f" ({mode})" if mode else "")
         rows.append(
             [
@@ -441,7 +457,8 @@ def speed_table(stats: Sequence[AblationStats], baseline: str) -> Table:
                 status_summary(a.counts),
                 ttt_text(a),
                 fnum(sm["ttt_seconds"].mean, 1),
-                ratio,
+                effect_text(a, "ttt_epoch", baseline),
+                effect_text(a, "ttt_seconds", baseline),
                 format_sig(sm["throughput"].mean),
                 fnum(sm["step_ms"].mean, 1),
                 fnum(sm["mfu"].mean, 3),
@@ -457,11 +474,14 @@ def speed_table(stats: Sequence[AblationStats], baseline: str) -> Table:
         title="Speed and resources per ablation (completed runs only, means over seeds)",
         columns=cols,
         rows=rows,
-        numeric=[False, False, *([True] * 11), False],
+        numeric=[False, False, *([True] * 12), False],
         note=(
-            "Time to target = first epoch (and training wall time) at which the training top-1 "
-            f"error fell to {tgt}; the mean is over runs that reached it. TTT ratio = ablation "
-            "mean / baseline mean (> 1 = slower). Throughput = median images/s over training; "
+            "Time to target = when the training top-1 error fell to "
+            f"{tgt}, interpolated between epoch ends (epochs and training seconds); the mean is "
+            "over runs that reached it. TTT ratio = geometric mean over seeds of (ablation / "
+            "baseline of the same seed) with its paired 95% interval (> 1 = slower): the same "
+            "number as in Paper vs measured; a seed that never reached the target makes it a "
+            "bound ('>'). Throughput = median images/s over training; "
             "MFU = achieved / peak FLOP/s (GPU: spec-sheet peak; CPU: the host's matmul rate, "
             "measured once per study with nothing else running, peak_flops.json, for the job's "
             "thread count and processes). GPU columns are blank without GPU telemetry."
@@ -475,10 +495,12 @@ def claims_table(rows: Sequence[ClaimRow]) -> Table:
         "Paper claim",
         "Measured quantity",
         "Paper",
+        "Others found",
         "Measured (paired over seeds, 95% CI)",
         "Welch (unpaired)",
         "Same direction?",
         "Exceeds seed spread?",
+        "What the seeds resolve",
         "Caveats",
     ]
     out, classes = [], []
@@ -491,10 +513,12 @@ def claims_table(rows: Sequence[ClaimRow]) -> Table:
                 f"{r.claim} ({r.reference})" if first else "",
                 f"{r.comparison} [{r.compared}]",
                 r.paper_value,
+                "; ".join(o.shown() for o in r.others) or "–",
                 r.measured,
                 r.welch or "–",
                 r.same_direction,
                 r.exceeds_spread,
+                r.resolves or "–",
                 "; ".join(r.caveats) or "–",
             ]
         )
@@ -505,8 +529,63 @@ def claims_table(rows: Sequence[ClaimRow]) -> Table:
         columns=cols,
         rows=out,
         numeric=[False] * len(cols),
+        note=(
+            "Others found: independent measurements of the same comparison, quoted with their "
+            "source in tables/paper_vs_measured.csv (others_found) and "
+            "alexnet_bench/paper_claims.yaml. What the seeds resolve (only where the "
+            "interval includes no effect): |Δ| < X = the largest effect the paired 95% interval "
+            "excludes; detectable = the smallest effect these seeds would detect with 80% power "
+            "at the per-seed spread they showed (ratios: a factor either way)."
+        ),
         row_classes=classes,
         css="claims",
+    )
+
+
+def findings_table(
+    stats: Sequence[AblationStats], rows: Sequence[ClaimRow], baseline: str
+) -> Table:
+    """One row per ablation, the README's summary: its paired Δ val top-1 (with what the seeds
+    resolve when it is null), the other effects the claims measure, the paper and others."""
+    out = []
+    for a in stats:
+        if a.name == baseline:
+            continue
+        p = a.effects.get("val_top1")
+        delta = effect_text(a, "val_top1", baseline)
+        res = resolution(p) if p is not None else None
+        if res is not None and res.null:
+            delta += f"; {res.text(False)}"
+        mine = [r for r in rows if a.name in (r.arm_a, r.arm_b) and r.effect is not None]
+        other = [
+            f"{r.comparison}: {r.measured}" + (f"; {r.resolves}" if r.resolves else "")
+            for r in mine
+            if not (r.metric == "val_top1" and {r.arm_a, r.arm_b} == {a.name, baseline})
+        ]
+        claimed = [r for r in rows if a.name in (r.arm_a, r.arm_b)]
+        paper = list(dict.fromkeys(f"{r.paper_value} ({r.comparison})" for r in claimed))
+        others = list(dict.fromkeys(o.shown() for r in claimed for o in r.others))
+        out.append(
+            [a.name, delta, "; ".join(other) or "–", "; ".join(paper) or "–",
+             "; ".join(others) or "–"]
+        )  # fmt: skip
+    return Table(
+        title="Findings",
+        columns=[
+            "Ablation",
+            "Δ val top-1 vs baseline (paired, 95% CI)",
+            "Other measured effects",
+            "The paper",
+            "Others found",
+        ],
+        rows=out,
+        numeric=[False] * 5,
+        note=(
+            "Every number here is the paired effect of the tables below (the same object). "
+            "Δ > 0: the ablation is worse. Where the interval includes 0: |Δ| < X = the largest "
+            "effect the data exclude at 95% confidence; detectable = the smallest effect these "
+            "seeds would detect (80% power)."
+        ),
     )
 
 
@@ -556,7 +635,7 @@ def runs_table(runs: Sequence[Run]) -> Table:
                 fnum(v("train_time_s"), 1),
                 fnum(v("dead_relu_max"), 1),
                 f"{v('lrn_load'):.1e}" if v("lrn_load") is not None else "–",
-                str(r.get("config_hash") or "–"),
+                str(r.record.config_hash or "–"),
             ]
         )
     return Table(

@@ -1,9 +1,9 @@
 # The figure1 study: the paper's Figure 1 as the paper ran it (`snakemake --cores all figure1`).
 # Not part of the default target. Study logic lives in alexnet_bench.figure1; the rules only
-# call `alexnet-bench figure1 train|select|summarize`.
-#   sweep:  one job per (activation, lr): its sweep seeds in one process, each stops at the target
+# call `alexnet-bench figure1 train|select|summarize`. One job per run, like every study cell.
+#   sweep:  one job per (activation, lr, seed); each run stops at the target
 #   select: the fastest rate per activation -> results/figure1/selection.json, sweep.csv
-#   final:  one job per activation: the fresh seeds at the selected rate
+#   final:  one job per (activation, seed): a fresh seed at the selected rate
 #   summary: ratio with CI, checks -> results/figure1/summary.json; reports/figure1/ (figure, md)
 rule figure1:
     input:
@@ -13,14 +13,11 @@ rule figure1:
 
 rule figure1_sweep:
     output:
-        expand(
-            "results/figure1/sweep/{{activation}}/lr{{lr}}/seed{seed}/metrics.json",
-            seed=FIG1.sweep_seeds,
-        ),
+        "results/figure1/sweep/{activation}/lr{lr}/seed{seed}/metrics.json",
     log:
-        "logs/figure1/sweep/{activation}/lr{lr}.log",
+        "logs/figure1/sweep/{activation}/lr{lr}/seed{seed}.log",
     benchmark:
-        "logs/benchmark/figure1/sweep/{activation}/lr{lr}.tsv"
+        "logs/benchmark/figure1/sweep/{activation}/lr{lr}/seed{seed}.tsv"
     conda:
         "../envs/alexnet-bench.yaml"
     threads: config["threads_per_job"]
@@ -28,12 +25,11 @@ rule figure1_sweep:
         gpu=1 if USE_GPU_RESOURCE else 0,
     params:
         run_config=figure1_run_config("sweep"),
-        seeds=" ".join(map(str, FIG1.sweep_seeds)),
-        out=subpath(output[0], ancestor=2),
+        out=subpath(output[0], parent=True),
         flags=FIG1_TRAIN_FLAGS,
     shell:
         "alexnet-bench figure1 train --config-json {params.run_config:q}"
-        " --seeds {params.seeds} --out {params.out} {params.flags}"
+        " --seed {wildcards.seed} --out {params.out} {params.flags}"
         " --label study=figure1 --label stage=sweep --label activation={wildcards.activation}"
         " > {log} 2>&1"
 
@@ -62,14 +58,11 @@ rule figure1_final:
     input:
         selection=f"{FIG1_RESULTS}/selection.json",
     output:
-        expand(
-            "results/figure1/final/{{activation}}/seed{seed}/metrics.json",
-            seed=FIG1.final_seeds,
-        ),
+        "results/figure1/final/{activation}/seed{seed}/metrics.json",
     log:
-        "logs/figure1/final/{activation}.log",
+        "logs/figure1/final/{activation}/seed{seed}.log",
     benchmark:
-        "logs/benchmark/figure1/final/{activation}.tsv"
+        "logs/benchmark/figure1/final/{activation}/seed{seed}.tsv"
     conda:
         "../envs/alexnet-bench.yaml"
     threads: config["threads_per_job"]
@@ -77,13 +70,12 @@ rule figure1_final:
         gpu=1 if USE_GPU_RESOURCE else 0,
     params:
         run_config=figure1_run_config("final"),
-        seeds=" ".join(map(str, FIG1.final_seeds)),
-        out=subpath(output[0], ancestor=2),
+        out=subpath(output[0], parent=True),
         flags=FIG1_TRAIN_FLAGS,
     shell:
         "alexnet-bench figure1 train --config-json {params.run_config:q}"
         " --lr-from {input.selection} --activation {wildcards.activation}"
-        " --seeds {params.seeds} --out {params.out} {params.flags}"
+        " --seed {wildcards.seed} --out {params.out} {params.flags}"
         " --label study=figure1 --label stage=final --label activation={wildcards.activation}"
         " > {log} 2>&1"
 
