@@ -16,6 +16,7 @@ covered by its fallback test; fused SGD and CUDA graphs are CUDA-only). Two leve
 from __future__ import annotations
 
 import csv
+import itertools
 import statistics
 from pathlib import Path
 
@@ -98,8 +99,47 @@ def test_bf16_step_matches_fp32_on_cuda(tmp_path: Path, record_property) -> None
     assert loss_rel < BF16_LOSS_REL_TOL and grad_rel < 0.3, (loss_rel, grad_rel)
 
 
+def test_fast_steps_track_the_plain_steps_and_learn(tmp_path: Path) -> None:
+    """30 steps on two fixed batches from one init (memorising 64 images: no plateau, so no
+    chaos-length question). Measured on the 2-vCPU AMD EPYC VM: the fast (channels_last + bf16)
+    losses stay within 0.02 of the fp32 ones for 15 steps, then the two drift apart as any
+    rounding change makes them; both fall from 2.37 to at most 0.94 over the last 10 steps. A
+    fast path that does not learn stays near ln 10 = 2.3, one that computes another step leaves
+    the plain losses within a few steps."""
+    plain, fast = (
+        fixed_batch_losses(tmp_path / name, runtime)
+        for name, runtime in (("plain", {}), ("fast", FAST))
+    )
+    assert fast[:15] == pytest.approx(plain[:15], abs=0.1), (plain, fast)
+    for losses in (plain, fast):
+        assert min(losses[-10:]) < losses[0] - 0.8, (plain, fast)
+
+
+def fixed_batch_losses(out: Path, runtime: dict, steps: int = 30) -> list[float]:
+    """The training losses of ``steps`` steps alternating two fixed batches of 32 images."""
+    model = {"width": 0.125, "init": "kaiming", "dropout": 0.0}
+    cfg = tiny_run(
+        model=model,
+        data={"num_train": 64, "num_val": 40},
+        augment={"crop_flip": False, "pca_lighting": False},
+        runtime={"device": "cpu", "threads": 1, **runtime},
+    )
+    trainer = Trainer(RunConfig(cfg), out)
+    batches = list(itertools.islice(iter(trainer.data.train), 2))
+    gen = torch.Generator(device=trainer.device).manual_seed(0)
+    return [float(trainer.train_step(*batches[i % 2], gen)[0]) for i in range(steps)]
+
+
+NATIVE_BF16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
 @pytest.mark.slow
-@pytest.mark.timeout(1500)  # 6-9.5 min on the 2-vCPU VM shared with other work; room for 2x slower
+@pytest.mark.skipif(
+    not NATIVE_BF16,
+    reason="bf16 is emulated on this CPU (no AVX512-BF16/AMX): 6x slower than fp32 (45 vs 7 s "
+    "per epoch measured), 20+ min for these 8 runs; the fixed-batch test above covers it",
+)
+@pytest.mark.timeout(1500)  # 6-9.5 min on a 2-vCPU VM with native bf16 shared with other work
 def test_fast_path_training_curves_track_the_plain_curves(tmp_path: Path) -> None:
     # Single runs are chaotic (fp32 rounding alone moves a final loss by ~0.2); seed means are
     # steadier. Measured over seeds 0-3: the plain runs' final losses spread with sd 0.19 (the
