@@ -130,6 +130,16 @@ def prepared_tree(tree):
         ) from None
 
 
+def prepare_on_bad_image(wildcards):
+    """How the prepare job treats a corrupt image. With failed_runs: record it skips and lists
+    it in the manifest, and each cell reading the store applies its own data.on_bad_image (a
+    cell with 'fail' is then recorded as failed, naming the file); with failed_runs: fail the
+    build itself fails on it, naming the file."""
+    if config["failed_runs"] == "record":
+        return "skip"
+    return prepared_tree(wildcards.tree)["on_bad_image"]
+
+
 def prepared_inputs(wildcards):
     """The stores a cell reads (ancient: a rebuilt store of the same tree state is the same
     data, and never retrains a cell)."""

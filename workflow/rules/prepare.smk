@@ -17,7 +17,7 @@ rule prepare_data:
     params:
         root=lambda wc: prepared_tree(wc.tree)["root"],
         val_fraction=lambda wc: prepared_tree(wc.tree)["val_fraction"],
-        on_bad_image=lambda wc: prepared_tree(wc.tree)["on_bad_image"],
+        on_bad_image=prepare_on_bad_image,
         format=lambda wc: wc.fmt.removeprefix("-") or "raw",
         out=subpath(output.manifest, parent=True),
     shell:
