@@ -59,7 +59,12 @@ from .test_reliability import (
 
 # every SLURM call has its own timeout; this caps a test with the module's study (on this VM
 # about 3.5 minutes) so that no failure can hang the suite
-pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [
+    pytest.mark.slurm,
+    pytest.mark.slow,
+    pytest.mark.timeout(900),
+    pytest.mark.xdist_group("slurm"),  # one cluster: every SLURM test on one pytest-xdist worker
+]
 
 SCRIPT = REPO / "scripts" / "local_slurm.sh"
 PROFILE = REPO / "workflow" / "profiles" / "slurm"
