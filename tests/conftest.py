@@ -72,6 +72,14 @@ def cifar_dir(tmp_path: Path) -> Path:
     return base
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first (a stable sort: otherwise file order). pytest-xdist hands tests out in
+    this order, so the minutes-long ones (the SLURM study, whole workflows) start at once on
+    both workers and the many short tests fill the gaps, instead of one long test running
+    alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _data_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Generated data is cached in a per-session directory (subprocesses inherit it)."""

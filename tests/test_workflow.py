@@ -207,6 +207,7 @@ def test_calibrate_target_end_to_end(workdir: Path) -> None:
     assert metrics["config"]["train"]["epochs"] == 2 and metrics["host"]["job_cpu_s"] > 0
 
 
+@pytest.mark.slow
 def test_figure1_target_end_to_end(workdir: Path) -> None:
     """The figure1 target on a tiny grid: sweep, selection, final seeds, summary and figure;
     one job per seed, so Snakemake reruns exactly the seed whose result is gone."""
