@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import sys
 from pathlib import Path
 
@@ -42,6 +43,13 @@ def tiny_run(**sections: dict) -> dict:
 
 
 @pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A Snakemake working directory holding a copy of the repository's config.yaml."""
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    return tmp_path
+
+
+@pytest.fixture
 def image_folder(tmp_path: Path) -> Path:
     """An ImageFolder tree: 3 classes x 6 PNG images of distinct colours (20x24 px)."""
     root = tmp_path / "folder"
@@ -73,10 +81,10 @@ def cifar_dir(tmp_path: Path) -> Path:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Slow tests first (a stable sort: otherwise file order). pytest-xdist hands tests out in
-    this order, so the minutes-long ones (the SLURM study, whole workflows) start at once on
-    both workers and the many short tests fill the gaps, instead of one long test running
-    alone at the end."""
+    """Slow tests first (a stable sort: otherwise file order). pytest-xdist (--dist loadfile)
+    hands files out in the order of their first test, so the files with minutes-long tests
+    (the SLURM study, whole workflows) start at once on both workers and the many short files
+    fill the gaps, instead of one long file running alone at the end."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 

@@ -63,8 +63,7 @@ pytestmark = [
     pytest.mark.slurm,
     pytest.mark.slow,
     pytest.mark.timeout(900),
-    pytest.mark.xdist_group("slurm"),  # one cluster: every SLURM test on one pytest-xdist worker
-]
+]  # pytest-xdist runs a file on one worker (--dist loadfile): one cluster, one study
 
 SCRIPT = REPO / "scripts" / "local_slurm.sh"
 PROFILE = REPO / "workflow" / "profiles" / "slurm"
