@@ -80,14 +80,6 @@ def cifar_dir(tmp_path: Path) -> Path:
     return base
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Slow tests first (a stable sort: otherwise file order). pytest-xdist (--dist loadfile)
-    hands files out in the order of their first test, so the files with minutes-long tests
-    (the SLURM study, whole workflows) start at once on both workers and the many short files
-    fill the gaps, instead of one long file running alone at the end."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-
-
 @pytest.fixture(autouse=True, scope="session")
 def _data_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Generated data is cached in a per-session directory (subprocesses inherit it)."""
