@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .effects import NO_DATA, Crossing, time_to_target
-from .history import History, read_history
+from .history import History, read_csv_noted, read_history
 from .runrecord import RunRecord, as_float, from_metrics
 
 if TYPE_CHECKING:
@@ -137,12 +137,8 @@ def _read_gpu_csv(path: Path, notes: list[str]) -> pd.DataFrame | None:
     import numpy as np
     import pandas as pd
 
-    if not path.is_file():
-        return None
-    try:
-        df = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
-        notes.append(f"{path.name} unreadable ({type(exc).__name__}: {str(exc).strip()[:120]})")
+    df = read_csv_noted(path, notes)
+    if df is None:
         return None
     for col in df.columns:
         if col != "throttle_reasons":

@@ -19,6 +19,7 @@ from .io import write_text
 
 if TYPE_CHECKING:
     import numpy as np
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -92,17 +93,26 @@ def write_history(path: Path, history: list[dict[str, Any]]) -> None:
     write_text(path, buf.getvalue())
 
 
-def read_history(path: Path, notes: list[str]) -> History | None:
-    """The history at ``path``; None when absent or unreadable (the reason goes to ``notes``)."""
-    import numpy as np
+def read_csv_noted(path: Path, notes: list[str]) -> pd.DataFrame | None:
+    """The CSV file at ``path``; None when absent or unreadable (the reason goes to ``notes``)."""
     import pandas as pd
 
     if not path.is_file():
         return None
     try:
-        df = pd.read_csv(path)
+        return pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
         notes.append(f"{path.name} unreadable ({type(exc).__name__}: {str(exc).strip()[:120]})")
+        return None
+
+
+def read_history(path: Path, notes: list[str]) -> History | None:
+    """The history at ``path``; None when absent or unreadable (the reason goes to ``notes``)."""
+    import numpy as np
+    import pandas as pd
+
+    df = read_csv_noted(path, notes)
+    if df is None:
         return None
     extra = sorted(set(df.columns) - set(COLUMNS))
     if extra:
