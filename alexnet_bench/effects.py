@@ -290,12 +290,7 @@ class Paired:
             seeds = ", ".join(map(str, self.censored))
             plural = "s" if len(self.censored) > 1 else ""
             return f"{sign} {value} (paired, n={self.n}, censored: seed{plural} {seeds})"
-        interval = ""
-        if self.has_ci:
-            assert self.ci_low is not None and self.ci_high is not None
-            low = fmt_number(self.ci_low, digits, signed=not self.ratio)
-            high = fmt_number(self.ci_high, digits, signed=not self.ratio)
-            interval = f" [{low}, {high}]"
+        interval = fmt_interval(self.ci_low, self.ci_high, self.ratio, digits)
         return f"{value}{interval} (paired, n={self.n})"
 
 
@@ -368,12 +363,7 @@ class Welch:
         """``+8.00 pts [−3.1, +19.1] (Welch, unpaired, n=2 vs 2)``."""
         if self.value is None:
             return "n/a"
-        interval = ""
-        if self.has_ci:
-            assert self.ci_low is not None and self.ci_high is not None
-            low = fmt_number(self.ci_low, digits, signed=not self.ratio)
-            high = fmt_number(self.ci_high, digits, signed=not self.ratio)
-            interval = f" [{low}, {high}]"
+        interval = fmt_interval(self.ci_low, self.ci_high, self.ratio, digits)
         value = fmt_effect(self.value, self.ratio, digits)
         return f"{value}{interval} (Welch, unpaired, n={self.n_a} vs {self.n_b})"
 
@@ -455,6 +445,13 @@ def fmt_number(x: float, digits: int = 2, signed: bool = False) -> str:
     """``+1.25`` / ``1.25`` with U+2212 for minus."""
     text = f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
     return text.replace("-", "−")
+
+
+def fmt_interval(low: float | None, high: float | None, ratio: bool, digits: int = 2) -> str:
+    """`` [−3.1, +19.1]`` (a leading space; ratios unsigned), or "" without both ends."""
+    if low is None or high is None:
+        return ""
+    return f" [{fmt_number(low, digits, signed=not ratio)}, {fmt_number(high, digits, signed=not ratio)}]"
 
 
 def fmt_effect(x: float, ratio: bool, digits: int = 2) -> str:
