@@ -7,6 +7,7 @@ import pickle
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -40,6 +41,20 @@ def tiny_run(**sections: dict) -> dict:
     for name, values in sections.items():
         cfg.setdefault(name, {}).update(values)
     return cfg
+
+
+def fit_killed_in_epoch(trainer: Any, epoch: int, exc: type[BaseException]) -> None:
+    """Run ``trainer.fit()`` with ``exc`` raised as epoch ``epoch`` starts (a kill mid-run)."""
+    original = trainer.train_epoch
+
+    def killed(e: int) -> Any:
+        if e == epoch:
+            raise exc
+        return original(e)
+
+    trainer.train_epoch = killed
+    with pytest.raises(exc):
+        trainer.fit()
 
 
 @pytest.fixture

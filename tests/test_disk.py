@@ -28,7 +28,7 @@ from alexnet_bench.errors import DiskFullError
 from alexnet_bench.io import disk_full_message
 from alexnet_bench.train import EpochStats, Trainer, run_training
 
-from .conftest import tiny_run
+from .conftest import fit_killed_in_epoch, tiny_run
 
 RESUME_FILES = {CHECKPOINT, CHECKPOINT + ".sha256", PREVIOUS, PREVIOUS + ".sha256"}
 
@@ -81,17 +81,7 @@ def test_killed_run_still_resumes_and_completed_run_is_not_resumed(tmp_path: Pat
     """A run killed mid-training keeps its checkpoints and resumes; once it has completed, a
     rerun finds nothing to resume and trains from the start."""
     cfg = RunConfig(tiny_run(train={"epochs": 3, "keep_checkpoint": "none"}))
-    trainer = Trainer(cfg, tmp_path)
-    original = trainer.train_epoch
-
-    def killed_in_epoch_3(epoch: int):
-        if epoch == 3:
-            raise KeyboardInterrupt
-        return original(epoch)
-
-    trainer.train_epoch = killed_in_epoch_3  # type: ignore[method-assign]
-    with pytest.raises(KeyboardInterrupt):
-        trainer.fit()
+    fit_killed_in_epoch(Trainer(cfg, tmp_path), 3, KeyboardInterrupt)
     assert weight_files(tmp_path) == RESUME_FILES
     resumed = run_training(cfg, tmp_path)
     assert resumed["resumed_from_epoch"] == 2 and weight_files(tmp_path) == set()

@@ -30,7 +30,7 @@ from alexnet_bench.errors import DataError, DiskFullError
 from alexnet_bench.imagefolder import scan_tree, store_dir, tree_dir
 from alexnet_bench.train import Trainer, run_training
 
-from .conftest import tiny_run
+from .conftest import fit_killed_in_epoch, tiny_run
 
 CPU = torch.device("cpu")
 STORED = 36
@@ -200,17 +200,7 @@ def test_killed_cached_run_resumes_bit_for_bit(image_folder: Path, tmp_path: Pat
     run["train"].update(epochs=3, keep_checkpoint="none")
     cfg = RunConfig(run)
     whole = run_training(cfg, tmp_path / "whole")
-    trainer = Trainer(cfg, tmp_path / "killed")
-    original = trainer.train_epoch
-
-    def killed_in_epoch_3(epoch: int):
-        if epoch == 3:
-            raise KeyboardInterrupt
-        return original(epoch)
-
-    trainer.train_epoch = killed_in_epoch_3  # type: ignore[method-assign]
-    with pytest.raises(KeyboardInterrupt):
-        trainer.fit()
+    fit_killed_in_epoch(Trainer(cfg, tmp_path / "killed"), 3, KeyboardInterrupt)
     resumed = run_training(cfg, tmp_path / "killed")
     assert resumed["resumed_from_epoch"] == 2 and resumed["final"] == whole["final"]
     strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING} for r in rows]  # noqa: E731

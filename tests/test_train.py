@@ -12,7 +12,7 @@ from alexnet_bench.cli import main
 from alexnet_bench.config import RunConfig
 from alexnet_bench.train import Trainer, run_training
 
-from .conftest import tiny_run
+from .conftest import fit_killed_in_epoch, tiny_run
 
 
 def read_history(out: Path) -> list[dict[str, str]]:
@@ -48,17 +48,7 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path: Path) -> None:
         pass
 
     interrupted = tmp_path / "interrupted"
-    trainer = Trainer(RunConfig(run), interrupted)
-    original = trainer.train_epoch
-
-    def die_in_epoch_3(epoch: int):
-        if epoch == 3:
-            raise Killed
-        return original(epoch)
-
-    trainer.train_epoch = die_in_epoch_3  # type: ignore[method-assign]
-    with pytest.raises(Killed):
-        trainer.fit()
+    fit_killed_in_epoch(Trainer(RunConfig(run), interrupted), 3, Killed)
     assert (interrupted / "checkpoint.pt").exists() and not (interrupted / "metrics.json").exists()
     resumed = run_training(RunConfig(run), interrupted)
     assert resumed["resumed_from_epoch"] == 2
