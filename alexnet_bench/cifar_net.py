@@ -12,13 +12,18 @@ Pools use cuda-convnet's ``outputsX=0`` rule (windows cover the whole map: ``cei
 response-normalisation layers of ``layers-18pct`` are left out: the paper says Figure 1 used no
 regularisation, and the same stack serves both activations. No dropout.
 
-Initialisation (:meth:`Layers18pct.reset_parameters`), the same rule for both activations:
-weights are standard-normal draws scaled by ``gain / sqrt(fan_in)``, where ``gain`` is the
-activation's variance-preserving gain (``torch.nn.init.calculate_gain``: sqrt(2) for ReLU, 5/3
-for tanh; 1 for the linear fc10), biases zero. With the same seed both arms therefore start from
-the *same* draws, differing only by that constant factor per layer, so seeds pair across arms.
-cuda-convnet's own constants (N(0, 1e-4) for conv1, N(0, 0.01) elsewhere) are not used: they were
-tuned for its summed-gradient learning rates and ReLU, and would starve one arm of signal.
+Initialisation (:meth:`Layers18pct.reset_parameters`), one of two rules, each the same for both
+activations (so with the same seed both arms start from the same draws and seeds pair):
+
+* ``auto`` (variance-preserving): weights are standard-normal draws scaled by
+  ``gain / sqrt(fan_in)``, where ``gain`` is the activation's variance-preserving gain
+  (``torch.nn.init.calculate_gain``: sqrt(2) for ReLU, 5/3 for tanh; 1 for the linear fc10),
+  biases zero. This is what Glorot & Bengio (2010) and LeCun et al. (1998) prescribe.
+* ``paper`` (the paper era's): cuda-convnet's own constants from ``layers-18pct.cfg``
+  (:data:`PAPER_INIT_STD`: ``initW`` = the std of a zero-mean Gaussian, 1e-4 for conv1 and 0.01
+  for conv2, conv3 and fc10; no ``initB``, so biases zero), for both activations. Those constants
+  were set for cuda-convnet's input units (its CIFAR data provider subtracts the mean and keeps
+  the 0-255 pixel scale), which a run reproduces with ``data.normalise: mean``.
 """
 
 from __future__ import annotations
@@ -29,11 +34,14 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["ARCH", "Layers18pct"]
+__all__ = ["ARCH", "INITS", "PAPER_INIT_STD", "Layers18pct"]
 
 ARCH = "layers18pct"
 ACTIVATIONS = ("relu", "tanh")
 _CHANNELS = (32, 32, 64)
+INITS = ("auto", "paper")  # model.init values this net accepts
+#: ``initW`` of dnouri/cuda-convnet example-layers/layers-18pct.cfg (std of N(0, std^2); biases 0)
+PAPER_INIT_STD = {"conv1": 1e-4, "conv2": 0.01, "conv3": 0.01, "fc10": 0.01}
 
 
 def _pooled(size: int, kernel: int = 3, stride: int = 2) -> int:
@@ -48,12 +56,23 @@ class Layers18pct(nn.Module):
         num_classes: outputs of the final fully connected layer (>= 2).
         activation: ``"relu"`` or ``"tanh"`` after every convolution.
         image_size: input size the network is built for (>= 3; the paper's CIFAR-10 is 32).
+        init: ``"auto"`` (variance-preserving, the default) or ``"paper"`` (``layers-18pct.cfg``'s
+            ``initW`` constants, :data:`PAPER_INIT_STD`).
     """
 
-    def __init__(self, num_classes: int = 10, *, activation: str = "relu", image_size: int = 32):
+    def __init__(
+        self,
+        num_classes: int = 10,
+        *,
+        activation: str = "relu",
+        image_size: int = 32,
+        init: str = "auto",
+    ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; choose relu or tanh")
+        if init not in INITS:
+            raise ValueError(f"unknown layers18pct init {init!r}; choose auto or paper")
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         if image_size < 3:
@@ -77,6 +96,7 @@ class Layers18pct(nn.Module):
         size = _pooled(_pooled(_pooled(image_size)))
         self.classifier = nn.Linear(c3 * size * size, num_classes)
         self.activation = activation
+        self.init = init
         self.reset_parameters()
         self.config: dict[str, Any] = {
             "arch": ARCH,
@@ -87,18 +107,33 @@ class Layers18pct(nn.Module):
             "feature_map": size,
             "lrn": False,
             "dropout": 0.0,
-            "init": "fan-in normal x activation gain (same draws for relu and tanh)",
+            "init": "fan-in normal x activation gain (same draws for relu and tanh)"
+            if init == "auto"
+            else "paper: cuda-convnet layers-18pct.cfg initW (same draws for relu and tanh)",
+            "init_std": self.init_std(),
+        }
+
+    def weight_layers(self) -> dict[str, nn.Module]:
+        """conv1, conv2, conv3 and fc10 by their cuda-convnet names."""
+        convs = [m for m in self.features if isinstance(m, nn.Conv2d)]
+        return {"conv1": convs[0], "conv2": convs[1], "conv3": convs[2], "fc10": self.classifier}
+
+    def init_std(self) -> dict[str, float]:
+        """The std of each layer's initial weights under this net's init rule."""
+        if self.init == "paper":
+            return dict(PAPER_INIT_STD)
+        gain = nn.init.calculate_gain(self.activation)
+        return {
+            name: (1.0 if name == "fc10" else gain) / math.sqrt(m.weight[0].numel())
+            for name, m in self.weight_layers().items()
         }
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """Weights N(0, 1) * gain / sqrt(fan_in) (gain: sqrt(2) ReLU, 5/3 tanh, 1 fc10); bias 0."""
-        gain = nn.init.calculate_gain(self.activation)
-        layers = [m for m in self.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-        for m in layers:
-            fan_in = m.weight[0].numel()
-            scale = (1.0 if m is self.classifier else gain) / math.sqrt(fan_in)
-            m.weight.normal_(0.0, 1.0).mul_(scale)
+        """Weights N(0, 1) * :meth:`init_std` per layer (one draw per seed), biases 0."""
+        std = self.init_std()
+        for name, m in self.weight_layers().items():
+            m.weight.normal_(0.0, 1.0).mul_(std[name])
             m.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

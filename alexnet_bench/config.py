@@ -204,6 +204,11 @@ def _check_consistency(cfg: dict[str, Any]) -> None:
             f"< 1 (got {t['lr_gamma']}); lower train.lr_gamma, e.g. 0.1"
         )
     m = cfg["model"]
+    if m.get("arch") == "layers18pct" and m["init"] not in ("auto", "paper"):
+        raise ConfigError(
+            f"model.init={m['init']} does not apply to model.arch=layers18pct; use auto "
+            "(variance-preserving) or paper (cuda-convnet layers-18pct.cfg's initW)"
+        )
     if rt["gpus"] > 1 and rt["parallel"] == "model" and m.get("arch", "alexnet") != "alexnet":
         raise ConfigError(
             f"runtime.parallel=model splits AlexNet's two towers; model.arch={m['arch']} has none; "

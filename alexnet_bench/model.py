@@ -381,14 +381,19 @@ def build_model(
     those attributes); keys that are missing take the :class:`AlexNet` defaults.
 
     ``arch: layers18pct`` builds the paper's Figure 1 net instead
-    (:class:`~alexnet_bench.cifar_net.Layers18pct`), which uses only ``activation``.
+    (:class:`~alexnet_bench.cifar_net.Layers18pct`), which uses only ``activation`` and ``init``.
     """
     get = model_cfg.get if isinstance(model_cfg, Mapping) else partial(getattr, model_cfg)
     arch = get("arch", None) or "alexnet"
     if arch == "layers18pct":
         from .cifar_net import Layers18pct
 
-        return Layers18pct(num_classes, activation=get("activation", "relu"), image_size=image_size)
+        return Layers18pct(
+            num_classes,
+            activation=get("activation", "relu"),
+            image_size=image_size,
+            init=get("init", "auto"),
+        )
     if arch != "alexnet":
         raise ValueError(f"unknown model arch {arch!r}; choose alexnet or layers18pct")
     if isinstance(model_cfg, Mapping):

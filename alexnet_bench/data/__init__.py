@@ -209,6 +209,8 @@ def build_data(cfg: Any, device: torch.device, rank: int = 0, world_size: int = 
             StreamingLoader(subset, stored, eval_batch, **eval_kw, **kw) if clean_idx else None
         )
     mean, std = channel_stats(stats_images.cpu())
+    if d.normalise == "mean":  # x - mean on the 0-255 scale: (x/255 - mean) / (1/255)
+        std = torch.full_like(std, 1.0 / 255.0)
     pca = rgb_pca(stats_images.cpu()) if a.pca_lighting else None
     augment = BatchAugment(
         d.image_size, mean, std, crop_flip=a.crop_flip, pca=pca, lighting_std=a.lighting_std
