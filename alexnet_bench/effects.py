@@ -226,6 +226,27 @@ def _bounds(value: Value) -> tuple[float, float] | None:
     return None if math.isnan(lo) or math.isnan(hi) else (lo, hi)
 
 
+@dataclass(frozen=True)
+class Interval:
+    """A per-seed value known to lie in [lower, upper] (equal bounds: known exactly)."""
+
+    lower: float
+    upper: float
+
+
+def ratio_interval(a: Value, b: Value) -> Interval | None:
+    """``a / b`` of two positive per-seed values (numbers or intervals, e.g. censored
+    :class:`Crossing` s) as the interval their bounds allow; None without data in both."""
+    x, y = _bounds(a), _bounds(b)
+    if x is None or y is None or x[1] <= 0 or y[1] <= 0:
+        return None
+
+    def div(num: float, den: float) -> float:
+        return math.inf if den <= 0 or math.isinf(num) else num / den
+
+    return Interval(max(x[0], 0.0) / y[1] if math.isfinite(y[1]) else 0.0, div(x[1], y[0]))
+
+
 def _log(x: float) -> float:
     return -math.inf if x <= 0 else math.log(x)
 

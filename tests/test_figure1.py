@@ -44,6 +44,7 @@ from .conftest import REPO, tiny_run
 T975_DF2 = 4.3026527  # Student t, 97.5% quantile, 2 degrees of freedom
 STUDY = yaml.safe_load((REPO / "config.yaml").read_text())
 TARGET = 0.25
+VP, ERA = "variance_preserving", "cuda_convnet"
 
 
 @pytest.fixture
@@ -103,6 +104,60 @@ def test_both_activations_start_from_the_same_draws_scaled_by_their_gain() -> No
             torch.testing.assert_close(b, a * ratio)
             fan_in = a[0].numel()
             assert abs(a.std().item() * math.sqrt(fan_in) - math.sqrt(2)) < 0.1
+
+
+#: initW of dnouri/cuda-convnet example-layers/layers-18pct.cfg, read from the file itself
+LAYERS_18PCT_INITW = {"conv1": 0.0001, "conv2": 0.01, "conv3": 0.01, "fc10": 0.01}
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_paper_init_is_layers_18pct_cfg_initw_for_both_activations(activation: str) -> None:
+    torch.manual_seed(5)
+    model = build_model({"arch": "layers18pct", "activation": activation, "init": "paper"}, 10, 32)
+    layers = model.weight_layers()
+    assert list(layers) == list(LAYERS_18PCT_INITW)
+    for name, layer in layers.items():
+        std, n = layer.weight.std().item(), layer.weight.numel()
+        # sample std of n normal draws: relative standard error 1/sqrt(2n); allow 5 of them
+        assert abs(std / LAYERS_18PCT_INITW[name] - 1) < 5 / math.sqrt(2 * n), (name, std)
+        assert abs(layer.weight.mean().item()) < 5 * LAYERS_18PCT_INITW[name] / math.sqrt(n)
+        assert not layer.bias.any()  # layers-18pct.cfg has no initB: biases 0
+    assert model.config["init_std"] == LAYERS_18PCT_INITW
+    torch.manual_seed(5)
+    other = build_model({"arch": "layers18pct", "activation": "relu", "init": "paper"}, 10, 32)
+    for a, b in zip(model.parameters(), other.parameters(), strict=True):
+        assert torch.equal(a, b)  # no gain: the two activations start from identical weights
+
+
+def test_variance_preserving_init_is_unchanged_by_the_init_option() -> None:
+    torch.manual_seed(9)
+    default = build_model({"arch": "layers18pct", "activation": "tanh"}, 10, 32)
+    torch.manual_seed(9)
+    auto = build_model({"arch": "layers18pct", "activation": "tanh", "init": "auto"}, 10, 32)
+    for a, b in zip(default.parameters(), auto.parameters(), strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(ConfigError, match="does not apply to model.arch=layers18pct"):
+        RunConfig({"model": {"arch": "layers18pct", "init": "lsuv"}})
+
+
+def test_normalise_mean_feeds_pixels_minus_the_mean_on_the_0_255_scale() -> None:
+    """cuda-convnet's CIFAR provider: data - data_mean on raw pixels, no division."""
+    from alexnet_bench.data import build_data
+
+    base = {"data": {"source": "synthetic", "num_train": 64, "num_val": 32, "image_size": 32,
+                     "stored_size": 32},
+            "augment": {"crop_flip": False, "pca_lighting": False},
+            "train": {"batch_size": 32}, "runtime": {"device": "cpu"}}  # fmt: skip
+    std_units = build_data(RunConfig(base), torch.device("cpu"))
+    raw = build_data(RunConfig({**base, "data": {**base["data"], "normalise": "mean"}}),
+                     torch.device("cpu"))  # fmt: skip
+    images, _ = next(iter(raw.val))
+    x = raw.augment(images, train=False)
+    mean255 = 255 * std_units.augment.mean
+    torch.testing.assert_close(x, images.float() - mean255, atol=1e-3, rtol=0)
+    y = std_units.augment(images, train=False)
+    assert 0.5 < y.std().item() < 2 and x.std().item() > 20  # unit variance vs pixel units
+    assert "normalise" not in RunConfig(base).to_dict()["data"]  # absent: old hashes stay valid
 
 
 def test_alexnet_keys_still_build_alexnet_and_model_split_is_rejected() -> None:
@@ -238,17 +293,29 @@ def test_ratio_leaves_out_seeds_without_data_in_both_arms() -> None:
 # -- the figure1 config block ---------------------------------------------------------------------
 def test_config_block_expands_to_the_protocol(block: dict) -> None:
     s = Figure1Settings.from_config(block)
-    assert s.data == "synthetic" and all(len(g) >= 5 for g in s.grids.values())
-    sweep = RunConfig(s.run_config("tanh", "sweep", s.grids["tanh"][1], seed=100))
+    assert s.inits == ("variance_preserving", "cuda_convnet")
+    assert s.data == "synthetic" and all(len(g) >= 3 for i in s.inits for g in s.grids[i].values())
+    assert s.epochs == {VP: 14, ERA: 40}
+    vp = s.grids["variance_preserving"]
+    sweep = RunConfig(s.run_config("variance_preserving", "tanh", "sweep", vp["tanh"][1], seed=100))
     assert sweep.model.arch == "layers18pct" and sweep.model.activation == "tanh"
+    assert sweep.model.init == "auto" and sweep.data.normalise is None
     assert sweep.train.weight_decay == 0 and sweep.train.lr_schedule == "constant"
     assert not sweep.augment.crop_flip and not sweep.augment.pca_lighting
     assert sweep.train.stop_at_target and sweep.train.target_train_error == 0.25
-    final = RunConfig(s.run_config("relu", "final", 0.01, seed=200))
-    assert not final.train.stop_at_target and final.data.num_train == block["train_images"]
-    assert s.lr_for("relu", "0.01") == 0.01
-    with pytest.raises(ConfigError, match="not on the figure1 grid"):
-        s.lr_for("relu", "0.7")
+    final = RunConfig(s.run_config("variance_preserving", "relu", "final", 0.01, seed=200))
+    assert final.train.stop_at_target and final.data.num_train == block["train_images"]
+    assert final.train.epochs == 14
+    era = RunConfig(s.run_config("cuda_convnet", "relu", "final", 0.001, seed=200))
+    assert era.model.init == "paper" and era.data.normalise == "mean" and era.train.epochs == 40
+    # apart from the init rule, the two inits' runs are the same protocol
+    a = s.run_config("variance_preserving", "relu", "final", 0.001, seed=200)
+    b = s.run_config("cuda_convnet", "relu", "final", 0.001, seed=200)
+    b["model"].pop("init"), b["data"].pop("normalise")
+    assert a == {**b, "train": {**b["train"], "epochs": 14}}
+    assert s.lr_for("variance_preserving", "relu", "0.01") == 0.01
+    with pytest.raises(ConfigError, match="not on the figure1 grid of variance_preserving/relu"):
+        s.lr_for("variance_preserving", "relu", "0.7")
 
 
 def test_log_grid_is_log_spaced_and_rounded() -> None:
@@ -260,12 +327,21 @@ def test_log_grid_is_log_spaced_and_rounded() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"final_seeds": [101, 200, 201]}, "also appear in sweep_seeds"),
-        ({"sweep_seeds": [100]}, ">= 2 distinct sweep_seeds"),
-        ({"lr_grid": {"relu": {"min": 0.01, "max": 0.1, "num": 4},
-                      "tanh": {"min": 0.01, "max": 0.1, "num": 5}}}, "num must be >= 5"),
-        ({"lr_grid": {"relu": {"min": 0.1, "max": 0.01, "num": 5},
-                      "tanh": {"min": 0.01, "max": 0.1, "num": 5}}}, "min must be below max"),
+        ({"final_seeds": [100, 200, 201]}, "also appear in sweep_seeds"),
+        ({"final_seeds": [200, 201]}, ">= 3 distinct final_seeds"),
+        ({"inits": {VP: {"epochs": 14, "lr_grid": {"relu": {"min": 0.01, "max": 0.1, "num": 2},
+                                                   "tanh": {"min": 0.01, "max": 0.1, "num": 5}}}}},
+         "figure1.inits.variance_preserving.lr_grid.relu.num must be >= 3"),
+        ({"inits": {VP: {"epochs": 14, "lr_grid": {"relu": {"min": 0.1, "max": 0.01, "num": 5},
+                                                   "tanh": {"min": 0.01, "max": 0.1, "num": 5}}}}},
+         "min must be below max"),
+        ({"inits": {VP: {"epochs": 14, "lr_grid": {"relu": {"min": 0.01, "max": 0.1, "num": 5}}}}},
+         "figure1.inits.variance_preserving.lr_grid needs exactly the keys relu and tanh"),
+        ({"inits": {VP: {"lr_grid": {}}}}, "figure1.inits.variance_preserving.epochs is missing"),
+        ({"inits": {"xavier": {}}}, "figure1.inits must map"),
+        ({"inits": {}}, "figure1.inits must map"),
+        ({"run": {"model": {"init": "paper"}}}, "figure1.run.model.init is fixed"),
+        ({"run": {"data": {"normalise": "mean"}}}, "figure1.run.data.normalise is fixed"),
         ({"run": {"train": {"weight_decay": 0.0005}}}, "figure1.run.train.weight_decay is fixed"),
         ({"run": {"augment": {"crop_flip": True}}}, "figure1.run.augment.crop_flip is fixed"),
         ({"run": {"runtime": {"amp": "fp8"}}}, "runtime.amp"),
@@ -283,9 +359,12 @@ def test_bad_config_blocks_fail_with_one_line(block: dict, change: dict, message
 def test_workflow_schema_validates_the_figure1_block() -> None:
     schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
     jsonschema.validate(STUDY, schema)
-    for bad in ({"epochs": 0}, {"sweep_seeds": [1]}, {"final_seeds": [1, 1, 2]},
-                {"lr_grid": {"relu": {"min": 0.1, "max": 1, "num": 3}}}, {"typo": 1},
-                {"data": "imagenet"}):  # fmt: skip
+    era = STUDY["figure1"]["inits"][ERA]
+    for bad in ({"sweep_seeds": []}, {"final_seeds": [1, 1, 2]}, {"typo": 1},
+                {"data": "imagenet"}, {"inits": {"xavier": era}}, {"inits": {}},
+                {"inits": {ERA: {**era, "epochs": 0}}}, {"inits": {ERA: {"epochs": 3}}},
+                {"inits": {ERA: {**era, "lr_grid": {"relu": {"min": 0.1, "max": 1, "num": 3}}}}},
+                {"epochs": 14}):  # fmt: skip
         study = copy.deepcopy(STUDY)
         study["figure1"].update(bad)
         with pytest.raises(jsonschema.ValidationError):
@@ -296,11 +375,12 @@ def test_workflow_schema_validates_the_figure1_block() -> None:
 def test_cifar10_is_used_when_its_directory_exists(block: dict, cifar_dir: Path,
                                                    tmp_path: Path) -> None:  # fmt: skip
     block.update(data="auto", cifar10_root="cifar-10-batches-py", train_images=60,
-                 val_images=10, batch_size=20, epochs=1)  # fmt: skip
+                 val_images=10, batch_size=20)  # fmt: skip
+    block["inits"]["cuda_convnet"]["epochs"] = 1
     s = Figure1Settings.from_config(block, base_dir=cifar_dir.parent)
     assert s.data == "cifar10"
     assert Figure1Settings.from_config(block, base_dir=tmp_path / "elsewhere").data == "synthetic"
-    cfg = s.run_config("tanh", "final", 0.01)
+    cfg = s.run_config("cuda_convnet", "tanh", "final", 0.01)
     cfg["data"]["root"] = str(cifar_dir)
     cfg["runtime"] = {"device": "cpu", "threads": 1}
     cfg["train"]["collapse_check"] = False  # random fake CIFAR pixels cannot be learned
@@ -310,6 +390,8 @@ def test_cifar10_is_used_when_its_directory_exists(block: dict, cifar_dir: Path,
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["data"]["source"] == "cifar10" and metrics["data"]["num_train"] == 60
     assert metrics["model"]["arch"] == "layers18pct" and metrics["status"] == "completed"
+    assert metrics["config"]["model"]["init"] == "paper"
+    assert metrics["config"]["data"]["normalise"] == "mean"
     assert metrics["run"] == {"seed": 200, "lr": 0.01, "stage": "final"}
 
 
@@ -330,62 +412,99 @@ def test_figure1_train_is_one_seed_launched_like_any_cell(tmp_path: Path) -> Non
 
 
 # -- summary, outputs and the study report --------------------------------------------------------
-def _study_tree(root: Path, s: Figure1Settings, relu: list[float], tanh: list[float],
+def _study_tree(root: Path, s: Figure1Settings, finals: dict[str, dict[str, list[float]]],
                 source: str = "synthetic") -> None:  # fmt: skip
-    """Sweep (fastest at the middle rate) and final runs with the given crossing epochs."""
-    for act, finals in (("relu", relu), ("tanh", tanh)):
-        grid = s.grids[act]
-        for i, lr in enumerate(grid):
-            t = 6.0 + abs(i - 2) * 2.0 if i else None  # smallest rate never reaches the target
-            for seed in s.sweep_seeds:
-                errors = curve(t, s.epochs) if t else [0.9] * s.epochs
-                write_run(sweep_dir(root, act, lr) / f"seed{seed}", errors, lr, seed)
-        for seed, t in zip(s.final_seeds, finals, strict=True):
-            write_run(final_dir(root, act) / f"seed{seed}", curve(t, s.epochs), grid[2], seed,
-                      source=source)  # fmt: skip
+    """Per init: sweep (fastest at the middle rate, the smallest never reaching the target) and
+    final runs with the given crossings."""
+    for init, arms in finals.items():
+        cap = s.epochs[init]
+        for act, crossings in arms.items():
+            grid = s.grids[init][act]
+            mid = len(grid) // 2
+            for i, lr in enumerate(grid):
+                t = 6.0 + abs(i - mid) * 2.0 if i else None
+                for seed in s.sweep_seeds:
+                    errors = curve(t, cap) if t else [0.9] * cap
+                    write_run(sweep_dir(root, init, act, lr) / f"seed{seed}", errors, lr, seed)
+            for seed, t in zip(s.final_seeds, crossings, strict=True):
+                write_run(final_dir(root, init, act) / f"seed{seed}", curve(t, cap), grid[mid],
+                          seed, source=source)  # fmt: skip
+
+
+FINALS = {VP: {"relu": [4.0, 5.0, 6.0], "tanh": [10.0, 10.0, 9.0]},
+          ERA: {"relu": [4.0, 4.0, 5.0], "tanh": [12.0, 13.0, 10.0]}}  # fmt: skip
 
 
 def test_summary_and_report_section(block: dict, tmp_path: Path) -> None:
     s = Figure1Settings.from_config(block)
     root = tmp_path / "results" / "figure1"
-    _study_tree(root, s, relu=[4.0, 5.0, 6.0], tanh=[10.0, 10.0, 9.0])
-    record = selection_record(root, s)
-    assert {a: c["lr"] for a, c in record["chosen"].items()} == {
-        a: s.grids[a][2] for a in ("relu", "tanh")
-    }
-    assert [r["chosen"] for r in record["sweep"]].count(True) == 2
-    (root / "selection.json").write_text(json.dumps(record))
-    assert chosen_lr(root / "selection.json", "tanh") == s.grids["tanh"][2]
+    _study_tree(root, s, FINALS)
+    for init in s.inits:
+        record = selection_record(root, s, init)
+        assert record["init"] == init
+        assert {a: c["lr"] for a, c in record["chosen"].items()} == {
+            a: s.grids[init][a][len(s.grids[init][a]) // 2] for a in ("relu", "tanh")
+        }
+        assert [r["chosen"] for r in record["sweep"]].count(True) == 2
+        assert record["chosen"]["relu"]["edge"] is None
+        (root / init / "selection.json").write_text(json.dumps(record))
+        assert chosen_lr(root / init / "selection.json", "tanh") == record["chosen"]["tanh"]["lr"]
 
     summary = build_summary(root, s)
-    assert summary["ratio"]["kind"] == "estimate"
-    assert summary["ratio"]["value"] == pytest.approx(7.5 ** (1 / 3))
-    assert all(c["ok"] for c in summary["checks"]), summary["checks"]
+    vp_ratio = (10 / 4 * 10 / 5 * 9 / 6) ** (1 / 3)
+    era_ratio = (12 / 4 * 13 / 4 * 10 / 5) ** (1 / 3)
+    assert summary["inits"][VP]["ratio"]["kind"] == "estimate"
+    assert summary["inits"][VP]["ratio"]["value"] == pytest.approx(vp_ratio)
+    assert summary["inits"][ERA]["ratio"]["value"] == pytest.approx(era_ratio)
+    # the interaction: paired ratio of the per-seed ratios, with its own t-interval
+    it = summary["interaction"]
+    per_seed = [math.log((12 / 4) / (10 / 4)), math.log((13 / 4) / (10 / 5)),
+                math.log((10 / 5) / (9 / 6))]  # fmt: skip
+    m, sd = statistics.fmean(per_seed), statistics.stdev(per_seed)
+    assert it["kind"] == "estimate" and it["value"] == pytest.approx(era_ratio / vp_ratio)
+    assert it["ci95_low"] == pytest.approx(math.exp(m - T975_DF2 * sd / math.sqrt(3)))
+    assert it["ci95_high"] == pytest.approx(math.exp(m + T975_DF2 * sd / math.sqrt(3)))
+    share = 100 * math.log(era_ratio / vp_ratio) / math.log(6 / vp_ratio)
+    assert f"{share:.0f}% (95% CI" in summary["init_explains"]
+    assert summary["paper_era_init"] == ERA
+    for init in s.inits:
+        checks = summary["inits"][init]["checks"]
+        assert len(checks) == 8 and all(c["ok"] for c in checks), checks
+        assert all(c["check"].startswith(f"{init} ") for c in checks)
+    assert {(r["init"], r["activation"]) for r in summary["final"]} == {
+        (i, a) for i in s.inits for a in ("relu", "tanh")
+    }
     assert summary["data"]["source"] == "synthetic"
     (root / "summary.json").write_text(json.dumps(summary))
     assert load_summary(root / "summary.json") == summary  # it follows its schema
-    broken = {**summary, "ratio": {**summary["ratio"], "kind": "guess"}}
-    with pytest.raises(ConfigError, match="figure1_summary.schema.yaml at ratio.kind"):
+    broken = copy.deepcopy(summary)
+    broken["inits"][VP]["ratio"]["kind"] = "guess"
+    with pytest.raises(ConfigError, match="figure1_summary.schema.yaml at inits.variance_"):
         check_summary(broken)
 
     out = tmp_path / "reports"
     info = build_report(tmp_path / "results" / "default", out, figure1_dir=root)
-    assert info["figure1"].startswith("1.96×")
+    # the paper-vs-measured row: the paper-era init's ratio (the paper's setting), VP beside it
+    assert info["figure1"].startswith(f"{era_ratio:.2f}×")
+    assert f"variance-preserving init: {vp_ratio:.2f}×" in info["figure1"]
     captions = output_captions()
     for stem in ("figure1_cnn", "figure1_sweep", "figure1_final"):
         assert any(Path(p).stem == stem for p in info["figures"] + info["tables"]), stem
         assert "Figure 1" in captions[stem]
     page = (out / "index.html").read_text()
     assert 'id="figure1"' in page and "Figure 1 study" in page and "shapes10" in page
+    assert "paper-era init" in page and "interaction" in page
     assert (out / "figures" / "figure1_cnn.png").read_bytes().startswith(b"\x89PNG")
     with open(out / "tables" / "paper_vs_measured.csv", newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["metric"] == "figure1_epochs_to_target"]
     assert len(rows) == 1 and rows[0]["claim_id"] == "relu_vs_tanh"
-    assert float(rows[0]["measured_effect"]) == pytest.approx(7.5 ** (1 / 3))
+    assert float(rows[0]["measured_effect"]) == pytest.approx(era_ratio)
     assert rows[0]["same_direction"] == "yes" and rows[0]["exceeds_spread"] in ("yes", "no")
     assert "not CIFAR-10" in rows[0]["caveats"]
+    with open(out / "tables" / "figure1_final.csv", newline="") as fh:
+        assert {r["init"] for r in csv.DictReader(fh)} == set(s.inits)
     md = (out / "summary.md").read_text()
-    assert "## Figure 1 study" in md and "Learning-rate sweep" in md
+    assert "## Figure 1 study" in md and "Learning-rate sweeps" in md
 
     (root / "summary.json").unlink()  # results gone: section and files go, a note says why
     build_report(tmp_path / "results" / "default", out, figure1_dir=root)
@@ -397,20 +516,42 @@ def test_summary_and_report_section(block: dict, tmp_path: Path) -> None:
 def test_summary_flags_censored_final_runs_and_edge_choices(block: dict, tmp_path: Path) -> None:
     s = Figure1Settings.from_config(block)
     root = tmp_path / "figure1"
-    _study_tree(root, s, relu=[4.0, 5.0, 6.0], tanh=[10.0, 10.0, 9.0], source="cifar10")
-    for seed in s.sweep_seeds:  # tanh's largest rate is now the fastest: an edge choice
-        lr = s.grids["tanh"][-1]
-        write_run(sweep_dir(root, "tanh", lr) / f"seed{seed}", curve(3.0, s.epochs), lr, seed)
-    write_run(final_dir(root, "tanh") / "seed201", [0.9] * s.epochs, s.grids["tanh"][2], 201)
+    _study_tree(root, s, FINALS, source="cifar10")
+    grid, cap = s.grids[ERA]["tanh"], s.epochs[ERA]
+    for seed in s.sweep_seeds:  # the paper-era tanh's largest rate is the fastest: an edge
+        write_run(sweep_dir(root, ERA, "tanh", grid[-1]) / f"seed{seed}", curve(3.0, cap),
+                  grid[-1], seed)  # fmt: skip
+    write_run(final_dir(root, ERA, "tanh") / "seed201", [0.9] * cap, grid[1], 201)
     summary = build_summary(root, s)
-    failed = {c["check"]: c["detail"] for c in summary["checks"] if not c["ok"]}
+    assert all(c["ok"] for c in summary["inits"][VP]["checks"])  # per init
+    failed = {c["check"]: c["detail"] for c in summary["inits"][ERA]["checks"] if not c["ok"]}
     assert (
-        "widen figure1.lr_grid.tanh"
-        in failed["tanh: chosen rate inside the grid (the optimum is bracketed)"]
+        "widen figure1.inits.cuda_convnet.lr_grid.tanh"
+        in failed["cuda_convnet tanh: chosen rate inside the grid (the optimum is bracketed)"]
     )
     assert (
-        f"seed 201: > {s.epochs}"
-        in failed["tanh: every final run reached the target (no censoring)"]
+        f"seed 201: > {cap}"
+        in failed["cuda_convnet tanh: every final run reached the target (no censoring)"]
     )
-    assert "final runs used" in failed["tanh: final runs used the selected rate"]
-    assert summary["ratio"]["kind"] == "lower bound" and summary["data"]["source"] == "cifar10"
+    assert "final runs used" in failed["cuda_convnet tanh: final runs used the selected rate"]
+    era = summary["inits"][ERA]["ratio"]
+    assert era["kind"] == "lower bound" and summary["data"]["source"] == "cifar10"
+    # a censored seed makes the interaction a bound too, and the sentence says so
+    assert (
+        summary["interaction"]["kind"] == "lower bound"
+        and 201 in summary["interaction"]["censored"]
+    )
+    assert "at least" in summary["init_explains"]
+
+
+def test_one_init_alone_has_no_interaction(block: dict, tmp_path: Path) -> None:
+    s = Figure1Settings.from_config({**block, "inits": {VP: block["inits"][VP]}})
+    root = tmp_path / "figure1"
+    _study_tree(root, s, {VP: FINALS[VP]})
+    summary = check_summary(build_summary(root, s))
+    assert list(summary["inits"]) == [VP] and summary["paper_era_init"] is None
+    assert summary["interaction"]["kind"] == "n/a" and "Not measured" in summary["init_explains"]
+    from alexnet_bench.reports.figure1 import claim_row
+
+    row = claim_row(summary)
+    assert row.measured == summary["inits"][VP]["ratio"]["text"]

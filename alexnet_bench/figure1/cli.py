@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..io import write_json, write_text
+from .settings import INIT_RULES
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +70,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_select(args: argparse.Namespace) -> int:
     """Choose each activation's learning rate from the sweep; write selection.json, sweep.csv."""
     from ..reports.tables import to_csv
-    from .results import SELECTION, SWEEP_CSV, selection_record
+    from .results import SELECTION, SWEEP_CSV, init_dir, selection_record
 
+    settings = _settings(args)
+    if args.init not in settings.inits:
+        raise ConfigError(f"--init {args.init} is not in figure1.inits {list(settings.inits)}")
     root = Path(args.results)
-    record = selection_record(root, _settings(args))
-    write_json(root / SELECTION, record)
-    write_text(root / SWEEP_CSV, to_csv(record["sweep"]))
-    print(json.dumps({"chosen": record["chosen"]}))
+    record = selection_record(root, settings, args.init)
+    write_json(init_dir(root, args.init) / SELECTION, record)
+    write_text(init_dir(root, args.init) / SWEEP_CSV, to_csv(record["sweep"]))
+    print(json.dumps({"init": args.init, "chosen": record["chosen"]}))
     return 0
 
 
@@ -90,8 +94,11 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     write_json(root / SUMMARY, summary)
     write_text(root / FINAL_CSV, to_csv(final_records(summary)))
     write_outputs(summary, Path(args.out))
-    failed = [c["check"] for c in summary["checks"] if not c["ok"]]
-    print(json.dumps({"ratio": summary["ratio"]["text"], "failed_checks": failed}))
+    blocks = summary["inits"]
+    failed = [c["check"] for b in blocks.values() for c in b["checks"] if not c["ok"]]
+    ratios = {init: b["ratio"]["text"] for init, b in blocks.items()}
+    print(json.dumps({"ratios": ratios, "interaction": summary["interaction"]["text"],
+                      "failed_checks": failed}))  # fmt: skip
     return 0
 
 
@@ -124,7 +131,10 @@ def add_figure1_parser(subparsers: Any) -> None:
     ):
         p = sub.add_parser(name, help=text)
         p.add_argument("--settings-json", required=True, help="config.yaml's figure1 block")
-        p.add_argument("--results", default="results/figure1")
+        p.add_argument("--results", default="results/figure1", help="the figure1 results root")
+        if name == "select":
+            p.add_argument("--init", required=True, choices=list(INIT_RULES),
+                           help="whose sweep to select from (one of figure1.inits)")  # fmt: skip
         if name == "summarize":
             p.add_argument("--out", default="reports/figure1", help="figure1.png|svg, summary.md")
         p.set_defaults(func=func)

@@ -1,14 +1,16 @@
 """The figure1 results tree, the sweep table, the selection record and ``summary.json``.
 
-Layout under ``results/figure1/`` (one Snakemake job per run directory)::
+Layout under ``results/figure1/`` (one Snakemake job per run directory; ``<init>`` is one of
+``figure1.inits``)::
 
-    sweep/<activation>/lr<lr>/seed<N>/{metrics.json,history.csv}   sweep runs (stop at the target)
-    selection.json, sweep.csv                                       chosen rates, the sweep table
-    final/<activation>/seed<N>/{metrics.json,history.csv}           fresh seeds at the chosen rates
-    summary.json, final.csv                                         the ratio with its CI, checks
+    <init>/sweep/<activation>/lr<lr>/seed<N>/{metrics.json,...}   sweep runs (stop at the target)
+    <init>/selection.json, <init>/sweep.csv                        chosen rates, the sweep table
+    <init>/final/<activation>/seed<N>/{metrics.json,...}          fresh seeds at the chosen rates
+    summary.json, final.csv                 per init the ratio with its CI and checks; interaction
 
-Runs are read through :mod:`alexnet_bench.collect`; the tanh / ReLU ratio is the paired
-log-ratio of :func:`alexnet_bench.effects.paired`. ``summary.json`` follows
+Runs are read through :mod:`alexnet_bench.collect`; each init's tanh / ReLU ratio is the paired
+log-ratio of :func:`alexnet_bench.effects.paired`, and the interaction (how much the init moves
+that ratio) is the paired ratio of the two inits' per-seed ratios over their shared final seeds. ``summary.json`` follows
 ``schemas/figure1_summary.schema.yaml`` (:func:`check_summary` before it is written,
 :func:`load_summary` when it is read).
 """
@@ -27,16 +29,16 @@ import jsonschema
 import yaml
 
 from ..collect import Run, load_run
-from ..effects import Paired, paired
+from ..effects import Paired, fmt_effect, paired, ratio_interval
 from ..errors import ConfigError
 from .analysis import Choice, curve, lr_score, select_lr, val_error_at_target
-from .settings import ACTIVATIONS, Figure1Settings, lr_label
+from .settings import ACTIVATIONS, INIT_TEXT, PAPER_ERA_INIT, Figure1Settings, lr_label
 
 SELECTION = "selection.json"
 SUMMARY = "summary.json"
 SWEEP_CSV = "sweep.csv"
 FINAL_CSV = "final.csv"
-SUMMARY_VERSION = 2  # 2: the ratio from effects.paired; runs read through collect
+SUMMARY_VERSION = 3  # 3: init as a factor (per-init blocks, interaction); 2: effects.paired
 PAPER_RATIO = 6.0
 PAPER = (
     "Krizhevsky et al. 2012, Figure 1: CIFAR-10, four-layer CNN, no regularisation, learning "
@@ -50,18 +52,27 @@ RATIO_METHOD = (
     "geometric mean of per-seed ratios tanh/ReLU (seeds paired); 95% Student-t interval on the "
     "mean log ratio, n-1 degrees of freedom; a censored seed makes it a bound"
 )
+INTERACTION_METHOD = (
+    "ratio of ratios: per final seed (tanh/ReLU under the paper-era init) / (tanh/ReLU under the "
+    "variance-preserving init), seeds shared by both inits paired; geometric mean with a 95% "
+    "Student-t interval on the mean log, n-1 degrees of freedom; a censored seed makes it a bound"
+)
 
 
-def sweep_dir(root: Path, activation: str, lr: float) -> Path:
-    return Path(root) / "sweep" / activation / f"lr{lr_label(lr)}"
+def init_dir(root: Path, init: str) -> Path:
+    return Path(root) / init
 
 
-def final_dir(root: Path, activation: str) -> Path:
-    return Path(root) / "final" / activation
+def sweep_dir(root: Path, init: str, activation: str, lr: float) -> Path:
+    return init_dir(root, init) / "sweep" / activation / f"lr{lr_label(lr)}"
+
+
+def final_dir(root: Path, init: str, activation: str) -> Path:
+    return init_dir(root, init) / "final" / activation
 
 
 def chosen_lr(selection: Path, activation: str) -> float:
-    """The learning rate ``selection.json`` chose for ``activation``."""
+    """The learning rate ``selection.json`` (of one init) chose for ``activation``."""
     try:
         lr = json.loads(Path(selection).read_text())["chosen"][activation]["lr"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -72,19 +83,22 @@ def chosen_lr(selection: Path, activation: str) -> float:
     return float(lr)
 
 
-def sweep_results(root: Path, s: Figure1Settings) -> dict[str, dict[float, list[Run]]]:
-    """Every sweep run, by activation and grid learning rate."""
+Sweep = dict[str, dict[float, list[Run]]]  # activation -> lr -> runs (one per sweep seed)
+
+
+def sweep_results(root: Path, s: Figure1Settings, init: str) -> Sweep:
+    """Every sweep run of one init, by activation and grid learning rate."""
     return {
         act: {
-            lr: [load_run(sweep_dir(root, act, lr) / f"seed{seed}" / "metrics.json")
+            lr: [load_run(sweep_dir(root, init, act, lr) / f"seed{seed}" / "metrics.json")
                  for seed in s.sweep_seeds]
-            for lr in s.grids[act]
+            for lr in s.grids[init][act]
         }
         for act in ACTIVATIONS
     }  # fmt: skip
 
 
-def choose(sweep: dict[str, dict[float, list[Run]]]) -> dict[str, Choice]:
+def choose(sweep: Sweep) -> dict[str, Choice]:
     return {act: select_lr(points) for act, points in sweep.items()}
 
 
@@ -92,9 +106,7 @@ def _status_note(r: Run) -> str:
     return f" ({r.status})" if r.status != "completed" else ""
 
 
-def sweep_rows(
-    sweep: dict[str, dict[float, list[Run]]], choices: dict[str, Choice]
-) -> list[dict[str, Any]]:
+def sweep_rows(sweep: Sweep, choices: dict[str, Choice]) -> list[dict[str, Any]]:
     """One row per (activation, lr): epochs to the target per seed, the median, chosen or not."""
     rows = []
     for act, points in sweep.items():
@@ -117,11 +129,12 @@ def sweep_rows(
     return rows
 
 
-def selection_record(root: Path, s: Figure1Settings) -> dict[str, Any]:
-    """The content of ``selection.json``: chosen rates, the rule and the sweep table."""
-    sweep = sweep_results(root, s)
+def selection_record(root: Path, s: Figure1Settings, init: str) -> dict[str, Any]:
+    """The content of ``<init>/selection.json``: chosen rates, the rule and the sweep table."""
+    sweep = sweep_results(root, s, init)
     choices = choose(sweep)
     return {
+        "init": init,
         "rule": SELECTION_RULE,
         "target_train_error": s.target_train_error,
         "chosen": {act: c.to_dict() for act, c in choices.items()},
@@ -129,8 +142,9 @@ def selection_record(root: Path, s: Figure1Settings) -> dict[str, Any]:
     }
 
 
-def _final_run(r: Run, activation: str) -> dict[str, Any]:
+def _final_run(r: Run, init: str, activation: str) -> dict[str, Any]:
     return {
+        "init": init,
         "activation": activation,
         "seed": r.seed,
         "lr": r.lr,
@@ -142,15 +156,14 @@ def _final_run(r: Run, activation: str) -> dict[str, Any]:
     }
 
 
-def _data_used(finals: dict[str, list[Run]], s: Figure1Settings) -> dict[str, Any]:
+def _data_used(finals: list[Run], s: Figure1Settings) -> dict[str, Any]:
     """The data set as the final runs recorded it, else as configured."""
-    for act in ACTIVATIONS:
-        for r in finals[act]:
-            d = r.record.data
-            if d.source:
-                return {"source": d.source, "root": d.root, "num_train": d.num_train,
-                        "num_val": d.num_val, "num_classes": d.num_classes,
-                        "image_size": d.image_size}  # fmt: skip
+    for r in finals:
+        d = r.record.data
+        if d.source:
+            return {"source": d.source, "root": d.root, "num_train": d.num_train,
+                    "num_val": d.num_val, "num_classes": d.num_classes,
+                    "image_size": d.image_size}  # fmt: skip
     return {"source": s.data, "root": s.cifar10_root if s.data == "cifar10" else None}
 
 
@@ -170,50 +183,42 @@ def data_name(data: dict[str, Any]) -> str:
 
 
 def _checks(
-    choices: dict[str, Choice], used: dict[str, set[float]], finals: dict[str, list[Run]]
+    init: str, choices: dict[str, Choice], used: dict[str, set[float]], finals: dict[str, list[Run]]
 ) -> list[dict[str, Any]]:
-    """The criteria fixed before looking at the ratio, each with ok and a detail."""
+    """The criteria fixed before looking at any ratio, for one init, each with ok and a detail."""
     out = []
     for act in ACTIVATIONS:
         c = choices[act]
+        arm = f"{init} {act}"
         out.append({
-            "check": f"{act}: a grid rate reached the target in the sweep",
+            "check": f"{arm}: a grid rate reached the target in the sweep",
             "ok": c.reached,
-            "detail": "" if c.reached else "no rate reached it: raise figure1.epochs or widen lr_grid",
+            "detail": "" if c.reached else
+            f"no rate reached it: raise figure1.inits.{init}.epochs or widen its lr_grid.{act}",
         })  # fmt: skip
         out.append({
-            "check": f"{act}: chosen rate inside the grid (the optimum is bracketed)",
+            "check": f"{arm}: chosen rate inside the grid (the optimum is bracketed)",
             "ok": c.edge is None,
-            "detail": "" if c.edge is None else
-            f"chosen rate {lr_label(c.lr)} is the grid's {c.edge}: widen figure1.lr_grid.{act}",
+            "detail": "" if c.edge is None else f"chosen rate {lr_label(c.lr)} is the grid's "
+            f"{c.edge}: widen figure1.inits.{init}.lr_grid.{act}",
         })  # fmt: skip
         bad = [f"seed {r.seed}: {r.ttt_epochs.text()}" for r in finals[act]
                if r.ttt_epochs.kind != "reached"]  # fmt: skip
         out.append({
-            "check": f"{act}: every final run reached the target (no censoring)",
+            "check": f"{arm}: every final run reached the target (no censoring)",
             "ok": not bad,
-            "detail": "; ".join(bad),
+            "detail": "; ".join(bad) + (" (the ratio is then a bound)" if bad else ""),
         })  # fmt: skip
         wrong = sorted(used[act] - {c.lr})
         out.append({
-            "check": f"{act}: final runs used the selected rate",
+            "check": f"{arm}: final runs used the selected rate",
             "ok": not wrong and bool(used[act]),
             "detail": f"final runs used {wrong}, selection says {c.lr}" if wrong else "",
         })  # fmt: skip
     return out
 
 
-def ratio_record(relu: list[Run], tanh: list[Run]) -> dict[str, Any]:
-    """The tanh / ReLU ratio of epochs to the target over paired seeds (``summary.json``)."""
-    p: Paired = paired(
-        {r.seed: r.ttt_epochs for r in tanh if r.seed is not None},
-        {r.seed: r.ttt_epochs for r in relu if r.seed is not None},
-        ratio=True,
-    )
-    by_seed = {
-        act: {r.seed: r.ttt_epochs.text() for r in runs}
-        for act, runs in (("relu", relu), ("tanh", tanh))
-    }
+def _paired_record(p: Paired, per_seed: list[str], method: str) -> dict[str, Any]:
     note = f"seeds without data in both arms left out: {list(p.unpaired)}" if p.unpaired else ""
     return {
         "kind": p.kind,
@@ -224,40 +229,146 @@ def ratio_record(relu: list[Run], tanh: list[Run]) -> dict[str, Any]:
         "n": p.n,
         "seeds": list(p.seeds),
         "censored": list(p.censored),
-        "per_seed": [f"seed {s}: {by_seed['tanh'][s]} / {by_seed['relu'][s]}" for s in p.seeds],
+        "per_seed": per_seed,
         "note": note,
         "text": p.text()
         if p.value is not None
         else f"n/a ({note or 'no seed has data in both arms'})",
-        "method": RATIO_METHOD,
+        "method": method,
     }
 
 
-def build_summary(root: Path, s: Figure1Settings) -> dict[str, Any]:
-    """Everything the figure1 outputs and the study report show, from the run directories."""
-    root = Path(root)
-    sweep = sweep_results(root, s)
+def ratio_record(relu: list[Run], tanh: list[Run]) -> dict[str, Any]:
+    """The tanh / ReLU ratio of epochs to the target over paired seeds (``summary.json``)."""
+    p = paired(
+        {r.seed: r.ttt_epochs for r in tanh if r.seed is not None},
+        {r.seed: r.ttt_epochs for r in relu if r.seed is not None},
+        ratio=True,
+    )
+    by_seed = {
+        act: {r.seed: r.ttt_epochs.text() for r in runs}
+        for act, runs in (("relu", relu), ("tanh", tanh))
+    }
+    per_seed = [f"seed {s}: {by_seed['tanh'][s]} / {by_seed['relu'][s]}" for s in p.seeds]
+    return _paired_record(p, per_seed, RATIO_METHOD)
+
+
+def interaction_record(
+    finals: dict[str, dict[str, list[Run]]], inits: tuple[str, ...]
+) -> dict[str, Any]:
+    """(tanh/ReLU under the paper-era init) / (tanh/ReLU under variance-preserving), paired by
+    seed: how many times the init multiplies the ratio. ``n/a`` unless both inits ran."""
+    if set(inits) != {PAPER_ERA_INIT, "variance_preserving"}:
+        p = Paired(True, "n/a", 0, None)
+        return {**_paired_record(p, [], INTERACTION_METHOD),
+                "text": "n/a (needs both inits in figure1.inits)"}  # fmt: skip
+
+    def per_seed(init: str) -> dict[int, Any]:
+        relu = {r.seed: r.ttt_epochs for r in finals[init]["relu"] if r.seed is not None}
+        tanh = {r.seed: r.ttt_epochs for r in finals[init]["tanh"] if r.seed is not None}
+        return {s: ratio_interval(tanh[s], relu[s]) for s in sorted(set(relu) & set(tanh))}
+
+    paper, vp = per_seed(PAPER_ERA_INIT), per_seed("variance_preserving")
+    p = paired(paper, vp, ratio=True)
+
+    def text(x: Any) -> str:
+        if x is None:
+            return "n/a"
+        lo, hi = x.lower, x.upper
+        if lo == hi:
+            return fmt_effect(lo, True)
+        return f"> {fmt_effect(lo, True)}" if math.isinf(hi) else f"in [{lo:.2f}, {hi:.2f}]"
+
+    rows = [f"seed {s}: {text(paper[s])} / {text(vp[s])}" for s in p.seeds]
+    return _paired_record(p, rows, INTERACTION_METHOD)
+
+
+def explained_text(ratios: dict[str, dict[str, Any]], interaction: dict[str, Any]) -> str:
+    """One sentence from the numbers: how much of the gap to the paper's 6x the init explains.
+
+    The gap is measured on the log scale from the variance-preserving ratio to 6x; the init's
+    part is log(interaction) over that distance (its CI likewise, from the interaction's CI).
+    """
+    vp, era = ratios.get("variance_preserving"), ratios.get(PAPER_ERA_INIT)
+    if vp is None or era is None:
+        return "Not measured: figure1.inits must list both variance_preserving and cuda_convnet."
+    if interaction["value"] is None or vp["value"] is None:
+        return (
+            f"Not determined: the interaction is {interaction['text']} (variance-preserving "
+            f"ratio {vp['text']}, paper-era {era['text']})."
+        )
+    gap = math.log(PAPER_RATIO / vp["value"])
+    head = (
+        f"Under the paper-era init tanh / ReLU is {era['text']}, under the variance-preserving "
+        f"init {vp['text']}: the init multiplies the ratio by {interaction['text']}"
+    )
+    if abs(gap) < 1e-12:
+        return head + ", and the variance-preserving ratio already equals the paper's 6×."
+
+    def share(x: float) -> float:  # percent of the log-distance to 6x
+        return 100 * math.log(x) / gap
+
+    kind = interaction["kind"]
+    if kind == "estimate":
+        part = f"{share(interaction['value']):.0f}%"
+        if interaction["ci95_low"] is not None:
+            lo, hi = sorted((share(interaction["ci95_low"]), share(interaction["ci95_high"])))
+            part += f" (95% CI {lo:.0f}% to {hi:.0f}%)"
+    else:
+        bound = "at least" if (kind == "lower bound") == (gap > 0) else "at most"
+        part = f"{bound} {share(interaction['value']):.0f}%"
+    return (
+        f"{head}, i.e. {part} of the log-distance from the variance-preserving ratio to the "
+        f"paper's {PAPER_RATIO:g}×."
+    )
+
+
+def _init_block(
+    root: Path, s: Figure1Settings, init: str
+) -> tuple[dict[str, Any], dict[str, list[Run]]]:
+    """One init's chosen rates, sweep table, arms, ratio and checks, and its final runs."""
+    sweep = sweep_results(root, s, init)
     choices = choose(sweep)
     finals = {
-        act: [load_run(final_dir(root, act) / f"seed{seed}" / "metrics.json")
+        act: [load_run(final_dir(root, init, act) / f"seed{seed}" / "metrics.json")
               for seed in s.final_seeds]
         for act in ACTIVATIONS
     }  # fmt: skip
     used = {act: {r.lr for r in finals[act] if r.lr is not None} for act in ACTIVATIONS}
-    per_arm = {}
+    arms = {}
     for act in ACTIVATIONS:
         values = [v for r in finals[act] if (v := r.ttt_epochs.value) is not None]
-        per_arm[act] = {
+        arms[act] = {
             "lr": choices[act].lr,
             "reached": f"{len(values)}/{len(finals[act])}",
             "mean_epochs": statistics.fmean(values) if values else None,
             "geomean_epochs": statistics.geometric_mean(values) if values else None,
         }
+    block = {
+        "rule": INIT_TEXT[init],
+        "chosen": {act: c.to_dict() for act, c in choices.items()},
+        "sweep": sweep_rows(sweep, choices),
+        "arms": arms,
+        "ratio": ratio_record(finals["relu"], finals["tanh"]),
+        "checks": _checks(init, choices, used, finals),
+    }
+    return block, finals
+
+
+def build_summary(root: Path, s: Figure1Settings) -> dict[str, Any]:
+    """Everything the figure1 outputs and the study report show, from the run directories."""
+    root = Path(root)
+    blocks, finals = {}, {}
+    for init in s.inits:
+        blocks[init], finals[init] = _init_block(root, s, init)
+    interaction = interaction_record(finals, s.inits)
+    ratios = {init: b["ratio"] for init, b in blocks.items()}
+    every_final = [r for init in s.inits for act in ACTIVATIONS for r in finals[init][act]]
     summary = {
         "schema_version": SUMMARY_VERSION,
         "study": "figure1",
         "paper": {"ratio": PAPER_RATIO, "text": PAPER},
-        "data": _data_used(finals, s),
+        "data": _data_used(every_final, s),
         "protocol": {
             **s.to_dict(),
             "network": "cuda-convnet layers-18pct without LRN (alexnet_bench.cifar_net)",
@@ -266,12 +377,16 @@ def build_summary(root: Path, s: Figure1Settings) -> dict[str, Any]:
             "keep their bound",
             "selection_rule": SELECTION_RULE,
         },
-        "chosen": {act: c.to_dict() for act, c in choices.items()},
-        "sweep": sweep_rows(sweep, choices),
-        "final": [_final_run(r, act) for act in ACTIVATIONS for r in finals[act]],
-        "arms": per_arm,
-        "ratio": ratio_record(finals["relu"], finals["tanh"]),
-        "checks": _checks(choices, used, finals),
+        "paper_era_init": PAPER_ERA_INIT if PAPER_ERA_INIT in s.inits else None,
+        "inits": blocks,
+        "final": [
+            _final_run(r, init, act)
+            for init in s.inits
+            for act in ACTIVATIONS
+            for r in finals[init][act]
+        ],
+        "interaction": interaction,
+        "init_explains": explained_text(ratios, interaction),
     }
     return json.loads(json.dumps(summary))  # what the file will hold (tuples become lists)
 

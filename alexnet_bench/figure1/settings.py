@@ -1,10 +1,14 @@
-"""The ``figure1:`` block of config.yaml: learning-rate grids, seeds, data and the run configs.
+"""The ``figure1:`` block of config.yaml: inits, learning-rate grids, seeds, data, run configs.
+
+The initialisation is a factor of the study (:data:`INIT_RULES`): every init in
+``figure1.inits`` gets its own learning-rate sweep per activation, its own selection and its own
+final seeds, with the same protocol and criteria.
 
 Light on purpose (no torch): the Snakemake workflow imports it to expand the grid and to fail
 before any job starts. The protocol keys (network, activation, learning rate, seed, no weight
-decay, no augmentation, constant learning rate, the target) are set here and cannot be changed
-through ``figure1.run``, which only reaches the remaining run settings (runtime, telemetry,
-momentum, ...).
+decay, no augmentation, constant learning rate, the target, the init rule) are set here and
+cannot be changed through ``figure1.run``, which only reaches the remaining run settings
+(runtime, telemetry, momentum, ...).
 """
 
 from __future__ import annotations
@@ -20,12 +24,30 @@ from ..errors import ConfigError
 
 ACTIVATIONS = ("relu", "tanh")
 STAGES = ("sweep", "final")
+#: init rule -> the run settings it sets (both activations alike; seeds pair within a rule)
+INIT_RULES: dict[str, dict[str, Any]] = {
+    # Layers18pct's own default (model.init auto) on unit-variance inputs: no keys, so these
+    # runs keep the config hashes they had before inits became a factor
+    "variance_preserving": {},
+    # the paper era's: layers-18pct.cfg's initW constants in cuda-convnet's input units
+    "cuda_convnet": {"model": {"init": "paper"}, "data": {"normalise": "mean"}},
+}
+INIT_TEXT = {
+    "variance_preserving": "variance-preserving: weights N(0, 1) x gain / sqrt(fan_in) (gain "
+    "sqrt(2) ReLU, 5/3 tanh, 1 fc10), biases 0, inputs standardised per channel",
+    "cuda_convnet": "paper era (cuda-convnet layers-18pct.cfg initW): conv1 N(0, 1e-4^2), conv2, "
+    "conv3, fc10 N(0, 0.01^2), biases 0, on cuda-convnet's inputs (pixels minus the mean, "
+    "0-255 scale)",
+}
+PAPER_ERA_INIT = "cuda_convnet"
 IMAGE_SIZE = 32  # CIFAR-10's size, used as is (no crops: no augmentation)
-MIN_GRID, MIN_SWEEP_SEEDS, MIN_FINAL_SEEDS = 5, 2, 3
+# a grid must be able to bracket an optimum (3 rates); final seeds give a t-interval (3)
+MIN_GRID, MIN_SWEEP_SEEDS, MIN_FINAL_SEEDS = 3, 1, 3
 KEYS = (
-    "data", "cifar10_root", "train_images", "val_images", "batch_size", "epochs",
-    "target_train_error", "lr_grid", "sweep_seeds", "final_seeds", "run",
+    "data", "cifar10_root", "train_images", "val_images", "batch_size", "target_train_error",
+    "inits", "sweep_seeds", "final_seeds", "run",
 )  # fmt: skip
+INIT_KEYS = ("epochs", "lr_grid")
 
 
 def lr_label(lr: float) -> str:
@@ -55,6 +77,37 @@ def _leaves(data: dict[str, Any], prefix: str = "") -> list[str]:
     return out
 
 
+def _grids(block: Any, where: str) -> dict[str, tuple[float, ...]]:
+    """The per-activation rates of one init's ``lr_grid`` (``where`` names it in errors)."""
+    if not isinstance(block, dict) or sorted(block) != sorted(ACTIVATIONS):
+        raise ConfigError(f"{where} needs exactly the keys relu and tanh (see config.yaml)")
+    grids = {}
+    for act in ACTIVATIONS:
+        g = block[act]
+        if g["num"] < MIN_GRID:
+            raise ConfigError(f"{where}.{act}.num must be >= {MIN_GRID} (the protocol)")
+        if not g["min"] < g["max"]:
+            raise ConfigError(f"{where}.{act}: min must be below max")
+        grids[act] = log_grid(float(g["min"]), float(g["max"]), int(g["num"]))
+    return grids
+
+
+def _init_blocks(block: Any) -> dict[str, dict[str, Any]]:
+    """``figure1.inits``: init rule -> its block (epochs, lr_grid), in the order given."""
+    if not isinstance(block, dict) or not block or set(block) - set(INIT_RULES):
+        raise ConfigError(
+            f"figure1.inits must map one or both of {', '.join(INIT_RULES)} to their epochs and "
+            "lr_grid (see config.yaml)"
+        )
+    for init, sub in block.items():
+        missing = [k for k in INIT_KEYS if not isinstance(sub, dict) or k not in sub]
+        if missing:
+            raise ConfigError(f"figure1.inits.{init}.{missing[0]} is missing; add it")
+        if int(sub["epochs"]) < 1:
+            raise ConfigError(f"figure1.inits.{init}.epochs must be >= 1")
+    return block
+
+
 @dataclass(frozen=True)
 class Figure1Settings:
     """A validated ``figure1:`` block with ``data: auto`` resolved."""
@@ -65,9 +118,10 @@ class Figure1Settings:
     train_images: int | None
     val_images: int
     batch_size: int
-    epochs: int
     target_train_error: float
-    grids: dict[str, tuple[float, ...]]
+    inits: tuple[str, ...]
+    epochs: dict[str, int]  # init -> the longest a run trains
+    grids: dict[str, dict[str, tuple[float, ...]]]  # init -> activation -> rates
     sweep_seeds: tuple[int, ...]
     final_seeds: tuple[int, ...]
     run: dict[str, Any] = field(default_factory=dict)
@@ -94,17 +148,9 @@ class Figure1Settings:
             raise ConfigError(f"figure1.data is {data!r}; set it to auto, synthetic or cifar10")
         if data == "cifar10":
             check_data_root("cifar10", where)
-        grid = block["lr_grid"]
-        if not isinstance(grid, dict) or sorted(grid) != sorted(ACTIVATIONS):
-            raise ConfigError("figure1.lr_grid needs exactly the keys relu and tanh")
-        grids = {}
-        for act in ACTIVATIONS:
-            g = grid[act]
-            if g["num"] < MIN_GRID:
-                raise ConfigError(f"figure1.lr_grid.{act}.num must be >= {MIN_GRID} (the protocol)")
-            if not g["min"] < g["max"]:
-                raise ConfigError(f"figure1.lr_grid.{act}: min must be below max")
-            grids[act] = log_grid(float(g["min"]), float(g["max"]), int(g["num"]))
+        blocks = _init_blocks(block["inits"])
+        inits = tuple(blocks)
+        grids = {i: _grids(b["lr_grid"], f"figure1.inits.{i}.lr_grid") for i, b in blocks.items()}
         sweep, final = tuple(block["sweep_seeds"]), tuple(block["final_seeds"])
         if len(set(sweep)) < MIN_SWEEP_SEEDS or len(set(final)) < MIN_FINAL_SEEDS:
             raise ConfigError(
@@ -126,26 +172,28 @@ class Figure1Settings:
             train_images=block["train_images"],
             val_images=int(block["val_images"]),
             batch_size=int(block["batch_size"]),
-            epochs=int(block["epochs"]),
             target_train_error=float(block["target_train_error"]),
+            inits=inits,
+            epochs={i: int(b["epochs"]) for i, b in blocks.items()},
             grids=grids,
             sweep_seeds=sweep,
             final_seeds=final,
             run=dict(block["run"] or {}),
         )
         settings._check_run_overrides()
-        for act in ACTIVATIONS:
-            for stage, lr in (("sweep", grids[act][0]), ("final", grids[act][-1])):
-                try:
-                    RunConfig(settings.run_config(act, stage, lr, seed=sweep[0]))
-                except ConfigError as exc:
-                    raise ConfigError(f"figure1 ({act}, {stage}): {exc}") from None
+        for init in inits:
+            for act in ACTIVATIONS:
+                for stage, lr in (("sweep", grids[init][act][0]), ("final", grids[init][act][-1])):
+                    try:
+                        RunConfig(settings.run_config(init, act, stage, lr, seed=sweep[0]))
+                    except ConfigError as exc:
+                        raise ConfigError(f"figure1 ({init}, {act}, {stage}): {exc}") from None
         return settings
 
-    def protocol(self, activation: str, stage: str) -> dict[str, Any]:
+    def protocol(self, init: str, activation: str, stage: str) -> dict[str, Any]:
         """The run settings the Figure 1 protocol fixes (without learning rate and seed)."""
-        if activation not in ACTIVATIONS or stage not in STAGES:
-            raise ConfigError(f"unknown figure1 arm {activation!r}/{stage!r}")
+        if init not in INIT_RULES or activation not in ACTIVATIONS or stage not in STAGES:
+            raise ConfigError(f"unknown figure1 arm {init!r}/{activation!r}/{stage!r}")
         if self.data == "synthetic":
             data = {"source": "synthetic", "num_train": self.train_images,
                     "num_val": self.val_images}  # fmt: skip
@@ -153,7 +201,7 @@ class Figure1Settings:
             data = {"source": "cifar10", "root": self.cifar10_root,
                     "max_train": self.train_images, "max_val": self.val_images}  # fmt: skip
         data.update(image_size=IMAGE_SIZE, stored_size=IMAGE_SIZE)
-        return {
+        arm = {
             "model": {"arch": "layers18pct", "activation": activation},
             "data": data,
             "augment": {"crop_flip": False, "pca_lighting": False},
@@ -161,17 +209,22 @@ class Figure1Settings:
             "eval": {"train_images": 0},
             "train": {
                 "target_error_on": "running",
-                "epochs": self.epochs,
+                "epochs": self.epochs.get(init, 1),
                 "batch_size": self.batch_size,
                 "weight_decay": 0.0,
                 "lr_schedule": "constant",
                 "target_train_error": self.target_train_error,
-                "stop_at_target": stage == "sweep",
+                # every run stops after its first epoch below the target: epochs to the target
+                # are then known, and nothing after it enters the ratio
+                "stop_at_target": True,
             },
         }
+        return deep_merge(arm, INIT_RULES[init])
 
     def _check_run_overrides(self) -> None:
-        fixed = set(_leaves(self.protocol("relu", "sweep"))) | {"train.lr", "train.seed"}
+        fixed = {"train.lr", "train.seed"}
+        for init in INIT_RULES:
+            fixed |= set(_leaves(self.protocol(init, "relu", "sweep")))
         for leaf in _leaves(self.run):
             clash = next((f for f in fixed if leaf == f or f.startswith(leaf + ".")), None)
             if clash is not None:
@@ -181,10 +234,15 @@ class Figure1Settings:
                 )
 
     def run_config(
-        self, activation: str, stage: str, lr: float | None = None, seed: int | None = None
+        self,
+        init: str,
+        activation: str,
+        stage: str,
+        lr: float | None = None,
+        seed: int | None = None,
     ) -> dict[str, Any]:
-        """The run config of one arm: figure1.run <- protocol <- learning rate <- seed."""
-        cfg = deep_merge(self.run, self.protocol(activation, stage))
+        """The run config of one arm: figure1.run <- protocol (with the init rule) <- lr <- seed."""
+        cfg = deep_merge(self.run, self.protocol(init, activation, stage))
         train: dict[str, Any] = {}
         if lr is not None:
             train["lr"] = float(lr)
@@ -192,14 +250,15 @@ class Figure1Settings:
             train["seed"] = int(seed)
         return deep_merge(cfg, {"train": train})
 
-    def lr_for(self, activation: str, label: str) -> float:
+    def lr_for(self, init: str, activation: str, label: str) -> float:
         """The grid learning rate whose label is ``label`` (the workflow's ``{lr}`` wildcard)."""
-        for lr in self.grids.get(activation, ()):
+        rates = self.grids.get(init, {}).get(activation, ())
+        for lr in rates:
             if lr_label(lr) == label:
                 return lr
-        grid = ", ".join(lr_label(x) for x in self.grids.get(activation, ()))
+        grid = ", ".join(lr_label(x) for x in rates)
         raise ConfigError(
-            f"learning rate {label} is not on the figure1 grid of {activation} ({grid}); "
+            f"learning rate {label} is not on the figure1 grid of {init}/{activation} ({grid}); "
             "pick one of those or change figure1.lr_grid"
         )
 
@@ -216,9 +275,11 @@ class Figure1Settings:
             "val_images": self.val_images,
             "image_size": IMAGE_SIZE,
             "batch_size": self.batch_size,
-            "epochs": self.epochs,
+            "epochs": dict(self.epochs),
             "target_train_error": self.target_train_error,
-            "lr_grid": {a: list(v) for a, v in self.grids.items()},
+            "inits": list(self.inits),
+            "init_rules": {i: INIT_TEXT[i] for i in self.inits},
+            "lr_grid": {i: {a: list(v) for a, v in g.items()} for i, g in self.grids.items()},
             "sweep_seeds": list(self.sweep_seeds),
             "final_seeds": list(self.final_seeds),
             "run": self.run,

@@ -32,6 +32,8 @@ from .tables import Table, to_csv
 
 FIGURE = "figure1_cnn"
 STYLE = {"relu": ("#1f4e9c", "-", "ReLU"), "tanh": ("#c0392b", "--", "tanh")}
+INIT_NAME = {"variance_preserving": "variance-preserving init", "cuda_convnet": "paper-era init"}
+INIT_MARKER = {"variance_preserving": ("o", "-"), "cuda_convnet": ("s", ":")}
 
 
 @dataclass
@@ -58,26 +60,40 @@ def _pct(x: float) -> float:
     return 100.0 * x
 
 
+def init_name(init: str) -> str:
+    return INIT_NAME.get(init, init)
+
+
+def _inits(summary: dict[str, Any]) -> list[str]:
+    return list(summary["inits"])
+
+
 def _mean_curve(curves: Sequence[Sequence[float]]) -> np.ndarray:
     """Mean over runs of the epochs every run has (a stopped or diverged run ends the mean)."""
     n = min((len(c) for c in curves), default=0)
     return np.mean([c[:n] for c in curves], axis=0) if n else np.array([])
 
 
-def _curves_axis(ax: Any, summary: dict[str, Any]) -> None:
+def _curves_axis(ax: Any, summary: dict[str, Any], init: str) -> None:
     target = _pct(summary["protocol"]["target_train_error"])
+    chosen = summary["inits"][init]["chosen"]
+    drawn = False
     for act, (color, style, name) in STYLE.items():
         runs = [
-            r for r in summary["final"] if r["activation"] == act and r["train_error_per_epoch"]
-        ]
+            r for r in summary["final"]
+            if r["init"] == init and r["activation"] == act and r["train_error_per_epoch"]
+        ]  # fmt: skip
         curves = [[_pct(e) for e in r["train_error_per_epoch"]] for r in runs]
         for c in curves:
             ax.plot(range(1, len(c) + 1), c, color=color, linestyle=style, lw=0.8, alpha=0.35)
         mean = _mean_curve(curves)
         if len(mean):
-            lr = summary["chosen"][act]["lr"]
+            drawn = True
             ax.plot(range(1, len(mean) + 1), mean, color=color, linestyle=style, lw=2.2,
-                    label=f"{name}, lr {lr:g} (mean of {len(curves)} seeds)")  # fmt: skip
+                    label=f"{name}, lr {chosen[act]['lr']:g} (mean of {len(curves)} seeds)")  # fmt: skip
+    if not drawn:
+        ax.text(0.5, 0.5, "no final run has a training history\n(see the final runs table)",
+                ha="center", va="center", transform=ax.transAxes)  # fmt: skip
     ax.axhline(target, color="black", lw=0.9, linestyle=":")
     ax.annotate(f"{target:g}% training error", xy=(1, target), xycoords=("axes fraction", "data"),
                 ha="right", va="bottom", fontsize=8)  # fmt: skip
@@ -87,56 +103,77 @@ def _curves_axis(ax: Any, summary: dict[str, Any]) -> None:
     ax.set_xlim(left=0)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(True, alpha=0.3)
-    handles, _ = ax.get_legend_handles_labels()
-    handles.append(Line2D([], [], color="grey", lw=0.8, alpha=0.5, label="single seeds"))
-    ax.legend(handles=handles, frameon=False, fontsize=8, loc="lower left")
+    ax.set_title(f"{init_name(init)}: tanh / ReLU {summary['inits'][init]['ratio']['text']}",
+                 fontsize=9)  # fmt: skip
+    if drawn:
+        handles, _ = ax.get_legend_handles_labels()
+        handles.append(Line2D([], [], color="grey", lw=0.8, alpha=0.5, label="single seeds"))
+        ax.legend(handles=handles, frameon=False, fontsize=8, loc="lower left")
 
 
 def _sweep_axis(ax: Any, summary: dict[str, Any]) -> None:
-    cap = summary["protocol"]["epochs"]
-    for i, (act, (color, style, name)) in enumerate(STYLE.items()):
-        top = cap * (1.08 + 0.06 * i)  # "not reached" markers, one row per activation
-        rows = [r for r in summary["sweep"] if r["activation"] == act]
-        lrs = [r["lr"] for r in rows]
-        med = [r["median_epochs"] if r["median_epochs"] is not None else np.nan for r in rows]
-        ax.plot(lrs, med, color=color, linestyle=style, marker="o", ms=4, lw=1.4, label=name)
-        never = [lr for lr, m in zip(lrs, med, strict=True) if not np.isfinite(m)]
-        ax.plot(never, [top] * len(never), "^", mfc="white", color=color, ms=6)
-        chosen = summary["chosen"][act]
-        if chosen.get("score") is not None:
-            ax.plot([chosen["lr"]], [chosen["score"]], "o", mfc="none", mec="black", ms=11, mew=1.3)
-    ax.axhline(cap, color="grey", lw=0.8, linestyle=":")
+    caps = summary["protocol"]["epochs"]
+    cap = max(caps.values())
+    rows_all = [r for init in _inits(summary) for r in summary["inits"][init]["sweep"]]
+    row = 0
+    for init in _inits(summary):
+        block = summary["inits"][init]
+        marker, style = INIT_MARKER.get(init, ("o", "-"))
+        for act, (color, _, name) in STYLE.items():
+            top = cap * (1.06 + 0.05 * row)  # "not reached in its cap" markers, one row per curve
+            row += 1
+            rows = [r for r in block["sweep"] if r["activation"] == act]
+            lrs = [r["lr"] for r in rows]
+            med = [r["median_epochs"] if r["median_epochs"] is not None else np.nan for r in rows]
+            ax.plot(lrs, med, color=color, linestyle=style, marker=marker, ms=4, lw=1.4,
+                    label=f"{name}, {init_name(init)}")  # fmt: skip
+            never = [lr for lr, m in zip(lrs, med, strict=True) if not np.isfinite(m)]
+            ax.plot(never, [top] * len(never), "^", mfc="white", color=color, ms=6)
+            chosen = block["chosen"][act]
+            if chosen.get("score") is not None:
+                ax.plot([chosen["lr"]], [chosen["score"]], "o", mfc="none", mec="black", ms=11,
+                        mew=1.3)  # fmt: skip
+    for c in sorted(set(caps.values())):
+        ax.axhline(c, color="grey", lw=0.8, linestyle=":")
     ax.set_xscale("log")
-    lrs = sorted({r["lr"] for r in summary["sweep"]})
-    ax.set_xticks(lrs, [f"{lr:g}" for lr in lrs], rotation=45, ha="right", fontsize=7)
+    lrs = sorted({r["lr"] for r in rows_all})
+    ax.set_xticks(lrs, [f"{lr:g}" for lr in lrs], rotation=60, ha="right", fontsize=6)
     ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_ylim(0, cap * 1.25)
+    ax.set_ylim(0, cap * (1.15 + 0.05 * row))
     ax.set_xlabel("learning rate")
     ax.set_ylabel("epochs to target (median over sweep seeds)")
-    ax.set_title("Learning-rate sweep")
+    ax.set_title("Learning-rate sweeps", fontsize=9)
     ax.grid(True, alpha=0.3)
     extra = [
         Line2D([], [], ls="", marker="o", mfc="none", mec="black", ms=9, label="chosen"),
-        Line2D([], [], ls="", marker="^", mfc="white", mec="black", label=f"not reached in {cap}"),
+        Line2D(
+            [],
+            [],
+            ls="",
+            marker="^",
+            mfc="white",
+            mec="black",
+            label="not reached (cap: " + ", ".join(f"{c}" for c in caps.values()) + " epochs)",
+        ),
     ]
     handles, _ = ax.get_legend_handles_labels()
-    ax.legend(handles=handles + extra, frameon=False, fontsize=8)
+    ax.legend(handles=handles + extra, frameon=False, fontsize=7)
 
 
 def render(summary: dict[str, Any]) -> Rendered:
-    """Figure 1 view (left) and the learning-rate sweep (right)."""
+    """One panel of curves per init (both activations at their chosen rates), then the sweeps."""
+    inits = _inits(summary)
     with mpl.rc_context(RC):
-        fig = Figure(figsize=(11, 4.2), layout="constrained")
-        ax, bx = fig.subplots(1, 2, width_ratios=[1.5, 1])
-        if any(r["train_error_per_epoch"] for r in summary.get("final", [])):
-            _curves_axis(ax, summary)
-        else:
-            ax.text(0.5, 0.5, "no final run has a training history\n(see the final runs table)",
-                    ha="center", va="center", transform=ax.transAxes)  # fmt: skip
-        ax.set_title(
-            f"Four-layer CNN: ReLU (solid) vs tanh (dashed)\n{summary_data(summary)}", fontsize=9
+        fig = Figure(figsize=(5.2 * len(inits) + 4.4, 4.6), layout="constrained")
+        axes = fig.subplots(1, len(inits) + 1, width_ratios=[1.3] * len(inits) + [1])
+        for ax, init in zip(axes, inits, strict=False):
+            _curves_axis(ax, summary, init)
+        _sweep_axis(axes[-1], summary)
+        fig.suptitle(
+            f"Four-layer CNN: ReLU (solid) vs tanh (dashed), per initialisation — "
+            f"{summary_data(summary)}",
+            fontsize=10,
         )
-        _sweep_axis(bx, summary)
         png, svg = io.BytesIO(), io.BytesIO()
         fig.savefig(png, format="png", dpi=DPI, metadata=PNG_META, facecolor="white")
         fig.savefig(svg, format="svg", metadata=SVG_META, facecolor="white")
@@ -148,20 +185,23 @@ def summary_data(summary: dict[str, Any]) -> str:
 
 
 def sweep_table(summary: dict[str, Any]) -> Table:
-    rows = [
-        [r["activation"], f"{r['lr']:g}", r["epochs_to_target"], r["median_text"],
-         "✓ chosen" if r["chosen"] else ""]
-        for r in summary["sweep"]
-    ]  # fmt: skip
+    rows, classes = [], []
+    for init in _inits(summary):
+        for r in summary["inits"][init]["sweep"]:
+            rows.append([init_name(init), r["activation"], f"{r['lr']:g}", r["epochs_to_target"],
+                         r["median_text"], "✓ chosen" if r["chosen"] else ""])  # fmt: skip
+            classes.append("baseline" if r["chosen"] else "")
     target = _pct(summary["protocol"]["target_train_error"])
     return Table(
-        title="Learning-rate sweep",
-        columns=["Activation", "lr", f"Epochs to {target:g}% per seed", "Median", "Chosen"],
+        title="Learning-rate sweeps",
+        columns=["Init", "Activation", "lr", f"Epochs to {target:g}% per seed", "Median", "Chosen"],
         rows=rows,
-        numeric=[False, True, False, True, False],
-        note=f"Selection: {summary['protocol']['selection_rule']}. '> N' = not reached in N "
-        "epochs (sweep runs stop at the target).",
-        row_classes=["baseline" if r["chosen"] else "" for r in summary["sweep"]],
+        numeric=[False, False, True, False, True, False],
+        note=f"Selection, per init and activation: {summary['protocol']['selection_rule']}. "
+        "'> N' = not reached in N epochs (runs stop at the target; the cap is per init: "
+        + ", ".join(f"{init_name(i)} {c}" for i, c in summary["protocol"]["epochs"].items())
+        + ").",
+        row_classes=classes,
     )
 
 
@@ -169,22 +209,43 @@ def final_table(summary: dict[str, Any]) -> Table:
     rows = []
     for r in summary["final"]:
         rows.append([
-            r["activation"], str(r["seed"]), f"{r['lr']:g}" if r["lr"] is not None else "–",
+            init_name(r["init"]), r["activation"], str(r["seed"]),
+            f"{r['lr']:g}" if r["lr"] is not None else "–",
             r["crossing_text"], str(r["crossing_first_epoch"] or "–"),
             _pct_text(r.get("val_error_at_target")), str(r["crossing_epochs_trained"]),
             r["status"],
         ])  # fmt: skip
     target = _pct(summary["protocol"]["target_train_error"])
-    columns = ["Activation", "Seed", "lr", f"Epochs to {target:g}%", "First epoch below",
+    columns = ["Init", "Activation", "Seed", "lr", f"Epochs to {target:g}%", "First epoch below",
                "Val error then (%)", "Epochs trained", "Status"]  # fmt: skip
     return Table(
         title="Final runs at the chosen learning rates",
         columns=columns,
         rows=rows,
-        numeric=[False, True, True, True, True, True, True, False],
+        numeric=[False, False, True, True, True, True, True, True, False],
         note="Epochs to target interpolated linearly between epoch ends; '> N' = never reached. "
         "Val error then = validation error after the first epoch below the target: far above "
         "the training error means the target was reached partly by memorising a small set.",
+    )
+
+
+def ratio_table(summary: dict[str, Any]) -> Table:
+    """Per init the tanh / ReLU ratio, then the interaction (ratio of ratios)."""
+    rows = []
+    for init in _inits(summary):
+        b = summary["inits"][init]
+        lrs = ", ".join(f"{a} {c['lr']:g}" for a, c in b["chosen"].items())
+        rows.append([init_name(init), b["ratio"]["text"], lrs, b["rule"]])
+    it = summary["interaction"]
+    rows.append(["interaction: paper-era / variance-preserving", it["text"], "–",
+                 "how many times the init multiplies the ratio"])  # fmt: skip
+    return Table(
+        title="tanh / ReLU epochs to the target, per initialisation",
+        columns=["Init", "tanh / ReLU (95% CI)", "Chosen rates", "Rule"],
+        rows=rows,
+        numeric=[False, True, False, False],
+        note=f"Per init: {summary['inits'][_inits(summary)[0]]['ratio']['method']}. "
+        f"Interaction: {it['method']}. The paper: {summary['paper']['ratio']:g}×.",
     )
 
 
@@ -192,14 +253,29 @@ def _pct_text(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f}"
 
 
+def _main_init(summary: dict[str, Any]) -> str:
+    """The paper's own setting when it ran (the paper-era init), else the first init."""
+    era = summary.get("paper_era_init")
+    return era if era in summary["inits"] else _inits(summary)[0]
+
+
 def ratio_text(summary: dict[str, Any]) -> str:
-    r = summary["ratio"]
-    return f"tanh / ReLU epochs to target: {r['text']}; the paper: {summary['paper']['ratio']:g}×"
+    parts = [f"{init_name(i)} {summary['inits'][i]['ratio']['text']}" for i in _inits(summary)]
+    text = "tanh / ReLU epochs to target: " + "; ".join(parts)
+    if summary["interaction"]["value"] is not None:
+        text += f"; interaction {summary['interaction']['text']}"
+    return f"{text}; the paper: {summary['paper']['ratio']:g}×"
 
 
 def claim_row(summary: dict[str, Any]) -> ClaimRow:
-    """The paper-vs-measured row of the figure1 study (claim ``relu_vs_tanh``)."""
-    r = summary["ratio"]
+    """The paper-vs-measured row of the figure1 study (claim ``relu_vs_tanh``): the ratio under
+    the paper-era init (the paper's own setting), the variance-preserving one beside it."""
+    main = _main_init(summary)
+    r = summary["inits"][main]["ratio"]
+    others = [i for i in _inits(summary) if i != main]
+    measured = r["text"] + (f" ({init_name(main)})" if others else "")
+    for other in others:
+        measured += f"; {init_name(other)}: {summary['inits'][other]['ratio']['text']}"
     target = _pct(summary["protocol"]["target_train_error"])
     row = ClaimRow(
         claim_id="relu_vs_tanh",
@@ -207,13 +283,13 @@ def claim_row(summary: dict[str, Any]) -> ClaimRow:
         reference="Sec. 3.1, Figure 1",
         paper_setting="CIFAR-10, 4-layer CNN, no regularisation",
         comparison=f"epochs to {target:g}% train error, tanh / ReLU: figure1 study (4-layer CNN, "
-        "lr tuned per activation)",
+        f"lr tuned per activation, {init_name(main)})",
         compared="figure1 tanh / figure1 ReLU",
         metric="figure1_epochs_to_target",
         kind="ratio",
         paper_value="≈6× (epochs to 25% train error)",
         paper_effect=summary["paper"]["ratio"],
-        measured=r["text"],
+        measured=measured,
         measured_effect=r["value"],
         ci_low=r["ci95_low"],
         ci_high=r["ci95_high"],
@@ -242,14 +318,28 @@ def claim_row(summary: dict[str, Any]) -> ClaimRow:
     if target != 25:
         row.caveats.append(f"target here is {target:g}% training error (paper: 25%)")
     row.caveats.append("spread = 95% t-interval of the paired log ratio excludes 1")
-    row.caveats += [f"check failed: {c['check']}" for c in summary["checks"] if not c["ok"]]
+    if summary["interaction"]["value"] is not None:
+        row.caveats.append(summary["init_explains"])
+    row.caveats += [f"check failed: {c['check']}" for c in _checks(summary) if not c["ok"]]
     return row
+
+
+def _checks(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c for init in _inits(summary) for c in summary["inits"][init]["checks"]]
 
 
 def _intro(summary: dict[str, Any]) -> list[str]:
     p = summary["protocol"]
-    lrs = ", ".join(f"{a} {c['lr']:g}" for a, c in summary["chosen"].items())
+    chosen = "; ".join(
+        f"{init_name(i)}: " + ", ".join(f"{a} {c['lr']:g}" for a, c in b["chosen"].items())
+        for i, b in summary["inits"].items()
+    )
+    grids = "; ".join(
+        f"{init_name(i)} " + " / ".join(f"{len(v)} {a}" for a, v in g.items())
+        for i, g in p["lr_grid"].items()
+    )
     return [
+        summary["init_explains"],
         f"Data: {summary_data(summary)}"
         + (
             ""
@@ -259,39 +349,44 @@ def _intro(summary: dict[str, Any]) -> list[str]:
         + ".",
         f"Network: {p['network']}; no dropout, no weight decay, no augmentation, constant lr, "
         f"SGD momentum, batch {p['batch_size']}.",
-        f"Protocol: per activation a log-spaced lr grid ({len(p['lr_grid']['relu'])} / "
-        f"{len(p['lr_grid']['tanh'])} values) × seeds {p['sweep_seeds']}, runs stop at the "
-        f"target; then fresh seeds {p['final_seeds']} at the chosen rates for {p['epochs']} "
-        f"epochs. Chosen: {lrs}.",
+        "Initialisations (a factor; each with its own sweep, selection and final seeds): "
+        + "; ".join(f"{init_name(i)} = {t}" for i, t in p["init_rules"].items())
+        + ".",
+        f"Protocol: per init and activation a log-spaced lr grid ({grids} values) × seeds "
+        f"{p['sweep_seeds']}; then fresh seeds {p['final_seeds']} at the chosen rates; every run "
+        "stops after its first epoch below the target, at most "
+        + ", ".join(f"{c} epochs ({init_name(i)})" for i, c in p["epochs"].items())
+        + f". Chosen: {chosen}.",
         f"Training error = {p['training_error']}; epochs to target by {p['epochs_to_target']}.",
-        f"Ratio = {summary['ratio']['method']}.",
     ]
 
 
 def section(summary: dict[str, Any]) -> Section:
     checks = [
         f"{'ok' if c['ok'] else 'FAILED'}: {c['check']}" + (f" — {c['detail']}" if c["detail"] else "")
-        for c in summary["checks"]
+        for c in _checks(summary)
     ]  # fmt: skip
     return Section(
         intro=_intro(summary),
         ratio=ratio_text(summary),
         checks=checks,
-        tables=[sweep_table(summary), final_table(summary)],
+        tables=[ratio_table(summary), sweep_table(summary), final_table(summary)],
         figure=render(summary),
         records={"figure1_sweep": sweep_records(summary), "figure1_final": final_records(summary)},
     )
 
 
 def sweep_records(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    keys = ("activation", "lr", "epochs_to_target", "median_epochs", "chosen")
     return [
-        {k: r[k] for k in ("activation", "lr", "epochs_to_target", "median_epochs", "chosen")}
-        for r in summary["sweep"]
+        {"init": init, **{k: r[k] for k in keys}}
+        for init in _inits(summary)
+        for r in summary["inits"][init]["sweep"]
     ]
 
 
 def final_records(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    keys = ("activation", "seed", "lr", "status", "crossing_kind", "crossing_epochs",
+    keys = ("init", "activation", "seed", "lr", "status", "crossing_kind", "crossing_epochs",
             "crossing_lower", "crossing_upper", "crossing_first_epoch", "val_error_at_target",
             "crossing_epochs_trained")  # fmt: skip
     return [{k: r.get(k) for k in keys} for r in summary["final"]]

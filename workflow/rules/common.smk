@@ -7,8 +7,8 @@ from pathlib import Path
 from snakemake.utils import min_version, validate
 
 from alexnet_bench.errors import BenchError
-from alexnet_bench.figure1.results import final_dir, sweep_dir
-from alexnet_bench.figure1.settings import ACTIVATIONS, Figure1Settings
+from alexnet_bench.figure1.results import final_dir, init_dir, sweep_dir
+from alexnet_bench.figure1.settings import ACTIVATIONS, INIT_RULES, Figure1Settings
 from alexnet_bench.gpu_lock import physical_gpu_count
 from alexnet_bench.reports import output_captions
 from alexnet_bench.study import (
@@ -232,32 +232,52 @@ FIG1_SETTINGS = json.dumps(config["figure1"], sort_keys=True, separators=(",", "
 
 wildcard_constraints:
     activation="|".join(ACTIVATIONS),
+    init="|".join(INIT_RULES),
     lr=r"[0-9][0-9.e+-]*",
 
 
-def figure1_sweep_metrics():
-    """metrics.json of every sweep run."""
+def figure1_sweep_metrics(wildcards):
+    """metrics.json of every sweep run of one init ({init})."""
+    init = wildcards.init
     return [
-        f"{sweep_dir(FIG1_RESULTS, act, lr)}/seed{seed}/metrics.json"
+        f"{sweep_dir(FIG1_RESULTS, init, act, lr)}/seed{seed}/metrics.json"
         for act in ACTIVATIONS
-        for lr in FIG1.grids[act]
+        for lr in FIG1.grids[init][act]
         for seed in FIG1.sweep_seeds
     ]
+
+
+def figure1_final_metrics():
+    """metrics.json of every final run (all inits)."""
+    return [
+        f"{final_dir(FIG1_RESULTS, init, act)}/seed{seed}/metrics.json"
+        for init in FIG1.inits
+        for act in ACTIVATIONS
+        for seed in FIG1.final_seeds
+    ]
+
+
+def figure1_selections():
+    return [f"{init_dir(FIG1_RESULTS, init)}/selection.json" for init in FIG1.inits]
 
 
 def figure1_run_config(stage):
     """Params function: the run config (JSON, without seed) of one sweep point or final arm."""
 
     def params(wildcards):
+        if wildcards.init not in FIG1.inits:
+            raise WorkflowError(
+                f"init {wildcards.init} is not in figure1.inits {list(FIG1.inits)}; add it there"
+            )
         try:
             lr = (
-                FIG1.lr_for(wildcards.activation, wildcards.lr)
+                FIG1.lr_for(wildcards.init, wildcards.activation, wildcards.lr)
                 if stage == "sweep"
                 else None
             )
         except BenchError as exc:
             raise WorkflowError(str(exc)) from None
-        cfg = FIG1.run_config(wildcards.activation, stage, lr)
+        cfg = FIG1.run_config(wildcards.init, wildcards.activation, stage, lr)
         return json.dumps(cfg, sort_keys=True, separators=(",", ":"))
 
     return params

@@ -1,10 +1,12 @@
 # The figure1 study: the paper's Figure 1 as the paper ran it (`snakemake --cores all figure1`).
 # Not part of the default target. Study logic lives in alexnet_bench.figure1; the rules only
 # call `alexnet-bench figure1 train|select|summarize`. One job per run, like every study cell.
-#   sweep:  one job per (activation, lr, seed); each run stops at the target
-#   select: the fastest rate per activation -> results/figure1/selection.json, sweep.csv
-#   final:  one job per (activation, seed): a fresh seed at the selected rate
-#   summary: ratio with CI, checks -> results/figure1/summary.json; reports/figure1/ (figure, md)
+# Every step runs per init of figure1.inits (variance_preserving, cuda_convnet):
+#   sweep:  one job per (init, activation, lr, seed); each run stops at the target
+#   select: per init the fastest rate per activation -> results/figure1/<init>/selection.json
+#   final:  one job per (init, activation, seed): a fresh seed at the selected rate
+#   summary: per-init ratios with CIs, the interaction, checks -> results/figure1/summary.json;
+#            reports/figure1/ (figure, md)
 rule figure1:
     input:
         f"{FIG1_RESULTS}/summary.json",
@@ -13,11 +15,11 @@ rule figure1:
 
 rule figure1_sweep:
     output:
-        "results/figure1/sweep/{activation}/lr{lr}/seed{seed}/metrics.json",
+        "results/figure1/{init}/sweep/{activation}/lr{lr}/seed{seed}/metrics.json",
     log:
-        "logs/figure1/sweep/{activation}/lr{lr}/seed{seed}.log",
+        "logs/figure1/{init}/sweep/{activation}/lr{lr}/seed{seed}.log",
     benchmark:
-        "logs/benchmark/figure1/sweep/{activation}/lr{lr}/seed{seed}.tsv"
+        "logs/benchmark/figure1/{init}/sweep/{activation}/lr{lr}/seed{seed}.tsv"
     conda:
         "../envs/alexnet-bench.yaml"
     threads: config["threads_per_job"]
@@ -30,39 +32,40 @@ rule figure1_sweep:
     shell:
         "alexnet-bench figure1 train --config-json {params.run_config:q}"
         " --seed {wildcards.seed} --out {params.out} {params.flags}"
-        " --label study=figure1 --label stage=sweep --label activation={wildcards.activation}"
+        " --label study=figure1 --label stage=sweep --label init={wildcards.init}"
+        " --label activation={wildcards.activation}"
         " > {log} 2>&1"
 
 
 rule figure1_select:
     input:
-        figure1_sweep_metrics(),
+        figure1_sweep_metrics,
     output:
-        selection=f"{FIG1_RESULTS}/selection.json",
-        table=f"{FIG1_RESULTS}/sweep.csv",
+        selection="results/figure1/{init}/selection.json",
+        table="results/figure1/{init}/sweep.csv",
     log:
-        "logs/figure1/select.log",
+        "logs/figure1/{init}/select.log",
     benchmark:
-        "logs/benchmark/figure1/select.tsv"
+        "logs/benchmark/figure1/{init}/select.tsv"
     conda:
         "../envs/alexnet-bench.yaml"
     params:
         settings=FIG1_SETTINGS,
-        results=subpath(output.selection, parent=True),
+        results=subpath(output.selection, ancestor=2),
     shell:
         "alexnet-bench figure1 select --settings-json {params.settings:q}"
-        " --results {params.results} > {log} 2>&1"
+        " --init {wildcards.init} --results {params.results} > {log} 2>&1"
 
 
 rule figure1_final:
     input:
-        selection=f"{FIG1_RESULTS}/selection.json",
+        selection="results/figure1/{init}/selection.json",
     output:
-        "results/figure1/final/{activation}/seed{seed}/metrics.json",
+        "results/figure1/{init}/final/{activation}/seed{seed}/metrics.json",
     log:
-        "logs/figure1/final/{activation}/seed{seed}.log",
+        "logs/figure1/{init}/final/{activation}/seed{seed}.log",
     benchmark:
-        "logs/benchmark/figure1/final/{activation}/seed{seed}.tsv"
+        "logs/benchmark/figure1/{init}/final/{activation}/seed{seed}.tsv"
     conda:
         "../envs/alexnet-bench.yaml"
     threads: config["threads_per_job"]
@@ -76,18 +79,15 @@ rule figure1_final:
         "alexnet-bench figure1 train --config-json {params.run_config:q}"
         " --lr-from {input.selection} --activation {wildcards.activation}"
         " --seed {wildcards.seed} --out {params.out} {params.flags}"
-        " --label study=figure1 --label stage=final --label activation={wildcards.activation}"
+        " --label study=figure1 --label stage=final --label init={wildcards.init}"
+        " --label activation={wildcards.activation}"
         " > {log} 2>&1"
 
 
 rule figure1_summary:
     input:
-        selection=f"{FIG1_RESULTS}/selection.json",
-        final=[
-            f"{final_dir(FIG1_RESULTS, act)}/seed{seed}/metrics.json"
-            for act in ACTIVATIONS
-            for seed in FIG1.final_seeds
-        ],
+        selection=figure1_selections(),
+        final=figure1_final_metrics(),
     output:
         summary=f"{FIG1_RESULTS}/summary.json",
         table=f"{FIG1_RESULTS}/final.csv",
