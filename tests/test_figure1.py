@@ -59,8 +59,9 @@ def curve(t: float, epochs: int, start: float = 0.9) -> list[float]:
 
 
 def write_run(run_dir: Path, errors: list[float], lr: float, seed: int, status: str = "completed",
-              source: str = "synthetic") -> None:  # fmt: skip
-    """A run directory as the training job writes it (only the fields the analysis reads)."""
+              source: str = "synthetic", val_gap: float = 0.15) -> None:  # fmt: skip
+    """A run directory as the training job writes it (only the fields the analysis reads); the
+    validation error is the training error + ``val_gap``."""
     run_dir.mkdir(parents=True, exist_ok=True)
     metrics = {"status": status, "config": {"train": {"lr": lr, "seed": seed}},
                "data": {"source": source, "num_train": 2000, "image_size": 32},
@@ -68,9 +69,9 @@ def write_run(run_dir: Path, errors: list[float], lr: float, seed: int, status: 
     (run_dir / "metrics.json").write_text(json.dumps(metrics))
     with open(run_dir / "history.csv", "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["epoch", "train_loss", "train_top1_error"])
+        w.writerow(["epoch", "train_loss", "train_top1_error", "val_top1_error"])
         for e, err in enumerate(errors, start=1):
-            w.writerow([e, 1.0 if math.isfinite(err) else "nan", err])
+            w.writerow([e, 1.0 if math.isfinite(err) else "nan", err, err + val_gap])
 
 
 # -- the network --------------------------------------------------------------------------------
@@ -413,7 +414,7 @@ def test_figure1_train_is_one_seed_launched_like_any_cell(tmp_path: Path) -> Non
 
 # -- summary, outputs and the study report --------------------------------------------------------
 def _study_tree(root: Path, s: Figure1Settings, finals: dict[str, dict[str, list[float]]],
-                source: str = "synthetic") -> None:  # fmt: skip
+                source: str = "synthetic", val_gap: float = 0.15) -> None:  # fmt: skip
     """Per init: sweep (fastest at the middle rate, the smallest never reaching the target) and
     final runs with the given crossings."""
     for init, arms in finals.items():
@@ -428,7 +429,7 @@ def _study_tree(root: Path, s: Figure1Settings, finals: dict[str, dict[str, list
                     write_run(sweep_dir(root, init, act, lr) / f"seed{seed}", errors, lr, seed)
             for seed, t in zip(s.final_seeds, crossings, strict=True):
                 write_run(final_dir(root, init, act) / f"seed{seed}", curve(t, cap), grid[mid],
-                          seed, source=source)  # fmt: skip
+                          seed, source=source, val_gap=val_gap)  # fmt: skip
 
 
 FINALS = {VP: {"relu": [4.0, 5.0, 6.0], "tanh": [10.0, 10.0, 9.0]},
@@ -467,6 +468,9 @@ def test_summary_and_report_section(block: dict, tmp_path: Path) -> None:
     share = 100 * math.log(era_ratio / vp_ratio) / math.log(6 / vp_ratio)
     assert f"{share:.0f}% (95% CI" in summary["init_explains"]
     assert summary["paper_era_init"] == ERA
+    # data regime: every fake run's validation error is 15 points above its training error
+    assert summary["inits"][VP]["gap_at_target"]["relu"] == pytest.approx(0.15)
+    assert summary["data_regime"]["met"] is False and "+15.0" in summary["data_regime"]["text"]
     for init in s.inits:
         checks = summary["inits"][init]["checks"]
         assert len(checks) == 8 and all(c["ok"] for c in checks), checks
@@ -547,8 +551,9 @@ def test_summary_flags_censored_final_runs_and_edge_choices(block: dict, tmp_pat
 def test_one_init_alone_has_no_interaction(block: dict, tmp_path: Path) -> None:
     s = Figure1Settings.from_config({**block, "inits": {VP: block["inits"][VP]}})
     root = tmp_path / "figure1"
-    _study_tree(root, s, {VP: FINALS[VP]})
+    _study_tree(root, s, {VP: FINALS[VP]}, val_gap=0.05)
     summary = check_summary(build_summary(root, s))
+    assert summary["data_regime"]["met"] is True
     assert list(summary["inits"]) == [VP] and summary["paper_era_init"] is None
     assert summary["interaction"]["kind"] == "n/a" and "Not measured" in summary["init_explains"]
     from alexnet_bench.reports.figure1 import claim_row

@@ -72,7 +72,8 @@ def test_family_target_runs_baseline_and_family(workdir: Path) -> None:
         (["--config", "preset=cifar10"], "data directory 'data/cifar-10-batches-py'"),
         (["--config", "seeds=zero"], "seeds"),
         (["--config", "run={model: {activation: sigmoid}}"], "model.activation"),
-        (["--config", "figure1={sweep_seeds: [1]}"], "sweep_seeds"),
+        (["--config", "figure1={sweep_seeds: []}"], "sweep_seeds"),
+        (["--config", "figure1={inits: {xavier: {epochs: 2}}}"], "figure1"),
         (["--config", "figure1={final_seeds: [100, 5, 6]}"], "also appear in sweep_seeds"),
     ],
 )

@@ -47,39 +47,51 @@ def test_calibrate_target_end_to_end(workdir: Path) -> None:
 
 @pytest.mark.slow
 def test_figure1_target_end_to_end(workdir: Path) -> None:
-    """The figure1 target on a tiny grid: sweep, selection, final seeds, summary and figure;
-    one job per seed, so Snakemake reruns exactly the seed whose result is gone."""
-    tiny = "figure1={train_images: 64, val_images: 20, batch_size: 16, epochs: 2}"
+    """The figure1 target on a tiny grid, both inits: sweeps, selections, final seeds, summary
+    and figure; one job per seed, so Snakemake reruns exactly the seed whose result is gone."""
+    tiny = (
+        "figure1={train_images: 64, val_images: 20, batch_size: 16, "
+        "inits: {variance_preserving: {epochs: 2}, cuda_convnet: {epochs: 2}}}"
+    )
     result = snakemake(workdir, "--cores", "2", "figure1", "--config", tiny, timeout=600)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert job_counts(result.stdout + result.stderr) == {
-        "figure1_sweep": 20, "figure1_select": 1, "figure1_final": 6, "figure1_summary": 1,
+        "figure1_sweep": 12, "figure1_select": 2, "figure1_final": 12, "figure1_summary": 1,
         "figure1": 1,
     }  # fmt: skip
     root = workdir / "results" / "figure1"
     summary = json.loads((root / "summary.json").read_text())
-    chosen = json.loads((root / "selection.json").read_text())["chosen"]
-    assert len(summary["sweep"]) == 10 and len(summary["final"]) == 6
-    assert summary["data"]["source"] == "synthetic"
-    for run in summary["final"]:
-        metrics = json.loads((workdir / run["path"] / "metrics.json").read_text())
-        assert metrics["config"]["train"]["lr"] == chosen[run["activation"]]["lr"]
-        assert metrics["model"]["arch"] == "layers18pct" and metrics["epochs_completed"] == 2
-    assert summary["ratio"]["kind"] in ("estimate", "lower bound", "upper bound", "n/a")
-    for path in ("sweep.csv", "final.csv"):
-        assert (root / path).read_text().startswith("activation,")
+    assert list(summary["inits"]) == ["variance_preserving", "cuda_convnet"]
+    assert len(summary["final"]) == 12 and summary["data"]["source"] == "synthetic"
+    for init, block in summary["inits"].items():
+        chosen = json.loads((root / init / "selection.json").read_text())["chosen"]
+        assert len(block["sweep"]) == 6 and len(block["checks"]) == 8
+        assert (root / init / "sweep.csv").read_text().startswith("activation,")
+        for run in (r for r in summary["final"] if r["init"] == init):
+            metrics = json.loads((workdir / run["path"] / "metrics.json").read_text())
+            assert metrics["config"]["train"]["lr"] == chosen[run["activation"]]["lr"]
+            assert metrics["model"]["arch"] == "layers18pct"
+            assert metrics["config"]["model"]["init"] == (
+                "paper" if init == "cuda_convnet" else "auto"
+            )
+            assert 1 <= metrics["epochs_completed"] <= 2  # stops at the target, at most 2
+        assert block["ratio"]["kind"] in ("estimate", "lower bound", "upper bound", "n/a")
+    assert summary["interaction"]["kind"] in ("estimate", "lower bound", "upper bound", "n/a")
+    assert summary["init_explains"]
+    assert (root / "final.csv").read_text().startswith("init,activation,")
     assert (workdir / "reports" / "figure1" / "figure1.png").read_bytes()[:4] == b"\x89PNG"
     assert (
         "tanh / ReLU epochs to target"
         in (workdir / "reports" / "figure1" / "summary.md").read_text()
     )
-    assert (workdir / "logs" / "benchmark" / "figure1" / "final" / "tanh" / "seed200.tsv").exists()
+    bench = workdir / "logs" / "benchmark" / "figure1" / "cuda_convnet" / "final" / "tanh"
+    assert (bench / "seed200.tsv").exists()
 
     again = snakemake(workdir, "-n", "--cores", "2", "figure1", "--config", tiny)
     assert job_counts(again.stdout) == {}, again.stdout[-2000:]
     # One seed lost: naming its file reruns that seed alone, then the summary (Snakemake does
     # not rebuild a missing intermediate file by itself while the summary is up to date).
-    lost = root / "final" / "tanh" / "seed201" / "metrics.json"
+    lost = root / "cuda_convnet" / "final" / "tanh" / "seed201" / "metrics.json"
     lost.unlink()
     rel = str(lost.relative_to(workdir))
     redo = snakemake(workdir, "-n", "--cores", "2", rel, "figure1", "--config", tiny)

@@ -49,6 +49,17 @@ def val_error_at_target(run: Run) -> float | None:
     return float(values[first - 1])
 
 
+def generalisation_gap(run: Run) -> float | None:
+    """Validation minus training error at the first epoch below the target (fractions): how
+    much of the target was reached by memorising the training set."""
+    val = val_error_at_target(run)
+    first = run.ttt_epochs.first_epoch
+    errors = curve(run)
+    if val is None or first is None or first > len(errors):
+        return None
+    return val - errors[first - 1]
+
+
 def lr_score(runs: Sequence[Run]) -> float:
     """Median over seeds of epochs to the target (never reached = +inf); +inf without data."""
     scores = [r.ttt_epochs.score for r in runs if r.ttt_epochs.has_data]

@@ -31,7 +31,14 @@ import yaml
 from ..collect import Run, load_run
 from ..effects import Paired, fmt_effect, paired, ratio_interval
 from ..errors import ConfigError
-from .analysis import Choice, curve, lr_score, select_lr, val_error_at_target
+from .analysis import (
+    Choice,
+    curve,
+    generalisation_gap,
+    lr_score,
+    select_lr,
+    val_error_at_target,
+)
 from .settings import ACTIVATIONS, INIT_TEXT, PAPER_ERA_INIT, Figure1Settings, lr_label
 
 SELECTION = "selection.json"
@@ -52,6 +59,7 @@ RATIO_METHOD = (
     "geometric mean of per-seed ratios tanh/ReLU (seeds paired); 95% Student-t interval on the "
     "mean log ratio, n-1 degrees of freedom; a censored seed makes it a bound"
 )
+GAP_MARGIN = 0.10  # the data-regime criterion: ReLU val within 10 points of train at the target
 INTERACTION_METHOD = (
     "ratio of ratios: per final seed (tanh/ReLU under the paper-era init) / (tanh/ReLU under the "
     "variance-preserving init), seeds shared by both inits paired; geometric mean with a 95% "
@@ -152,6 +160,7 @@ def _final_run(r: Run, init: str, activation: str) -> dict[str, Any]:
         "path": str(r.path.parent),
         "train_error_per_epoch": curve(r) if r.status not in ("missing", "unparseable") else [],
         "val_error_at_target": val_error_at_target(r),
+        "gap_at_target": generalisation_gap(r),
         **{f"crossing_{k}": v for k, v in r.ttt_epochs.to_dict().items()},
     }
 
@@ -323,6 +332,23 @@ def explained_text(ratios: dict[str, dict[str, Any]], interaction: dict[str, Any
     )
 
 
+def data_regime(blocks: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The data-regime criterion, reported (not a check of the protocol): at the first epoch
+    below the target the ReLU arm's validation error is within ``GAP_MARGIN`` of its training
+    error (median over final seeds), i.e. the target is reached while still generalising."""
+    relu = {i: b["gap_at_target"]["relu"] for i, b in blocks.items()}
+    known = {i: g for i, g in relu.items() if g is not None}
+    ok = bool(known) and all(g <= GAP_MARGIN for g in known.values())
+    gaps = ", ".join(f"{i} {100 * g:+.1f}" for i, g in known.items()) or "n/a"
+    text = (
+        f"ReLU validation minus training error at the first epoch below the target (median of "
+        f"final seeds, points): {gaps}; the criterion (within {100 * GAP_MARGIN:g} points, i.e. "
+        f"the target is reached while still generalising) is "
+        + ("met." if ok else "not met: the target is reached partly by memorising this set.")
+    )
+    return {"margin": GAP_MARGIN, "relu_gap": relu, "met": ok, "text": text}
+
+
 def _init_block(
     root: Path, s: Figure1Settings, init: str
 ) -> tuple[dict[str, Any], dict[str, list[Run]]]:
@@ -344,8 +370,13 @@ def _init_block(
             "mean_epochs": statistics.fmean(values) if values else None,
             "geomean_epochs": statistics.geometric_mean(values) if values else None,
         }
+    gaps = {}
+    for act in ACTIVATIONS:
+        values = [g for r in finals[act] if (g := generalisation_gap(r)) is not None]
+        gaps[act] = statistics.median(values) if values else None
     block = {
         "rule": INIT_TEXT[init],
+        "gap_at_target": gaps,
         "chosen": {act: c.to_dict() for act, c in choices.items()},
         "sweep": sweep_rows(sweep, choices),
         "arms": arms,
@@ -387,6 +418,7 @@ def build_summary(root: Path, s: Figure1Settings) -> dict[str, Any]:
         ],
         "interaction": interaction,
         "init_explains": explained_text(ratios, interaction),
+        "data_regime": data_regime(blocks),
     }
     return json.loads(json.dumps(summary))  # what the file will hold (tuples become lists)
 

@@ -149,7 +149,7 @@ class Figure1Settings:
         if data == "cifar10":
             check_data_root("cifar10", where)
         blocks = _init_blocks(block["inits"])
-        inits = tuple(blocks)
+        inits = tuple(i for i in INIT_RULES if i in blocks)  # a fixed order, whatever the input
         grids = {i: _grids(b["lr_grid"], f"figure1.inits.{i}.lr_grid") for i, b in blocks.items()}
         sweep, final = tuple(block["sweep_seeds"]), tuple(block["final_seeds"])
         if len(set(sweep)) < MIN_SWEEP_SEEDS or len(set(final)) < MIN_FINAL_SEEDS:

@@ -166,8 +166,10 @@ def render(summary: dict[str, Any]) -> Rendered:
     with mpl.rc_context(RC):
         fig = Figure(figsize=(5.2 * len(inits) + 4.4, 4.6), layout="constrained")
         axes = fig.subplots(1, len(inits) + 1, width_ratios=[1.3] * len(inits) + [1])
+        longest = max((len(r["train_error_per_epoch"]) for r in summary["final"]), default=1)
         for ax, init in zip(axes, inits, strict=False):
             _curves_axis(ax, summary, init)
+            ax.set_xlim(0, longest + 1)  # one epoch scale for every init
         _sweep_axis(axes[-1], summary)
         fig.suptitle(
             f"Four-layer CNN: ReLU (solid) vs tanh (dashed), per initialisation — "
@@ -340,6 +342,7 @@ def _intro(summary: dict[str, Any]) -> list[str]:
     )
     return [
         summary["init_explains"],
+        "Data regime: " + summary["data_regime"]["text"],
         f"Data: {summary_data(summary)}"
         + (
             ""
@@ -388,7 +391,7 @@ def sweep_records(summary: dict[str, Any]) -> list[dict[str, Any]]:
 def final_records(summary: dict[str, Any]) -> list[dict[str, Any]]:
     keys = ("init", "activation", "seed", "lr", "status", "crossing_kind", "crossing_epochs",
             "crossing_lower", "crossing_upper", "crossing_first_epoch", "val_error_at_target",
-            "crossing_epochs_trained")  # fmt: skip
+            "gap_at_target", "crossing_epochs_trained")  # fmt: skip
     return [{k: r.get(k) for k in keys} for r in summary["final"]]
 
 

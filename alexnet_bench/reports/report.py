@@ -316,9 +316,11 @@ def _figure1_section(
     figure = FigureFile(
         figure1_mod.FIGURE,
         "Figure 1 reproduced: four-layer CNN, ReLU vs tanh, lr tuned per activation",
-        "Running training error vs epochs at each activation's chosen learning rate: ReLU solid, "
-        "tanh dashed, faint = single seeds, bold = mean, dotted = the target. Right: the "
-        "learning-rate sweep (median epochs to the target; circle = chosen).",
+        "One panel per initialisation (variance-preserving; the paper era's cuda-convnet "
+        "constants): running training error vs epochs at each activation's chosen learning "
+        "rate, ReLU solid, tanh dashed, faint = single seeds, bold = mean, dotted = the target "
+        "(runs stop there). Right: the learning-rate sweeps (median epochs to the target; "
+        "circle = chosen).",
         sec.figure.png,
         png,
         svg,
@@ -326,7 +328,8 @@ def _figure1_section(
     extra = html_mod.Extra(
         id="figure1",
         nav="Figure 1 study",
-        title="Figure 1 study: four-layer CNN, ReLU vs tanh, learning rate tuned per activation",
+        title="Figure 1 study: four-layer CNN, ReLU vs tanh per initialisation, learning rate "
+        "tuned per init and activation",
         lead=sec.ratio,
         notes=[*sec.intro, f"Source: {summary_path} (snakemake --cores all figure1)."],
         checks=sec.checks,
