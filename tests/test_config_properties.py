@@ -111,6 +111,9 @@ def valid_configs(draw: st.DrawFn) -> dict[str, dict[str, Any]]:
         cfg["model"].pop("arch", None)
     multiple = runtime["gpus"] if runtime.get("parallel", "ddp") == "ddp" else 1
     train["batch_size"] = multiple * draw(st.integers(1, max(1, min(16, n_train) // multiple)))
+    model = cfg["model"]
+    if model.get("arch") == "layers18pct" and model.get("init", "auto") not in ("auto", "paper"):
+        model["init"] = draw(st.sampled_from(["auto", "paper"]))  # the Figure 1 net's two inits
     if train.get("lr_schedule") == "plateau" and train.get("lr_gamma", 0.1) >= 1:
         train["lr_gamma"] = 0.5  # plateau must lower the lr (a consistency rule)
     return cfg

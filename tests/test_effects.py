@@ -12,8 +12,10 @@ from scipy import stats
 
 from alexnet_bench.effects import (
     NO_DATA,
+    Interval,
     detectable_shift,
     paired,
+    ratio_interval,
     resolution,
     summarize,
     t_crit,
@@ -147,3 +149,24 @@ def test_resolution_of_a_null_and_of_a_clear_effect() -> None:
     ratio = resolution(paired({0: 1.1, 1: 0.8, 2: 1.0}, {0: 1.0, 1: 1.0, 2: 1.0}, ratio=True))
     assert ratio.null and ratio.excluded >= 1 and ratio.text(True).startswith("within ×/÷ ")
     assert resolution(paired({0: 1.0}, {0: 0.0})).excluded is None  # one pair: no interval
+
+
+def test_ratio_interval_keeps_what_censoring_allows() -> None:
+    reached = time_to_target([0.9, 0.5, 0.3, 0.2], 0.25)  # 3.5 epochs
+    never = time_to_target([0.9, 0.8], 0.25)  # > 2
+    early = time_to_target([0.2, 0.1], 0.25)  # <= 1
+    exact = ratio_interval(reached, 1.75)
+    assert exact == Interval(2.0, 2.0)
+    assert ratio_interval(never, reached) == Interval(2 / 3.5, math.inf)
+    assert ratio_interval(reached, early) == Interval(3.5, math.inf)
+    assert ratio_interval(early, reached) == Interval(0.0, 1 / 3.5)
+    assert ratio_interval(never, never) == Interval(0.0, math.inf)
+    assert ratio_interval(None, reached) is None
+    assert ratio_interval(NO_DATA, reached) is None
+    # a ratio of ratios over paired seeds: exact seeds give the estimate, a censored one a bound
+    a = {1: ratio_interval(4.0, 2.0), 2: ratio_interval(9.0, 3.0)}
+    b = {1: ratio_interval(2.0, 2.0), 2: ratio_interval(3.0, 2.0)}
+    p = paired(a, b, ratio=True)
+    assert p.kind == "estimate" and p.value == pytest.approx(math.sqrt(2 * 2))
+    a[2] = ratio_interval(never, 1.0)
+    assert paired(a, b, ratio=True).kind == "lower bound"
