@@ -301,7 +301,7 @@ def explained_text(ratios: dict[str, dict[str, Any]], interaction: dict[str, Any
     vp, era = ratios.get("variance_preserving"), ratios.get(PAPER_ERA_INIT)
     if vp is None or era is None:
         return "Not measured: figure1.inits must list both variance_preserving and cuda_convnet."
-    if interaction["value"] is None or vp["value"] is None:
+    if interaction["value"] is None or vp["kind"] != "estimate":  # no distance to measure
         return (
             f"Not determined: the interaction is {interaction['text']} (variance-preserving "
             f"ratio {vp['text']}, paper-era {era['text']})."
