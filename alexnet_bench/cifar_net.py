@@ -34,12 +34,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from .config import LAYERS18PCT_INITS as INITS
+
 __all__ = ["ARCH", "INITS", "PAPER_INIT_STD", "Layers18pct"]
 
 ARCH = "layers18pct"
 ACTIVATIONS = ("relu", "tanh")
 _CHANNELS = (32, 32, 64)
-INITS = ("auto", "paper")  # model.init values this net accepts
 #: ``initW`` of dnouri/cuda-convnet example-layers/layers-18pct.cfg (std of N(0, std^2); biases 0)
 PAPER_INIT_STD = {"conv1": 1e-4, "conv2": 0.01, "conv3": 0.01, "fc10": 0.01}
 

@@ -167,6 +167,10 @@ def _non_finite(data: Any, path: str = "") -> tuple[str, float] | None:
     return None
 
 
+#: model.init values the Figure 1 net (``arch: layers18pct``, cifar_net.Layers18pct) accepts
+LAYERS18PCT_INITS = ("auto", "paper")
+
+
 def effective_stored_size(image_size: int, stored_size: int | None) -> int:
     """The size images are stored at before cropping: as configured, else the paper's ratio
     ``round(image_size * 256 / 224)``."""
@@ -204,7 +208,7 @@ def _check_consistency(cfg: dict[str, Any]) -> None:
             f"< 1 (got {t['lr_gamma']}); lower train.lr_gamma, e.g. 0.1"
         )
     m = cfg["model"]
-    if m.get("arch") == "layers18pct" and m["init"] not in ("auto", "paper"):
+    if m.get("arch") == "layers18pct" and m["init"] not in LAYERS18PCT_INITS:
         raise ConfigError(
             f"model.init={m['init']} does not apply to model.arch=layers18pct; use auto "
             "(variance-preserving) or paper (cuda-convnet layers-18pct.cfg's initW)"

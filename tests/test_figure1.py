@@ -298,20 +298,20 @@ def test_config_block_expands_to_the_protocol(block: dict) -> None:
     assert s.data == "synthetic" and all(len(g) >= 3 for i in s.inits for g in s.grids[i].values())
     assert s.epochs == {VP: 14, ERA: 40}
     vp = s.grids["variance_preserving"]
-    sweep = RunConfig(s.run_config("variance_preserving", "tanh", "sweep", vp["tanh"][1], seed=100))
+    sweep = RunConfig(s.run_config("variance_preserving", "tanh", vp["tanh"][1], seed=100))
     assert sweep.model.arch == "layers18pct" and sweep.model.activation == "tanh"
     assert sweep.model.init == "auto" and sweep.data.normalise is None
     assert sweep.train.weight_decay == 0 and sweep.train.lr_schedule == "constant"
     assert not sweep.augment.crop_flip and not sweep.augment.pca_lighting
     assert sweep.train.stop_at_target and sweep.train.target_train_error == 0.25
-    final = RunConfig(s.run_config("variance_preserving", "relu", "final", 0.01, seed=200))
+    final = RunConfig(s.run_config("variance_preserving", "relu", 0.01, seed=200))
     assert final.train.stop_at_target and final.data.num_train == block["train_images"]
     assert final.train.epochs == 14
-    era = RunConfig(s.run_config("cuda_convnet", "relu", "final", 0.001, seed=200))
+    era = RunConfig(s.run_config("cuda_convnet", "relu", 0.001, seed=200))
     assert era.model.init == "paper" and era.data.normalise == "mean" and era.train.epochs == 40
     # apart from the init rule, the two inits' runs are the same protocol
-    a = s.run_config("variance_preserving", "relu", "final", 0.001, seed=200)
-    b = s.run_config("cuda_convnet", "relu", "final", 0.001, seed=200)
+    a = s.run_config("variance_preserving", "relu", 0.001, seed=200)
+    b = s.run_config("cuda_convnet", "relu", 0.001, seed=200)
     b["model"].pop("init"), b["data"].pop("normalise")
     assert a == {**b, "train": {**b["train"], "epochs": 14}}
     assert s.lr_for("variance_preserving", "relu", "0.01") == 0.01
@@ -381,7 +381,7 @@ def test_cifar10_is_used_when_its_directory_exists(block: dict, cifar_dir: Path,
     s = Figure1Settings.from_config(block, base_dir=cifar_dir.parent)
     assert s.data == "cifar10"
     assert Figure1Settings.from_config(block, base_dir=tmp_path / "elsewhere").data == "synthetic"
-    cfg = s.run_config("cuda_convnet", "tanh", "final", 0.01)
+    cfg = s.run_config("cuda_convnet", "tanh", 0.01)
     cfg["data"]["root"] = str(cifar_dir)
     cfg["runtime"] = {"device": "cpu", "threads": 1}
     cfg["train"]["collapse_check"] = False  # random fake CIFAR pixels cannot be learned
@@ -554,6 +554,8 @@ def test_one_init_alone_has_no_interaction(block: dict, tmp_path: Path) -> None:
     _study_tree(root, s, {VP: FINALS[VP]}, val_gap=0.05)
     summary = check_summary(build_summary(root, s))
     assert summary["data_regime"]["met"] is True
+    with pytest.raises(ConfigError, match="init 'cuda_convnet' is not in figure1.inits"):
+        s.run_config(ERA, "relu", 0.01)  # an init that is not run has no protocol
     assert list(summary["inits"]) == [VP] and summary["paper_era_init"] is None
     assert summary["interaction"]["kind"] == "n/a" and "Not measured" in summary["init_explains"]
     from alexnet_bench.reports.figure1 import claim_row

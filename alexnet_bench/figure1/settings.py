@@ -23,7 +23,6 @@ from ..datadirs import check_data_root
 from ..errors import ConfigError
 
 ACTIVATIONS = ("relu", "tanh")
-STAGES = ("sweep", "final")
 #: init rule -> the run settings it sets (both activations alike; seeds pair within a rule)
 INIT_RULES: dict[str, dict[str, Any]] = {
     # Layers18pct's own default (model.init auto) on unit-variance inputs: no keys, so these
@@ -183,17 +182,22 @@ class Figure1Settings:
         settings._check_run_overrides()
         for init in inits:
             for act in ACTIVATIONS:
-                for stage, lr in (("sweep", grids[init][act][0]), ("final", grids[init][act][-1])):
+                for lr in (grids[init][act][0], grids[init][act][-1]):
                     try:
-                        RunConfig(settings.run_config(init, act, stage, lr, seed=sweep[0]))
+                        RunConfig(settings.run_config(init, act, lr, seed=sweep[0]))
                     except ConfigError as exc:
-                        raise ConfigError(f"figure1 ({init}, {act}, {stage}): {exc}") from None
+                        raise ConfigError(f"figure1 ({init}, {act}, lr {lr:g}): {exc}") from None
         return settings
 
-    def protocol(self, init: str, activation: str, stage: str) -> dict[str, Any]:
-        """The run settings the Figure 1 protocol fixes (without learning rate and seed)."""
-        if init not in INIT_RULES or activation not in ACTIVATIONS or stage not in STAGES:
-            raise ConfigError(f"unknown figure1 arm {init!r}/{activation!r}/{stage!r}")
+    def protocol(self, init: str, activation: str) -> dict[str, Any]:
+        """The run settings the Figure 1 protocol fixes (without learning rate and seed); the
+        same for sweep and final runs."""
+        if init not in self.inits:
+            raise ConfigError(
+                f"init {init!r} is not in figure1.inits {list(self.inits)}; add it there"
+            )
+        if activation not in ACTIVATIONS:
+            raise ConfigError(f"unknown figure1 activation {activation!r}; choose relu or tanh")
         if self.data == "synthetic":
             data = {"source": "synthetic", "num_train": self.train_images,
                     "num_val": self.val_images}  # fmt: skip
@@ -209,7 +213,7 @@ class Figure1Settings:
             "eval": {"train_images": 0},
             "train": {
                 "target_error_on": "running",
-                "epochs": self.epochs.get(init, 1),
+                "epochs": self.epochs[init],
                 "batch_size": self.batch_size,
                 "weight_decay": 0.0,
                 "lr_schedule": "constant",
@@ -222,9 +226,9 @@ class Figure1Settings:
         return deep_merge(arm, INIT_RULES[init])
 
     def _check_run_overrides(self) -> None:
-        fixed = {"train.lr", "train.seed"}
-        for init in INIT_RULES:
-            fixed |= set(_leaves(self.protocol(init, "relu", "sweep")))
+        fixed = {"train.lr", "train.seed"} | set(_leaves(self.protocol(self.inits[0], "relu")))
+        for rule in INIT_RULES.values():  # every init rule's keys, run or not
+            fixed |= set(_leaves(rule))
         for leaf in _leaves(self.run):
             clash = next((f for f in fixed if leaf == f or f.startswith(leaf + ".")), None)
             if clash is not None:
@@ -237,12 +241,11 @@ class Figure1Settings:
         self,
         init: str,
         activation: str,
-        stage: str,
         lr: float | None = None,
         seed: int | None = None,
     ) -> dict[str, Any]:
         """The run config of one arm: figure1.run <- protocol (with the init rule) <- lr <- seed."""
-        cfg = deep_merge(self.run, self.protocol(init, activation, stage))
+        cfg = deep_merge(self.run, self.protocol(init, activation))
         train: dict[str, Any] = {}
         if lr is not None:
             train["lr"] = float(lr)
@@ -261,9 +264,6 @@ class Figure1Settings:
             f"learning rate {label} is not on the figure1 grid of {init}/{activation} ({grid}); "
             "pick one of those or change figure1.lr_grid"
         )
-
-    def seeds(self, stage: str) -> tuple[int, ...]:
-        return self.sweep_seeds if stage == "sweep" else self.final_seeds
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description (what summary.json records as the protocol)."""

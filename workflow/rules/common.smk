@@ -265,19 +265,15 @@ def figure1_run_config(stage):
     """Params function: the run config (JSON, without seed) of one sweep point or final arm."""
 
     def params(wildcards):
-        if wildcards.init not in FIG1.inits:
-            raise WorkflowError(
-                f"init {wildcards.init} is not in figure1.inits {list(FIG1.inits)}; add it there"
-            )
         try:
             lr = (
                 FIG1.lr_for(wildcards.init, wildcards.activation, wildcards.lr)
                 if stage == "sweep"
-                else None
+                else None  # a final run reads its rate from the selection
             )
+            cfg = FIG1.run_config(wildcards.init, wildcards.activation, lr)
         except BenchError as exc:
             raise WorkflowError(str(exc)) from None
-        cfg = FIG1.run_config(wildcards.init, wildcards.activation, stage, lr)
         return json.dumps(cfg, sort_keys=True, separators=(",", ":"))
 
     return params
