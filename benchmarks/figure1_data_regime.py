@@ -1,0 +1,106 @@
+"""The Figure 1 study's data regime, indicatively: final seeds at fixed learning rates on a larger
+shapes10 set, per init and activation (no sweep, so not a protocol result).
+
+For each init of config.yaml's ``figure1.inits`` and each activation, the final seeds train at
+the given rates (default: the rates the 1000-image study chose) on ``--train-images`` shapes10
+images, through ``alexnet-bench figure1 train`` with the protocol's run config
+(``Figure1Settings.run_config``), one thread per process, ``--jobs`` processes at once. Reported
+per init: the tanh / ReLU ratio of epochs to the target (``effects.paired``, the study's own
+statistic) and the ReLU arm's generalisation gap at the first epoch below the target (validation
+minus running training error, median over seeds), the data-regime criterion of the study.
+
+Run::
+
+    uv run python benchmarks/figure1_data_regime.py --train-images 5000 \\
+        --out benchmarks/results/figure1_data_regime_5000.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from alexnet_bench.collect import load_run
+from alexnet_bench.effects import paired
+from alexnet_bench.figure1.analysis import generalisation_gap
+from alexnet_bench.figure1.settings import ACTIVATIONS, Figure1Settings
+
+REPO = Path(__file__).resolve().parents[1]
+#: the rates the default (1000-image) figure1 study chose, per (init, activation)
+CHOSEN = {
+    ("variance_preserving", "relu"): 0.01,
+    ("variance_preserving", "tanh"): 0.02,
+    ("cuda_convnet", "relu"): 0.002,
+    ("cuda_convnet", "tanh"): 0.016,
+}
+
+
+def train(settings: Figure1Settings, init: str, act: str, seed: int, out: Path) -> Path:
+    """One final-seed run at the fixed rate; returns its metrics.json."""
+    cfg = settings.run_config(init, act, CHOSEN[(init, act)])
+    run_dir = out / init / act / f"seed{seed}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    cli = shutil.which("alexnet-bench") or str(Path(sys.executable).with_name("alexnet-bench"))
+    cmd = [cli, "figure1", "train", "--config-json", json.dumps(cfg), "--seed", str(seed),
+           "--out", str(run_dir)]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True, env=env)
+    return run_dir / "metrics.json"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--train-images", type=int, default=5000)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--runs", type=Path, help="keep the run directories here")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+
+    block = yaml.safe_load((REPO / "config.yaml").read_text())["figure1"]
+    block.update(data="synthetic", train_images=args.train_images)
+    settings = Figure1Settings.from_config(block, base_dir=REPO)
+    runs_root = args.runs or Path(tempfile.mkdtemp(prefix="figure1-regime-"))
+    jobs = [(i, a, s) for i in settings.inits for a in ACTIVATIONS for s in settings.final_seeds]
+    with cf.ThreadPoolExecutor(args.jobs) as pool:
+        paths = list(pool.map(lambda j: train(settings, *j, runs_root), jobs))
+    runs = {job: load_run(path) for job, path in zip(jobs, paths, strict=True)}
+
+    result: dict[str, Any] = {
+        "train_images": args.train_images,
+        "rates": {f"{i}/{a}": lr for (i, a), lr in CHOSEN.items()},
+        "final_seeds": list(settings.final_seeds),
+        "inits": {},
+    }
+    for init in settings.inits:
+        arms = {a: {s: runs[(init, a, s)] for s in settings.final_seeds} for a in ACTIVATIONS}
+        ratio = paired(
+            {s: r.ttt_epochs for s, r in arms["tanh"].items()},
+            {s: r.ttt_epochs for s, r in arms["relu"].items()},
+            ratio=True,
+        )
+        gaps = [g for r in arms["relu"].values() if (g := generalisation_gap(r)) is not None]
+        result["inits"][init] = {
+            "epochs_to_target": {
+                a: {str(s): r.ttt_epochs.text() for s, r in arms[a].items()} for a in ACTIVATIONS
+            },
+            "tanh_over_relu": ratio.text(),
+            "relu_gap_median_pts": 100 * statistics.median(gaps) if gaps else None,
+        }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
