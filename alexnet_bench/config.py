@@ -7,9 +7,12 @@ key, typed by the key's schema type), so the two cannot drift and a new schema k
 second edit. A key without a schema default (``model.arch``, ``train.stop_at_target``) is None
 when absent.
 
-The config hash (:func:`config_hash`) is the sha256 of the canonical JSON of the validated dict
-(defaults filled, keys without a default left out when absent); the typed sections are a view
-and do not enter it.
+Every key carries an ``identity`` class in the schema (:data:`IDENTITY_CLASSES`): ``result``
+keys can change what a run records and make up its identity; ``provenance`` keys (locations, the
+progress-line interval, which weights are kept) are recorded but never a reason to retrain. The
+config hash (:func:`config_hash`) is the sha256 of the canonical JSON of the validated dict's
+``result`` keys (defaults filled, keys without a default left out when absent); the typed
+sections are a view and do not enter it.
 """
 
 from __future__ import annotations
@@ -38,6 +41,56 @@ def run_schema() -> dict[str, Any]:
     """The run-configuration JSON schema (parsed once)."""
     text = resources.files("alexnet_bench").joinpath("schemas/run.schema.yaml").read_text()
     return yaml.safe_load(text)
+
+
+#: a key's identity class (the schema's ``identity`` keyword): ``result`` = part of the run's
+#: identity; ``provenance`` = recorded, never a reason to retrain
+IDENTITY_CLASSES = ("result", "provenance")
+
+
+def key_classes(schema: dict[str, Any] | None = None) -> dict[tuple[str, str], str]:
+    """(section, key) -> identity class of every key of the run schema.
+
+    Raises :class:`ConfigError` naming a key without a valid class: a new key cannot be added
+    to the schema without saying whether it is part of a run's identity.
+    """
+    schema = run_schema() if schema is None else schema
+    classes: dict[tuple[str, str], str] = {}
+    for name, sec in schema["properties"].items():
+        for key, prop in sec.get("properties", {}).items():
+            cls = prop.get("identity")
+            if cls not in IDENTITY_CLASSES:
+                raise ConfigError(
+                    f"run schema key '{name}.{key}' has identity {cls!r}; give it one of "
+                    f"{', '.join(IDENTITY_CLASSES)} in schemas/run.schema.yaml"
+                )
+            classes[(name, key)] = cls
+    return classes
+
+
+#: (section, key) -> identity class, checked when this module is imported
+KEY_CLASSES: dict[tuple[str, str], str] = key_classes()
+
+
+def split_identity(cfg: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(result part, provenance part)`` of a run config dict: two dicts of the same sections
+    (a section with no key of a class is left out of that part). Keys the schema does not know
+    count as ``result`` (a validated config has none)."""
+    result: dict[str, Any] = {}
+    provenance: dict[str, Any] = {}
+    for name, values in cfg.items():
+        if not isinstance(values, dict):
+            result[name] = copy.deepcopy(values)
+            continue
+        for key, value in values.items():
+            part = provenance if KEY_CLASSES.get((name, key)) == "provenance" else result
+            part.setdefault(name, {})[key] = copy.deepcopy(value)
+    return result, provenance
+
+
+def provenance_keys() -> list[str]:
+    """Dotted names of every provenance key (``data.root``, ...)."""
+    return [f"{s}.{k}" for (s, k), cls in KEY_CLASSES.items() if cls == "provenance"]
 
 
 #: the run config's sections, in schema order (model, data, augment, eval, train, runtime, ...)
@@ -338,8 +391,10 @@ def retype_overrides(
 
 
 def config_hash(cfg: dict[str, Any]) -> str:
-    """A short stable hash of a (validated) config: sha256 of its canonical JSON."""
-    canonical = json.dumps(cfg, sort_keys=True, separators=(",", ":"), default=str)
+    """A short stable hash of a (validated) config's result keys: sha256 of their canonical
+    JSON. Provenance keys (:func:`split_identity`) never enter it."""
+    result = split_identity(cfg)[0]
+    canonical = json.dumps(result, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
