@@ -133,12 +133,13 @@ def _shape_mismatch(state: dict[str, Any], model: dict[str, Any]) -> str | None:
 
 
 def load_latest(
-    out_dir: Path, config_hash: str, model: dict[str, Any] | None = None
+    out_dir: Path, identity_hash: str, model: dict[str, Any] | None = None
 ) -> tuple[dict[str, Any] | None, list[str]]:
-    """The newest loadable checkpoint for ``config_hash``, and notes on any skipped file.
+    """The newest loadable checkpoint of the run ``identity_hash`` (its config hash and data
+    identity, :func:`alexnet_bench.identity.run_identity`), and notes on any skipped file.
 
     Falls back from ``checkpoint.pt`` to ``checkpoint.prev.pt``; a checkpoint written under a
-    different configuration (or, given the current ``model`` state dict, for parameters of other
+    different configuration or data (or, given the current ``model`` state dict, for parameters of other
     names or shapes) is not resumed: training restarts cleanly. An unusable file is renamed to
     ``*.corrupt`` (for inspection), so that the next save never rotates it into
     ``checkpoint.prev.pt`` and no later resume tries it again.
@@ -153,8 +154,8 @@ def load_latest(
             kept = _quarantine(path)
             notes.append(f"unusable checkpoint {path} skipped: it {problem}; kept as {kept}")
             continue
-        if state.get("config_hash") != config_hash:
-            notes.append(f"checkpoint {path} is from a different config; starting fresh")
+        if state.get("identity_hash") != identity_hash:
+            notes.append(f"checkpoint {path} is from a different config or data; starting fresh")
             return None, notes
         mismatch = _shape_mismatch(state, model) if model is not None else None
         if mismatch is not None:
@@ -165,16 +166,19 @@ def load_latest(
 
 
 def save_final_weights(
-    out_dir: Path, model: dict[str, Any], config: dict[str, Any], config_hash: str, epoch: int
+    out_dir: Path, model: dict[str, Any], config: dict[str, Any], identity: dict[str, Any],
+    epoch: int,
 ) -> Path:
     """Write the final weights (CPU tensors, no optimiser state) to ``model_final.pt`` atomically.
 
     Loadable with ``torch.load(path, weights_only=True)``; ``config`` (the run config) says how
-    to rebuild the model (:func:`alexnet_bench.model.build_model`).
+    to rebuild the model (:func:`alexnet_bench.model.build_model`); ``identity`` (metrics.json's)
+    which run made them.
     """
     path = out_dir / FINAL_WEIGHTS
     state = {
-        "config_hash": config_hash,
+        "config_hash": identity["config_hash"],
+        "identity_hash": identity["hash"],
         "epoch": epoch,
         "config": config,
         "model": {k: v.detach().cpu() for k, v in model.items()},

@@ -94,12 +94,9 @@ def load_run_config(args: argparse.Namespace) -> tuple[RunConfig, dict[str, Any]
             raise BenchError(f"config file '{args.config}' must hold a mapping of sections")
         data = deep_merge(data, loaded)
     if args.config_json:
-        try:
-            data = deep_merge(data, json.loads(args.config_json))
-        except json.JSONDecodeError as exc:
-            raise BenchError(
-                f"--config-json is not valid JSON ({exc.msg}); pass a JSON object"
-            ) from None
+        data = deep_merge(data, _json_object(args.config_json, "--config-json"))
+    if args.provenance_json:
+        data = deep_merge(data, _provenance(_json_object(args.provenance_json, "--provenance-json")))
     for text in args.set or []:
         data = deep_merge(data, parse_override(text))
     if args.seed is not None:
@@ -107,13 +104,42 @@ def load_run_config(args: argparse.Namespace) -> tuple[RunConfig, dict[str, Any]
     return RunConfig(data), labels
 
 
+def _json_object(text: str, flag: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BenchError(f"{flag} is not valid JSON ({exc.msg}); pass a JSON object") from None
+    if flag != "--expect-data" and not isinstance(value, dict):
+        raise BenchError(f"{flag} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _provenance(settings: dict[str, Any]) -> dict[str, Any]:
+    """``--provenance-json``: provenance keys only (locations, the progress interval), so the
+    channel the workflow does not track as a rerun trigger cannot change a result."""
+    from .config import KEY_CLASSES
+
+    for name, values in settings.items():
+        for key in values if isinstance(values, dict) else [None]:
+            if KEY_CLASSES.get((name, key)) != "provenance":
+                raise BenchError(
+                    f"--provenance-json sets '{name}.{key}', which is not a provenance key; "
+                    "pass it in --config-json"
+                )
+    return settings
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train one run: parse, resolve the run config, launch (launch.py)."""
+    from .data import DataOptions
+
+    expect = _json_object(args.expect_data, "--expect-data") if args.expect_data else None
     options = LaunchOptions(
         gpu_lock_dir=args.gpu_lock_dir,
         gpu_wait_s=args.gpu_wait_s,
         cpu_standins=args.cpu_standins,
         peak_flops=Path(args.peak_flops) if args.peak_flops else None,
+        data=DataOptions(expect=expect, rebuild_missing=args.rebuild_missing_data),
     )
     return train_cell(
         lambda: load_run_config(args), Path(args.out), _parse_labels(args.label or []), options,
@@ -193,6 +219,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="run config YAML (sections model/data/augment/eval/train/runtime/telemetry)",
     )
     train.add_argument("--config-json", help="run config as a JSON object, merged over --config")
+    train.add_argument(
+        "--provenance-json",
+        help="provenance settings (data.root, data.cache, ...: never part of the run's "
+        "identity) as a JSON object, merged over --config-json",
+    )
+    train.add_argument(
+        "--expect-data",
+        metavar="JSON",
+        help="the data identity the run was planned for (the workflow's; identity.py): other "
+        "data fails with one line ('null': generated data)",
+    )
+    train.add_argument(
+        "--rebuild-missing-data",
+        action="store_true",
+        help="build a prepared store missing from data.cache's cache from data.root instead of "
+        "failing (the workflow's cells)",
+    )
     train.add_argument(
         "--set", action="append", metavar="SECTION.KEY=VALUE",
         help="override one setting, value parsed as YAML (repeatable), e.g. --set train.epochs=5",

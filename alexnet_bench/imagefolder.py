@@ -6,8 +6,12 @@ plus ``root/val/<class>/...``. A file is an image by its extension, as torchvisi
 .DS_Store, macOS ``._`` files) is *ignored* and counted, never decoded.
 
 The fingerprint hashes the layout, the split rule and every image's relative path, size and
-modification time: it changes when an image is added, removed, renamed or rewritten, and
-nothing else changes it. It keys the prepared-data cache (:mod:`alexnet_bench.data.store`).
+modification time: it changes when an image is added, removed, renamed or rewritten (or merely
+touched), and nothing else changes it; moving the tree elsewhere leaves it as it is. It decides
+when the prepared-data cache (:mod:`alexnet_bench.data.store`) must rebuild a store. The *key*
+hashes the layout, the split rule, the class names and the relative paths only: it names the
+tree's data in a study (the workflow's prepared-data tokens) wherever the tree lies and
+whatever its files' times.
 
 Torch- and PIL-free: the Snakemake workflow imports this module to plan the cache before any
 job starts.
@@ -15,6 +19,7 @@ job starts.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -49,6 +54,7 @@ class TreeScan:
     splits: dict[str, FolderSplit]
     ignored: list[str]
     fingerprint: str
+    key: str = ""  # layout, split rule, class names and relative paths (no sizes or times)
 
     @property
     def train(self) -> FolderSplit:
@@ -147,17 +153,19 @@ def _hold_out(found: _ClassFiles, val_fraction: float, seed: int) -> dict[str, F
     return {"train": train, "val": val}
 
 
-def _fingerprint(root: str, header: str, parts: Sequence[_ClassFiles]) -> str:
+def _fingerprint(root: str, header: str, parts: Sequence[_ClassFiles], stat: bool = True) -> str:
+    """sha256 of the header and every image's relative path (with ``stat``: and its size and
+    modification time)."""
     digest = hashlib.sha256(header.encode())
     skip = len(root.rstrip(os.sep)) + 1
     for found in parts:
         for name, per_class in zip(found.classes, found.files, strict=True):
             digest.update(f"class\0{name}\n".encode())
-            digest.update(
-                "".join(f"{path[skip:]}\0{size}\0{mtime}\n" for path, size, mtime in per_class)
-                .replace(os.sep, "/")
-                .encode(errors="surrogateescape")
+            lines = (
+                f"{path[skip:]}\0{size}\0{mtime}\n" if stat else f"{path[skip:]}\n"
+                for path, size, mtime in per_class
             )
+            digest.update("".join(lines).replace(os.sep, "/").encode(errors="surrogateescape"))
     return digest.hexdigest()
 
 
@@ -184,22 +192,45 @@ def scan_tree(root: str | Path, val_fraction: float, seed: int = 0) -> TreeScan:
         _check_classes(train_dir, train)
         splits = {"train": _split_of(train, train.classes), "val": _split_of(val, val.classes)}
         header = "layout=train_val\n"
-        return TreeScan(base, "train_val", None, train.classes, splits,
-                        train.ignored + val.ignored,
-                        _fingerprint(top, header, (train, val)))  # fmt: skip
+        return TreeScan(
+            base,
+            "train_val",
+            None,
+            train.classes,
+            splits,
+            train.ignored + val.ignored,
+            _fingerprint(top, header, (train, val)),
+            _fingerprint(top, header, (train, val), False),
+        )
     found = _scan_classes(top)
     _check_classes(top, found)
     header = f"layout=single\nval_fraction={val_fraction!r}\nseed={seed}\n"
-    return TreeScan(base, "single", val_fraction, found.classes,
-                    _hold_out(found, val_fraction, seed), found.ignored,
-                    _fingerprint(top, header, (found,)))  # fmt: skip
+    return TreeScan(
+        base,
+        "single",
+        val_fraction,
+        found.classes,
+        _hold_out(found, val_fraction, seed),
+        found.ignored,
+        _fingerprint(top, header, (found,)),
+        _fingerprint(top, header, (found,), False),
+    )
 
 
 # -- where the prepared-data cache keeps a tree (alexnet_bench.data.store writes it) ----------
 def tree_dir(cache_dir: str | Path, scan: TreeScan) -> Path:
-    """The directory of a tree's stores: ``<cache dir>/<tree name>-<fingerprint[:12]>``."""
+    """The directory of a tree state's stores: the cache's ``*-<fingerprint[:12]>`` directory
+    if there is one (the tree may have been moved or renamed since it was built: the
+    fingerprint has no location in it), else ``<cache dir>/<tree name>-<fingerprint[:12]>``."""
+    suffix = f"-{scan.fingerprint[:12]}"
+    with contextlib.suppress(OSError):
+        existing = sorted(
+            e.path for e in os.scandir(cache_dir) if e.name.endswith(suffix) and e.is_dir()
+        )
+        if existing:
+            return Path(existing[0])
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", scan.root.name) or "tree"
-    return Path(cache_dir) / f"{name}-{scan.fingerprint[:12]}"
+    return Path(cache_dir) / f"{name}{suffix}"
 
 
 CACHE_FORMAT = re.compile(r"raw|jpeg([1-9][0-9]?|100)")
@@ -218,3 +249,16 @@ def store_dir(tree: str | Path, split: str, stored_size: int, cache_format: str 
     (raw uint8) or ``<tree dir>/<split>-<S>px-jpeg<quality>``."""
     suffix = "" if cache_format == "raw" else f"-{cache_format}"
     return Path(tree) / f"{split}-{stored_size}px{suffix}"
+
+
+def read_store_digest(store: Path) -> str | None:
+    """The content digest a complete store's manifest records (None: no such store, or one
+    of format version 1). Torch- and NumPy-free, for planning."""
+    import json
+
+    try:
+        manifest = json.loads((Path(store) / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    digest = manifest.get("digest") if isinstance(manifest, dict) else None
+    return digest if isinstance(digest, str) else None

@@ -42,6 +42,7 @@ class LaunchOptions:
     gpu_wait_s: float | None = None
     cpu_standins: str = "run"  # a multi-device cell on a host without GPUs: run | skip
     peak_flops: Path | None = None
+    data: Any = None  # data.DataOptions: the planned data identity, rebuilding a missing store
 
 
 def launch(cfg: RunConfig, out: Path, labels: dict[str, Any], options: LaunchOptions) -> int:
@@ -62,7 +63,7 @@ def launch(cfg: RunConfig, out: Path, labels: dict[str, Any], options: LaunchOpt
             raise CellSkipped(CPU_STANDIN_SKIPPED.format(gpus=rt.gpus))
         if rt.gpus > 1 and rt.parallel == "ddp" and not dist.distributed:
             return launch_ddp(cfg, device_kind, out, lease)
-        return train_here(cfg, out, labels, dist, device_kind, options.peak_flops)
+        return train_here(cfg, out, labels, dist, device_kind, options.peak_flops, options.data)
     finally:
         if lease is not None:
             lease.release()
@@ -245,6 +246,7 @@ def train_here(
     dist: Any,
     device_kind: str,
     peak_flops: Path | None = None,
+    data_options: Any = None,
 ) -> int:
     """Train in this process (a single-process job or one DDP rank)."""
     if dist.distributed:
@@ -253,7 +255,7 @@ def train_here(
         dist = init_distributed(dist, device_kind)
     from .train import run_training
 
-    metrics = run_training(cfg, out, labels, dist, peak_flops)
+    metrics = run_training(cfg, out, labels, dist, peak_flops, data_options)
     if dist.is_main:
         final = metrics.get("final", {})
         print(

@@ -170,3 +170,38 @@ class Progress:
             self.stream.write("\r\x1b[K")
             self.stream.flush()
             self._bar_shown = False
+
+
+class CountProgress:
+    """Progress of a job counted in items (a prepared-data build): a log line every
+    ``interval_s`` seconds with done/total, the rate and the ETA."""
+
+    def __init__(
+        self,
+        name: str,
+        total: int,
+        interval_s: float,
+        *,
+        logger: logging.Logger = log,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name, self.total, self.interval_s = name, total, interval_s
+        self.logger, self.clock = logger, clock
+        self.start = self.last = clock()
+
+    def update(self, done: int) -> None:
+        now = self.clock()
+        if self.interval_s <= 0 or now - self.last < self.interval_s or done >= self.total:
+            return
+        self.last = now
+        rate = done / max(now - self.start, 1e-9)
+        eta = (self.total - done) / max(rate, 1e-9)
+        self.logger.info(
+            "%s: %d/%d images (%.1f%%), %.0f images/s, ETA %s",
+            self.name,
+            done,
+            self.total,
+            100 * done / self.total,
+            rate,
+            format_duration(eta),
+        )

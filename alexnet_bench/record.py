@@ -191,14 +191,19 @@ def finish_record(
     host: dict[str, Any],
     parallel: dict[str, Any],
     environment: dict[str, Any],
+    identity: dict[str, Any],
+    provenance: dict[str, Any],
 ) -> dict[str, Any]:
     """``metrics`` (a :func:`training_record`) with the job's side: cell labels, config and its
-    hash, wall time, GPU telemetry, host statistics, device use and environment."""
+    hash, the run's identity (config and data) and provenance (where its files lay), wall
+    time, GPU telemetry, host statistics, device use and environment."""
     return {
         **metrics,
         "run": labels,
         "config": cfg.to_dict(),
         "config_hash": cfg.hash,
+        "identity": identity,
+        "provenance": provenance,
         "total_time_s": round(total_time_s, 4),
         "gpu": gpu,
         "host": host,
@@ -220,6 +225,7 @@ def write_not_trained(
             "run": labels,
             "config": cfg.to_dict() if cfg else None,
             "config_hash": cfg.hash if cfg else None,
+            "identity": {"config_hash": cfg.hash, "data": None, "hash": None} if cfg else None,
             "epochs_completed": 0,
         },
     )

@@ -174,6 +174,33 @@ class Environment:
 
 
 @dataclass(frozen=True)
+class DataIdentity:
+    """The content identity of the data a run read (``identity.data``; alexnet_bench.identity)."""
+
+    kind: str | None = conditional()  # store | tree | files
+    train: str | None = conditional()  # store: the train store's content digest
+    val: str | None = conditional()
+    fingerprint: str | None = conditional()  # tree
+    sha256: str | None = conditional()  # files
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What the run computed: its result config's hash, its data, and both together."""
+
+    config_hash: str | None = None
+    data: DataIdentity = field(default_factory=DataIdentity)
+    hash: str | None = None
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where the run's files lay (never part of its identity)."""
+
+    workdir: str | None = None
+
+
+@dataclass(frozen=True)
 class Labels:
     """The cell's labels (``run``); empty for a run outside a study."""
 
@@ -193,6 +220,8 @@ class RunRecord:
     run: Labels = field(default_factory=Labels)
     config: RecordConfig = field(default_factory=lambda: record_config(None))
     config_hash: str | None = None
+    identity: Identity = field(default_factory=Identity)
+    provenance: Provenance = field(default_factory=Provenance)
     final: Final = field(default_factory=Final)
     best: Best = field(default_factory=Best)
     time_to_target: TimeToTarget = field(default_factory=TimeToTarget)

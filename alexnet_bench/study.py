@@ -8,13 +8,16 @@ the Snakemake workflow only calls these functions.
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig, deep_merge, effective_stored_size
+from .config import RunConfig, deep_merge, effective_stored_size, split_identity
 from .datadirs import check_data_root
 from .errors import ConfigError, DataError
+from .identity import DataIdentity, direct_identity
 from .imagefolder import SPLITS, scan_tree, store_dir, tree_dir
 
 
@@ -54,35 +57,98 @@ def resolve_run(study: dict[str, Any], preset: str, ablation: str, seed: int) ->
         raise ConfigError(f"preset '{preset}', ablation '{ablation}': {exc}") from None
 
 
+@dataclass(frozen=True)
+class PreparedTree:
+    """An image folder a study reads through its prepared-data cache, as it is now."""
+
+    key: str  # the tree's data in the study, wherever it lies (imagefolder.TreeScan.key)
+    root: str
+    val_fraction: float
+    fingerprint: str  # its state: a new one rebuilds the stores
+    tree_dir: str  # where its stores lie in the cache (found by fingerprint, else built there)
+
+
 @cache
-def _tree_dir(cache_dir: str, root: str, val_fraction: float) -> str:
-    """The prepared-data tree directory of ``root`` as it is now (one scan per process)."""
-    return str(tree_dir(cache_dir, scan_tree(root, val_fraction)))
+def _prepared_tree(cache_dir: str, root: str, val_fraction: float) -> PreparedTree:
+    """``root`` as it is now (one scan per process)."""
+    scan = scan_tree(root, val_fraction)
+    return PreparedTree(scan.key[:16], root, val_fraction, scan.fingerprint,
+                        str(tree_dir(cache_dir, scan)))  # fmt: skip
+
+
+def prepared_tree(study: dict[str, Any], cfg: RunConfig) -> PreparedTree | None:
+    """The tree a run reads through the study's prepared-data cache (``data_cache_dir``; the
+    run's ``data.cache`` is absent, or the one :func:`resolve_run` set). None when the run
+    reads no image folder, sets another ``data.cache`` itself, the study has no cache
+    (``data_cache_dir: null``) or the root does not exist (``check_study`` and the job report
+    that)."""
+    d = cfg.data
+    cache_dir = study.get("data_cache_dir")
+    if d.source != "imagefolder" or not cache_dir or not Path(d.root).expanduser().is_dir():
+        return None
+    tree = _prepared_tree(str(cache_dir), str(Path(d.root).expanduser()), d.val_fraction)
+    own = cfg.raw["data"].get("cache")
+    return tree if own is None or own == tree.tree_dir else None
 
 
 def prepared_cache(study: dict[str, Any], cfg: RunConfig) -> str | None:
-    """The tree directory of the study's prepared-data cache (``data_cache_dir``) that a run
-    reading an image folder uses as ``data.cache``: it names the tree's current state
-    (fingerprint), so a changed tree is read from a new, rebuilt cache. None when the run reads
-    no image folder, sets ``data.cache`` itself, the study has no cache (``data_cache_dir:
-    null``) or the root does not exist (``check_study`` and the job report that)."""
+    """The tree directory of the study's prepared-data cache a run reading an image folder
+    uses as ``data.cache`` (provenance: where the stores of the tree's current state lie)."""
+    tree = prepared_tree(study, cfg)
+    return tree.tree_dir if tree is not None else None
+
+
+@cache
+def _direct_identity(source: str, root: str, val_fraction: float) -> DataIdentity:
+    return direct_identity(source, root, val_fraction)
+
+
+def planned_data_identity(cfg: RunConfig) -> DataIdentity:
+    """The data identity of a run that reads none of the study's prepared stores, as planned
+    now: the digests of the stores of a ``data.cache`` the run sets itself, a CIFAR-10 copy's
+    bytes, an image folder's fingerprint; None for generated data (or data not there yet: the
+    job reports it)."""
     d = cfg.data
-    cache_dir = study.get("data_cache_dir")
-    if d.source != "imagefolder" or "cache" in cfg.raw["data"] or not cache_dir:
+    if cfg.raw["data"].get("cache"):
+        from .identity import store_identity
+        from .imagefolder import read_store_digest
+
+        digests = {split: read_store_digest(Path(path)) for split, path in _stores(cfg)}
+        return store_identity(digests) if all(digests.values()) else None  # type: ignore[arg-type]
+    if d.source == "synthetic" or not d.root or not Path(d.root).expanduser().exists():
         return None
-    if not Path(d.root).expanduser().is_dir():
-        return None
-    return _tree_dir(str(cache_dir), str(Path(d.root).expanduser()), d.val_fraction)
+    return _direct_identity(d.source, str(Path(d.root).expanduser()), d.val_fraction)
 
 
-def prepared_stores(cfg: RunConfig) -> list[str]:
-    """The stores (one per split) a run with ``data.cache`` reads, at its stored size."""
+#: study-level settings that only say where things are (never a reason to redo a job)
+STUDY_LOCATIONS = ("data_cache_dir", "gpu_lock_dir")
+
+
+def study_identity(study: dict[str, Any]) -> dict[str, Any]:
+    """The study config without its locations: the run overrides' provenance keys (data.root,
+    ...) and the study-level locations (:data:`STUDY_LOCATIONS`) left out."""
+    out = {k: copy.deepcopy(v) for k, v in study.items() if k not in STUDY_LOCATIONS}
+    if isinstance(out.get("run"), dict):
+        out["run"] = split_identity(out["run"])[0]
+    for preset in (out.get("presets") or {}).values():
+        if isinstance(preset, dict) and isinstance(preset.get("run"), dict):
+            preset["run"] = split_identity(preset["run"])[0]
+    return out
+
+
+def _stores(cfg: RunConfig) -> list[tuple[str, str]]:
+    """(split, store) of every store a run with ``data.cache`` reads, at its stored size."""
     data = cfg.raw["data"]
     if not data.get("cache"):
         return []
     stored = effective_stored_size(cfg.data.image_size, cfg.data.stored_size)
     fmt = data.get("cache_format") or "raw"
-    return [str(store_dir(data["cache"], split, stored, fmt)) for split in SPLITS]
+    return [(split, str(store_dir(data["cache"], split, stored, fmt))) for split in SPLITS]
+
+
+def prepared_stores(cfg: RunConfig) -> list[str]:
+    """The stores (one per split) a run with ``data.cache`` reads, at its stored size."""
+    return [path for _, path in _stores(cfg)]
 
 
 def cells(study: dict[str, Any]) -> list[tuple[str, int]]:

@@ -24,10 +24,11 @@ from torch import nn
 
 from .checkpoint import load_latest, retire_checkpoints, save_checkpoint, save_final_weights
 from .config import RunConfig
-from .data import DataBundle, build_data
+from .data import DataBundle, DataOptions, build_data
 from .data.loaders import epoch_generator
 from .diagnostics import activation_health
 from .history import write_history
+from .identity import identity_record, provenance_record
 from .lsuv import unit_variance_init
 from .metrics import collapse_reason
 from .model import build_model, count_parameters
@@ -152,14 +153,15 @@ def build_run_model(
 
 
 def restore_state(
-    out_dir: Path, cfg: RunConfig, model: nn.Module, optimizer: Any, scheduler: Any
+    out_dir: Path, cfg: RunConfig, identity: dict[str, Any], model: nn.Module, optimizer: Any,
+    scheduler: Any,
 ) -> RunState:
-    """The state of the last complete epoch of this config in ``out_dir`` (weights, optimiser
-    and scheduler loaded), or a fresh one."""
+    """The state of the last complete epoch of this run (``identity``: its config and data) in
+    ``out_dir`` (weights, optimiser and scheduler loaded), or a fresh one."""
     state = RunState()
     if not cfg.train.checkpoint:
         return state
-    ckpt, notes = load_latest(out_dir, cfg.hash, model.state_dict())
+    ckpt, notes = load_latest(out_dir, identity["hash"], model.state_dict())
     state.notes.extend(notes)
     for note in notes:
         log.warning(note)
@@ -177,14 +179,15 @@ def restore_state(
 
 
 def save_state(
-    out_dir: Path, cfg: RunConfig, state: RunState, model: nn.Module, optimizer: Any,
+    out_dir: Path, identity: dict[str, Any], state: RunState, model: nn.Module, optimizer: Any,
     scheduler: Any,
-) -> None:  # fmt: skip
+) -> None:
     """Checkpoint the epoch just completed (atomically, keeping one previous generation)."""
     save_checkpoint(
         out_dir,
         {
-            "config_hash": cfg.hash,
+            "config_hash": identity["config_hash"],
+            "identity_hash": identity["hash"],
             "epoch": state.epoch,
             "elapsed_s": state.elapsed_s,
             "history": state.history,
@@ -263,6 +266,7 @@ class Trainer:
         out_dir: Path,
         dist: DistContext | None = None,
         peak_flops_file: Path | None = None,
+        data_options: DataOptions | None = None,
     ) -> None:
         self.cfg = cfg
         self.peak_flops_file = peak_flops_file
@@ -270,7 +274,13 @@ class Trainer:
         self.dist = dist or DistContext()
         rt = cfg.runtime
         self.device = prepare_device(cfg, self.dist)
-        self.data: DataBundle = build_data(cfg, self.device, self.dist.rank, self.dist.world_size)
+        options = data_options or DataOptions()
+        self.data: DataBundle = build_data(
+            cfg, self.device, self.dist.rank, self.dist.world_size,
+            expect=options.expect, rebuild_missing=options.rebuild_missing,
+        )  # fmt: skip
+        #: what this run computes: its config hash and data identity (identity.py)
+        self.identity = identity_record(cfg, self.data.info.get("identity"))
         self.compile_status = "off"
         self._first_step_done = False
         self.model = build_run_model(cfg, self.data, self.device, self.model_parallel)
@@ -419,8 +429,9 @@ class Trainer:
         """Train to ``train.epochs`` (or divergence, or the target under ``stop_at_target``),
         evaluating after every epoch; checkpoint each epoch; return the result."""
         cfg = self.cfg
-        state = self.state = restore_state(self.out_dir, cfg, self.model, self.optimizer,
-                                           self.scheduler)  # fmt: skip
+        state = self.state = restore_state(
+            self.out_dir, cfg, self.identity, self.model, self.optimizer, self.scheduler
+        )
         diverged_epoch = None
         for epoch in range(state.epoch + 1, cfg.train.epochs + 1):
             lr = self.optimizer.param_groups[0]["lr"]
@@ -452,7 +463,9 @@ class Trainer:
                     val.top5_error, stats.seconds, row["images_per_s"],
                 )  # fmt: skip
             if cfg.train.checkpoint and self.dist.is_main:
-                save_state(self.out_dir, cfg, state, self.model, self.optimizer, self.scheduler)
+                save_state(
+                    self.out_dir, self.identity, state, self.model, self.optimizer, self.scheduler
+                )
             if cfg.train.stop_at_target and stats.top1_error < cfg.train.target_train_error:
                 log.info("training error below the target: stopping (train.stop_at_target)")
                 break
@@ -560,13 +573,20 @@ def _host_summary(host: HostStats, dist: DistContext, device: torch.device) -> d
     return summary
 
 
-def run_training(cfg: RunConfig, out_dir: Path, labels: dict[str, Any] | None = None,
-                 dist: DistContext | None = None,
-                 peak_flops_file: Path | None = None) -> dict[str, Any]:  # fmt: skip
+def run_training(
+    cfg: RunConfig,
+    out_dir: Path,
+    labels: dict[str, Any] | None = None,
+    dist: DistContext | None = None,
+    peak_flops_file: Path | None = None,
+    data_options: DataOptions | None = None,
+) -> dict[str, Any]:
     """Train one run and write ``history.csv`` and ``metrics.json`` into ``out_dir``.
 
     ``peak_flops_file`` holds the host's CPU peak FLOP/s measured once
     per study (``alexnet-bench peak-flops``); without it the peak is probed in this job.
+    ``data_options``: the data identity the job was planned for, and whether a missing
+    prepared store is rebuilt (the workflow's cells).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -574,7 +594,22 @@ def run_training(cfg: RunConfig, out_dir: Path, labels: dict[str, Any] | None = 
     host = HostStats()
     host.start()
     wall_start = time.perf_counter()
-    trainer = Trainer(cfg, out_dir, dist, peak_flops_file)
+    trainer = Trainer(cfg, out_dir, dist, peak_flops_file, data_options)
+    try:
+        return _train_and_record(trainer, cfg, out_dir, labels, dist, host, wall_start)
+    finally:
+        trainer.data.close()  # the prepared stores' leases: a superseded store may go now
+
+
+def _train_and_record(
+    trainer: Trainer,
+    cfg: RunConfig,
+    out_dir: Path,
+    labels: dict[str, Any] | None,
+    dist: DistContext,
+    host: HostStats,
+    wall_start: float,
+) -> dict[str, Any]:
     telemetry_on = cfg.telemetry.enabled and dist.is_main
     sampler = GpuSampler(
         trainer.nvml_indices() if telemetry_on else [],
@@ -594,6 +629,7 @@ def run_training(cfg: RunConfig, out_dir: Path, labels: dict[str, Any] | None = 
             "available": False,
             "reason": "telemetry disabled in config (telemetry.enabled: false)",
         }
+    stores = {s.manifest["split"]: str(s.path) for s in trainer.data.stores}
     metrics = finish_record(
         metrics,
         cfg,
@@ -603,13 +639,17 @@ def run_training(cfg: RunConfig, out_dir: Path, labels: dict[str, Any] | None = 
         host=_host_summary(host, dist, trainer.device),
         parallel=parallel_record(result.setup),
         environment=collect_environment(trainer.device),
+        identity=trainer.identity,
+        provenance=provenance_record(cfg, stores),
     )
     if dist.is_main:
         finished = metrics["status"] in ("completed", "collapsed")  # trained to the end
         keep = cfg.train.keep_checkpoint if finished else "all"
         if keep == "final":
-            save_final_weights(out_dir, trainer.model.state_dict(), cfg.to_dict(), cfg.hash,
-                               result.epochs_completed)  # fmt: skip
+            save_final_weights(
+                out_dir, trainer.model.state_dict(), cfg.to_dict(), trainer.identity,
+                result.epochs_completed,
+            )  # fmt: skip
         write_history(out_dir / "history.csv", result.history)
         write_metrics(out_dir / "metrics.json", metrics)
         if keep != "all":  # after metrics.json: a completed run is never resumed

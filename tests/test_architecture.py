@@ -3,7 +3,7 @@ feature never depends on its views and nothing but an entry point depends on the
 
 Layers, low to high (a module may import its own layer and the ones below):
 
-0. foundation: errors, io, config, datadirs, imagefolder, effects, history, runtime, distributed, gpu_lock,
+0. foundation: errors, io, config, datadirs, imagefolder, identity, effects, history, runtime, distributed, gpu_lock,
    progress, train_result: no knowledge of models, runs or reports
 1. components and the reading side: data/, model, cifar_net, lsuv, diagnostics, parallel/,
    telemetry/, metrics, checkpoint, runrecord, collect, claims, study
@@ -30,7 +30,7 @@ ENTRY_POINTS = {
 }  # fmt: skip
 LAYERS: dict[str, int] = {
     **dict.fromkeys(
-        ["alexnet_bench", "errors", "io", "config", "datadirs", "imagefolder", "effects", "history", "runtime",
+        ["alexnet_bench", "errors", "io", "config", "datadirs", "imagefolder", "identity", "effects", "history", "runtime",
          "distributed", "gpu_lock", "progress", "train_result"], 0),
     **dict.fromkeys(
         ["data", "model", "cifar_net", "lsuv", "diagnostics", "parallel", "telemetry", "metrics",

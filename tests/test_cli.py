@@ -96,7 +96,7 @@ def test_cli_error_for_unknown_ablation_is_one_line(
 def test_cell_labels_reach_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, Any] = {}
 
-    def fake_run_training(cfg, out, labels, dist, peak_flops_file=None):
+    def fake_run_training(cfg, out, labels, dist, peak_flops_file=None, data_options=None):
         seen.update(labels=labels, parallel=cfg.runtime.parallel)
         return {"status": "completed", "epochs_completed": 0, "final": {}}
 

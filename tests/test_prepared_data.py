@@ -10,9 +10,9 @@ import os
 import shlex
 import shutil
 import signal
+import select
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,14 @@ from alexnet_bench.config import RunConfig
 from alexnet_bench.data import build_data
 from alexnet_bench.data.loaders import MappedBatchLoader, TensorBatchLoader
 from alexnet_bench.data.sources import decode_split
-from alexnet_bench.data.store import IMAGES, MANIFEST, ImageStore, build_store, describe
+from alexnet_bench.data.store import (
+    IMAGES,
+    MANIFEST,
+    ImageStore,
+    build_store,
+    describe,
+    find_garbage,
+)
 from alexnet_bench.errors import DataError, DiskFullError
 from alexnet_bench.imagefolder import scan_tree, store_dir, tree_dir
 from alexnet_bench.train import Trainer, run_training
@@ -254,43 +261,54 @@ def test_unchanged_tree_is_reused_and_a_changed_one_rebuilt(
     assert (tree / "train-40px").exists()  # (not rebuilt here: only what was asked for)
 
 
+def start_held_build(root: Path, cache: Path, hold_at: int, *extra: str) -> subprocess.Popen:
+    """``prepare-data`` in a subprocess that stops in its ``hold_at``-th decode, says so on
+    stdout and waits for its stdin to close: the test controls the event it races against."""
+    script = (
+        "import sys\n"
+        "import alexnet_bench.data.store.builder as builder\n"
+        "decode, calls = builder.decode_image, [0]\n"
+        "def held(path, size):\n"
+        "    calls[0] += 1\n"
+        f"    if calls[0] == {hold_at}:\n"
+        "        print('decoding', flush=True)\n"
+        "        sys.stdin.read()\n"
+        "    return decode(path, size)\n"
+        "builder.decode_image = held\n"
+        "from alexnet_bench.cli import main\n"
+        f"sys.exit(main(['prepare-data', '--root', {str(root)!r}, '--stored-size', '{STORED}',"
+        f" '--cache-dir', {str(cache)!r}, '--workers', '1', *{list(extra)!r}]))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    ready, _, _ = select.select([proc.stdout], [], [], 120)
+    assert ready and proc.stdout.readline().strip() == "decoding", "the build never started"
+    return proc
+
+
 def test_interrupted_build_is_not_trusted_and_is_rebuilt(
     image_folder: Path, tmp_path: Path
 ) -> None:
-    """A build killed with SIGKILL mid-way leaves no store a reader or a rerun trusts."""
+    """A build killed with SIGKILL mid-way leaves no store a reader or a rerun trusts; data-gc
+    lists its leftovers, and the rebuild removes them."""
     cache = tmp_path / "cache"
-    marker = tmp_path / "decoding"
-    script = (
-        "import time, pathlib, sys\n"
-        "import alexnet_bench.data.store as store\n"
-        "decode = store.decode_image\n"
-        "def slow(path, size):\n"
-        f"    pathlib.Path({str(marker)!r}).touch()\n"
-        "    time.sleep(0.5)\n"
-        "    return decode(path, size)\n"
-        "store.decode_image = slow\n"
-        "from alexnet_bench.cli import main\n"
-        f"sys.exit(main(['prepare-data', '--root', {str(image_folder)!r}, '--stored-size',"
-        f" '{STORED}', '--cache-dir', {str(cache)!r}, '--workers', '1']))\n"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", script])
-    deadline = time.monotonic() + 120
-    while not marker.exists():
-        assert proc.poll() is None and time.monotonic() < deadline, "the build never started"
-        time.sleep(0.05)
-    time.sleep(0.3)
+    proc = start_held_build(image_folder, cache, hold_at=3)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     tree = tree_dir(cache, scan_tree(image_folder, 0.1))
     dest = store_dir(tree, "train", STORED)
     leftovers = list(tree.glob(f"train-{STORED}px.tmp-*"))
     assert leftovers and not (dest / MANIFEST).exists()
-    with pytest.raises(DataError, match="never built, or its build did not finish"):
+    with pytest.raises(DataError, match="never built, removed, or its build did not finish"):
         ImageStore.open(dest)
-    dest.mkdir()  # what Snakemake leaves: the output's directory, without the output
+    found = {g.path: g.why for g in find_garbage(cache)}
+    assert found[leftovers[0]] == "left by a build that did not finish"
+    assert found[tree / f".train-{STORED}px.build.lock"] == "a lock file nobody holds"
+    dest.mkdir()  # an empty directory where the store belongs is no store
     assert prepare(image_folder, cache) == tree
     assert ImageStore.open(dest).num_images > 0
-    assert not list(tree.glob("*.tmp-*"))  # the killed build's leftovers are removed
+    assert not list(tree.glob("*.tmp-*")) and not list(tree.glob(".*.lock"))
+    assert find_garbage(cache) == []
 
 
 # ------------------------------------------------------------------ bad input
@@ -333,12 +351,12 @@ def test_full_disk_is_one_line_and_leaves_no_half_cache(
     image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    import alexnet_bench.data.store as store_mod
+    import alexnet_bench.data.store.builder as builder
 
     def no_room(fd: int, offset: int, length: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(store_mod.os, "posix_fallocate", no_room)
+    monkeypatch.setattr(builder.os, "posix_fallocate", no_room)
     cache = tmp_path / "cache"
     code = main(["prepare-data", "--root", str(image_folder), "--stored-size", str(STORED),
                  "--cache-dir", str(cache), "--workers", "1"])  # fmt: skip
@@ -398,13 +416,14 @@ def test_data_info_shows_what_a_cache_holds(
         describe(tmp_path)
 
 
-def test_a_store_of_another_tree_or_size_is_refused(image_folder: Path, tmp_path: Path) -> None:
+def test_a_store_of_another_size_or_data_is_refused(image_folder: Path, tmp_path: Path) -> None:
     tree = prepare(image_folder, tmp_path / "cache")
     dest = store_dir(tree, "train", STORED)
     with pytest.raises(DataError, match="holds 36 px images, the run needs data.stored_size 40"):
         ImageStore.open(dest, stored_size=40)
-    with pytest.raises(DataError, match="was built from .* not data.root"):
-        ImageStore.open(dest, root=tmp_path)
+    run = folder_run(image_folder, tree)
+    with pytest.raises(DataError, match=r"not the data it was planned for \(train \w{12} \(planned 000000000000\)"):
+        build_data(RunConfig(run), CPU, expect={"kind": "store", "train": "0" * 64, "val": "1"})
     with pytest.raises(DataError, match="no prepared data at"):
         build_data(RunConfig(folder_run(image_folder, tmp_path / "elsewhere")), CPU)
     manifest = json.loads((dest / MANIFEST).read_text())
@@ -425,10 +444,12 @@ def test_store_build_failure_keeps_an_existing_store(image_folder: Path, tmp_pat
         build_store(scan, "train", STORED, store_dir(tree_dir(cache, scan), "train", STORED))
     assert ImageStore.open(store_dir(tree, "train", STORED)).num_images > 0
     with pytest.raises(DiskFullError):
-        import alexnet_bench.data.store as store_mod
+        import alexnet_bench.data.store.builder as builder
 
-        monkeypatch.setattr(store_mod.os, "posix_fallocate",
-                            lambda *a: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))  # fmt: skip
+        def no_room(*args: object) -> None:
+            raise OSError(errno.ENOSPC, "full")
+
+        monkeypatch.setattr(builder.os, "posix_fallocate", no_room)
         build_store(scan, "val", STORED, store_dir(tree_dir(cache, scan), "val", STORED),
                     on_bad_image="skip")  # fmt: skip
     assert ImageStore.open(store_dir(tree, "val", STORED)).num_images > 0

@@ -25,7 +25,8 @@ from .conftest import REPO, tiny_run
 READERS = {"alexnet_bench/collect.py", "alexnet_bench/runrecord.py"}
 #: top-level keys of metrics.json (a dotted string starting with one is a record read)
 RECORD_SECTIONS = (
-    "status", "reason", "run", "config", "config_hash", "epochs_completed", "diverged_epoch",
+    "status", "reason", "run", "config", "config_hash", "identity", "provenance",
+    "epochs_completed", "diverged_epoch",
     "resumed_from_epoch", "notes", "final", "best", "time_to_target", "train_time_s",
     "total_time_s", "throughput", "step_time", "flops", "model", "health", "device", "runtime",
     "data", "gpu", "host", "parallel", "environment", "schema_version",

@@ -68,9 +68,10 @@ def test_corrupt_checkpoint_falls_back_to_previous(tmp_path: Path) -> None:
     metrics = run_training(RunConfig(run), tmp_path / "other")
     assert metrics["resumed_from_epoch"] is None
     from alexnet_bench.checkpoint import load_latest
+    from alexnet_bench.identity import run_identity
 
     original = RunConfig(tiny_run(train={"epochs": 2, "keep_checkpoint": "all"}))
-    state, notes = load_latest(tmp_path, original.hash)
+    state, notes = load_latest(tmp_path, run_identity(original.hash, None))
     assert state is not None and state["epoch"] == 1
     assert any("checkpoint.pt" in n and "corrupt" in n for n in notes)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,22 +12,45 @@ import torch.nn.functional as F
 
 from ..config import effective_stored_size
 from ..errors import DataError
+from ..identity import DataIdentity, check_data, cifar10_identity, store_identity, tree_identity
 from ..imagefolder import FolderSplit, scan_tree, store_dir
 from .augment import BatchAugment, channel_stats, rgb_pca
 from .loaders import MappedBatchLoader, StreamingLoader, TensorBatchLoader
 from .sources import BadImage, decode_split, load_cifar10
-from .store import ImageStore
+from .store import ImageStore, ensure_store
 from .synthetic import CLASS_NAMES, shapes10
+
+log = logging.getLogger(__name__)
 
 IN_MEMORY_LIMIT_BYTES = 8 * 2**30
 STATS_SAMPLE = 2000
 CALIBRATION_IMAGES = 256  # fixed training images for the data-dependent init (model.init: lsuv)
 
-CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
-                   "dog", "frog", "horse", "ship", "truck"]  # fmt: skip
+CIFAR10_CLASSES = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+]
 Loader = TensorBatchLoader | MappedBatchLoader | StreamingLoader
 
-__all__ = ["BatchAugment", "DataBundle", "build_data"]
+__all__ = ["BatchAugment", "DataBundle", "DataOptions", "build_data"]
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """How a job reads its data beyond the run config: ``expect`` = the data identity it was
+    planned for (other data fails); ``rebuild_missing`` = build a prepared store missing from
+    the cache instead of failing (the workflow's cells)."""
+
+    expect: DataIdentity = None
+    rebuild_missing: bool = False
 
 
 def spread(total: int, count: int) -> torch.Tensor:
@@ -49,6 +73,13 @@ class DataBundle:
     num_classes: int
     info: dict[str, Any] = field(default_factory=dict)
     calibration: torch.Tensor | None = None  # uint8 training images (the first ones), on the CPU
+    stores: list[ImageStore] = field(default_factory=list)  # prepared stores read (leased)
+
+    def close(self) -> None:
+        """Release the prepared stores this run reads (their leases)."""
+        for store in self.stores:
+            store.close()
+        self.stores.clear()
 
     @property
     def skipped_files(self) -> list[str]:
@@ -84,6 +115,8 @@ class _Splits:
     ignored: int = 0  # non-image files of an image folder, never decoded
     prepared: str | None = None  # the prepared-data cache read (data.cache)
     prepared_format: str | None = None  # its format: raw or jpeg<quality>
+    identity: DataIdentity = None  # what the data is (identity.py), wherever it lies
+    stores: list[ImageStore] = field(default_factory=list)  # stores still mapped (leased)
 
 
 def _fits_in_memory(d: Any, num_images: int, stored: int) -> bool:
@@ -93,7 +126,7 @@ def _fits_in_memory(d: Any, num_images: int, stored: int) -> bool:
     return d.in_memory == "yes"
 
 
-def _open_splits(cfg: Any, stored: int) -> _Splits:
+def _open_splits(cfg: Any, stored: int, rebuild_missing: bool = False) -> _Splits:
     """Where the configured source's images come from: decoded into memory (synthetic,
     CIFAR-10, an image folder that fits), read from a prepared-data cache (``data.cache``:
     into memory when it fits, else memory-mapped) or decoded from disk batch by batch.
@@ -109,42 +142,115 @@ def _open_splits(cfg: Any, stored: int) -> _Splits:
             f"data directory '{root}' does not exist; set data.root to an existing directory"
         )
     if d.source == "cifar10":
+        identity = cifar10_identity(root)
         tx, ty, vx, vy = load_cifar10(root)
-        return _Splits(CIFAR10_CLASSES, (_resize(tx, stored), ty), (_resize(vx, stored), vy))
+        train, val = (_resize(tx, stored), ty), (_resize(vx, stored), vy)
+        return _Splits(CIFAR10_CLASSES, train, val, identity=identity)
     cache = getattr(d, "cache", None)
     if cache:
         cache_format = getattr(d, "cache_format", None) or "raw"
-        return _open_prepared(Path(cache).expanduser(), root, stored, cache_format, d)
+        return _open_prepared(
+            Path(cache).expanduser(), root, stored, cache_format, d, rebuild_missing
+        )
     scan = scan_tree(root, d.val_fraction, seed=0)
     n = len(scan.train.paths) + len(scan.val.paths)
-    ignored = len(scan.ignored)
+    ignored, identity = len(scan.ignored), tree_identity(scan.fingerprint)
     if not _fits_in_memory(d, n, stored):
-        return _Splits(scan.classes, scan.train, scan.val, ignored=ignored)
+        return _Splits(scan.classes, scan.train, scan.val, ignored=ignored, identity=identity)
     workers = max(1, d.workers)
     tx, ty, skipped_train = decode_split(scan.train, stored, d.on_bad_image, workers=workers)
     vx, vy, skipped_val = decode_split(scan.val, stored, d.on_bad_image, workers=workers)
-    return _Splits(scan.classes, (tx, ty), (vx, vy), skipped_train + skipped_val, ignored)
+    skipped = skipped_train + skipped_val
+    return _Splits(scan.classes, (tx, ty), (vx, vy), skipped, ignored, identity=identity)
 
 
-def _open_prepared(cache: Path, root: Path, stored: int, cache_format: str, d: Any) -> _Splits:
+def _open_store(
+    cache: Path,
+    root: Path,
+    split: str,
+    stored: int,
+    cache_format: str,
+    d: Any,
+    rebuild_missing: bool,
+) -> ImageStore:
+    """One split's store in ``cache``; with ``rebuild_missing``, a store that cannot be read
+    there (the cache was emptied or moved without it, an older format) is built from ``root``
+    first."""
+    path = store_dir(cache, split, stored, cache_format)
+    try:
+        return ImageStore.open(path, root=root, stored_size=stored)
+    except DataError as exc:
+        if not rebuild_missing or not root.is_dir():
+            raise
+        reason = str(exc)
+    threads = max(1, torch.get_num_threads())
+    log.warning(
+        "%s: building it here from %s over %d process(es)", reason.split(";")[0], root, threads
+    )
+    built, _ = ensure_store(
+        root,
+        d.val_fraction,
+        split,
+        stored,
+        cache_format,
+        cache.parent,
+        on_bad_image="skip",
+        workers=threads,
+    )
+    return ImageStore.open(built, root=root, stored_size=stored)
+
+
+def _open_prepared(
+    cache: Path, root: Path, stored: int, cache_format: str, d: Any, rebuild_missing: bool
+) -> _Splits:
     """The train and val stores of ``cache`` (a tree directory of the prepared-data cache)."""
-    train, val = (ImageStore.open(store_dir(cache, split, stored, cache_format), root=root,
-                                  stored_size=stored)
-                  for split in ("train", "val"))  # fmt: skip
+    train = _open_store(cache, root, "train", stored, cache_format, d, rebuild_missing)
+    try:
+        val = _open_store(cache, root, "val", stored, cache_format, d, rebuild_missing)
+    except BaseException:
+        train.close()
+        raise
+    identity = store_identity({"train": train.digest, "val": val.digest})
     skipped = train.skipped + val.skipped
     if skipped and d.on_bad_image == "fail":
+        train.close()
+        val.close()
         first = skipped[0]
         raise BadImage(Path(first["path"]), first["reason"])
-    splits = _Splits(train.classes, train, val, [s["path"] for s in skipped],
-                     train.ignored_files, str(cache), train.cache_format)  # fmt: skip
+    splits = _Splits(
+        train.classes,
+        train,
+        val,
+        [s["path"] for s in skipped],
+        train.ignored_files,
+        str(train.path.parent),
+        train.cache_format,
+        identity,
+        [train, val],
+    )
     if _fits_in_memory(d, train.num_images + val.num_images, stored):
         splits.train, splits.val = train.load(d.max_train), val.load(d.max_val)
+        for store in splits.stores:
+            store.close()  # in memory now: the stores may go
+        splits.stores = []
     return splits
 
 
-def build_data(cfg: Any, device: torch.device, rank: int = 0, world_size: int = 1) -> DataBundle:
-    """Build loaders and the batched augmentation for run config ``cfg`` on ``device``."""
-    d, a, t = cfg.data, cfg.augment, cfg.train
+def build_data(
+    cfg: Any,
+    device: torch.device,
+    rank: int = 0,
+    world_size: int = 1,
+    *,
+    expect: DataIdentity = None,
+    rebuild_missing: bool = False,
+) -> DataBundle:
+    """Build loaders and the batched augmentation for run config ``cfg`` on ``device``.
+
+    ``expect``: the data identity the job was planned for (the workflow's); other data is a
+    one-line :class:`DataError`. ``rebuild_missing``: build a prepared store that is missing
+    from the cache instead of failing (the workflow's cells)."""
+    d, t = cfg.data, cfg.train
     stored = effective_stored_size(d.image_size, d.stored_size)
     if t.batch_size % world_size:
         raise DataError(
@@ -152,7 +258,27 @@ def build_data(cfg: Any, device: torch.device, rank: int = 0, world_size: int = 
             "the global batch is split evenly across them, pick a multiple"
         )
     per_rank_batch = t.batch_size // world_size
-    splits = _open_splits(cfg, stored)
+    splits = _open_splits(cfg, stored, rebuild_missing)
+    try:
+        check_data(splits.identity, expect)
+        return _bundle(cfg, device, rank, world_size, splits, stored, per_rank_batch)
+    except BaseException:
+        for store in splits.stores:
+            store.close()
+        raise
+
+
+def _bundle(
+    cfg: Any,
+    device: torch.device,
+    rank: int,
+    world_size: int,
+    splits: _Splits,
+    stored: int,
+    per_rank_batch: int,
+) -> DataBundle:
+    """The loaders over ``splits`` and the augmentation fitted to their training images."""
+    d, a, t = cfg.data, cfg.augment, cfg.train
     train_kw = {"shuffle": True, "drop_last": True, "rank": rank, "world_size": world_size}
     eval_kw = {"shuffle": False, "drop_last": False}
     common = {"device": device, "seed": t.seed}
@@ -171,8 +297,9 @@ def build_data(cfg: Any, device: torch.device, rank: int = 0, world_size: int = 
         clean = spread(n, cfg.eval.train_images)
         train_eval = (
             TensorBatchLoader(tx[clean], ty[clean], eval_batch, **eval_kw, **common)
-            if len(clean) else None
-        )  # fmt: skip
+            if len(clean)
+            else None
+        )
     elif isinstance(splits.train, ImageStore) and isinstance(splits.val, ImageStore):
         store, vstore = splits.train, splits.val
         n = min(store.num_images, d.max_train or store.num_images)
@@ -181,16 +308,30 @@ def build_data(cfg: Any, device: torch.device, rank: int = 0, world_size: int = 
         stats_images = store.read(spread(n, STATS_SAMPLE))
         mapped = {"workers": max(1, d.workers), **common}
         evaluation = {**mapped, "workers": min(4, max(1, d.workers))}  # once an epoch
-        train = MappedBatchLoader(store.reader, store.rows[:n], store.labels[:n], per_rank_batch,
-                                  **train_kw, **mapped)  # fmt: skip
-        val = MappedBatchLoader(vstore.reader, vstore.rows[:n_val], vstore.labels[:n_val],
-                                eval_batch, **eval_kw, **evaluation)  # fmt: skip
+        train = MappedBatchLoader(
+            store.reader, store.rows[:n], store.labels[:n], per_rank_batch, **train_kw, **mapped
+        )
+        val = MappedBatchLoader(
+            vstore.reader,
+            vstore.rows[:n_val],
+            vstore.labels[:n_val],
+            eval_batch,
+            **eval_kw,
+            **evaluation,
+        )
         clean_rows = spread(n, cfg.eval.train_images).numpy()
         train_eval = (
-            MappedBatchLoader(store.reader, store.rows[clean_rows], store.labels[clean_rows],
-                              eval_batch, **eval_kw, **evaluation)
-            if len(clean_rows) else None
-        )  # fmt: skip
+            MappedBatchLoader(
+                store.reader,
+                store.rows[clean_rows],
+                store.labels[clean_rows],
+                eval_batch,
+                **eval_kw,
+                **evaluation,
+            )
+            if len(clean_rows)
+            else None
+        )
     else:
         assert isinstance(splits.train, FolderSplit) and isinstance(splits.val, FolderSplit)
         train_split, val_split = splits.train, splits.val
@@ -203,8 +344,9 @@ def build_data(cfg: Any, device: torch.device, rank: int = 0, world_size: int = 
         train = StreamingLoader(train_split, stored, per_rank_batch, **train_kw, **kw)
         val = StreamingLoader(val_split, stored, eval_batch, **eval_kw, **kw)
         clean_idx = spread(len(train_split.paths), cfg.eval.train_images).tolist()
-        subset = FolderSplit([train_split.paths[i] for i in clean_idx],
-                             [train_split.labels[i] for i in clean_idx])  # fmt: skip
+        subset = FolderSplit(
+            [train_split.paths[i] for i in clean_idx], [train_split.labels[i] for i in clean_idx]
+        )
         train_eval = (
             StreamingLoader(subset, stored, eval_batch, **eval_kw, **kw) if clean_idx else None
         )
@@ -227,6 +369,7 @@ def build_data(cfg: Any, device: torch.device, rank: int = 0, world_size: int = 
         "in_memory": isinstance(train, TensorBatchLoader),
         "prepared_cache": splits.prepared,
         "prepared_format": splits.prepared_format,
+        "identity": splits.identity,
         "ignored_files": splits.ignored,
         "skipped_at_load": splits.skipped,
     }
@@ -238,6 +381,7 @@ def build_data(cfg: Any, device: torch.device, rank: int = 0, world_size: int = 
         num_classes=len(splits.classes),
         info=info,
         calibration=stats_images[:CALIBRATION_IMAGES].cpu(),
+        stores=list(splits.stores),
     )
 
 

@@ -55,6 +55,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     def resolve() -> tuple[RunConfig, dict[str, Any]]:
         base = _json_arg(args.config_json, "--config-json")
+        if args.provenance_json:
+            base = deep_merge(base, _json_arg(args.provenance_json, "--provenance-json"))
         if args.lr_from:
             lr = chosen_lr(Path(args.lr_from), args.activation)
             base = deep_merge(base, {"train": {"lr": lr}})
@@ -113,6 +115,9 @@ def add_figure1_parser(subparsers: Any) -> None:
 
     train = sub.add_parser("train", help="train one seed of one arm into OUT")
     train.add_argument("--config-json", required=True, help="run config (without the seed)")
+    train.add_argument(
+        "--provenance-json", help="the run config's provenance keys (data.root, ...), merged over it"
+    )
     train.add_argument("--seed", type=int, required=True)
     train.add_argument("--out", required=True, help="the run directory (…/seed<N>)")
     train.add_argument(

@@ -20,12 +20,16 @@ rule calibration_train:
         gpu=gpu_resource,
     params:
         run_config=run_config,
+        data=run_data,
+        provenance=run_provenance,
         out=subpath(output.metrics, parent=True),
         on_gpus=config["on_insufficient_gpus"],
         standins=config["cpu_standins"],
-        lock_dir=config["gpu_lock_dir"],
+        lock_dir=lambda wc, input: config["gpu_lock_dir"],
     shell:
-        "alexnet-bench train --config-json {params.run_config:q} --out {params.out}"
+        "alexnet-bench train --config-json {params.run_config:q}"
+        " --provenance-json {params.provenance:q} --expect-data {params.data:q}"
+        " --out {params.out}"
         " --label candidate={wildcards.candidate} --label ablation={wildcards.ablation}"
         " --label seed={wildcards.seed} --gpu-lock-dir {params.lock_dir}"
         " --on-insufficient-gpus {params.on_gpus} --cpu-standins {params.standins} --record-failures"
@@ -52,7 +56,7 @@ rule calibration_report:
     params:
         results=lambda wc, input: results_dir(input.metrics, depth=3),
         out=subpath(output.table, parent=True),
-        study=lambda wc: json.dumps(config),  # candidates in config order
+        study=lambda wc: json.dumps(study_identity(config)),  # candidates in config order
     shell:
         "alexnet-bench calibration-report --results {params.results} --out {params.out}"
         " --study-json {params.study:q} > {log} 2>&1"

@@ -6,19 +6,24 @@ from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
+from alexnet_bench.config import effective_stored_size, split_identity
+from alexnet_bench.data.store.manifest import VERSION as STORE_VERSION, decoder_versions
 from alexnet_bench.errors import BenchError
 from alexnet_bench.figure1.results import final_dir, init_dir, sweep_dir
 from alexnet_bench.figure1.settings import ACTIVATIONS, INIT_RULES, Figure1Settings
 from alexnet_bench.gpu_lock import physical_gpu_count
 from alexnet_bench.reports import output_captions
+from alexnet_bench.identity import store_identity
 from alexnet_bench.study import (
     calibration_cells,
     cells,
     check_study,
     family_ablations,
-    prepared_stores,
+    planned_data_identity,
+    prepared_tree,
     resolve_calibration_run,
     resolve_run,
+    study_identity,
 )
 
 min_version("8.0")
@@ -63,10 +68,51 @@ def cell_config(wildcards):
         raise WorkflowError(str(exc)) from None
 
 
+def _json(value):
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+# A cell's identity is what it computes (alexnet_bench/identity.py): the run config's result
+# keys and the content of its data. Both are params, which Snakemake tracks: a change reruns the
+# cell. Its provenance (data.root, data.cache, the progress interval) reaches the job through a
+# params function that takes `input`: Snakemake counts such params as derived from the input
+# files and does not track them, so moving the data or the cache never reruns a cell.
 def run_config(wildcards):
-    """The validated run config of one cell, as a JSON string for the CLI."""
+    """The result keys of one cell's validated run config, as JSON for the CLI (tracked)."""
+    return _json(split_identity(cell_config(wildcards).to_dict())[0])
+
+
+def run_provenance(wildcards, input):
+    """The provenance keys of one cell's run config, as JSON for the CLI (not tracked)."""
+    return _json(split_identity(cell_config(wildcards).to_dict())[1])
+
+
+def run_data(wildcards):
+    """The content identity of the data the cell reads, as JSON (tracked): the prepared stores'
+    digests, else the source's identity as it is now. A store's digest comes from its token
+    when the token was written for the tree state planned now; otherwise its prepare_data
+    checkpoint must run first, and Snakemake asks again once it has (a rebuild that finds the
+    same pixels reruns nothing)."""
     cfg = cell_config(wildcards)
-    return json.dumps(cfg.to_dict(), sort_keys=True, separators=(",", ":"))
+    stores = [] if "candidate" in wildcards.keys() else cell_stores(cfg)
+    if not stores:
+        return _json(planned_data_identity(cfg))
+    digests = {}
+    for key, split, stored, suffix in stores:
+        path = Path(token_path(key, split, stored, suffix))
+        token = _read_token(path)
+        if token is None or token.get("state") != prepare_state_of(key):
+            checkpoints.prepare_data.get(key=key, split=split, stored=stored, fmt=suffix)
+            token = _read_token(path)
+        digests[split] = token["digest"]
+    return _json(store_identity(digests))
+
+
+def _read_token(path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def run_gpus(wildcards):
@@ -87,64 +133,109 @@ def peak_file(wildcards):
 
 # -- prepared data (rules/prepare.smk) ------------------------------------------------------
 DATA_CACHE = str(config["data_cache_dir"] or "data-cache").rstrip("/")
+PREPARED_TOKENS = "results/.prepared"
 
 
 def _prepared_trees():
-    """tree directory name -> what its prepare_data jobs need (root, split rule, bad-file
-    rule: fail if any cell reading it fails on a bad file)."""
+    """tree key -> the tree as it is now and what its prepare_data jobs need (bad-file rule:
+    fail if any cell reading it fails on a bad file)."""
     trees = {}
     for ablation, seed in cells(config):
-        data = resolve_run(config, PRESET, ablation, seed).raw["data"]
-        if not data.get("cache"):
+        cfg = resolve_run(config, PRESET, ablation, seed)
+        tree = prepared_tree(config, cfg)
+        if tree is None:
             continue
-        tree = trees.setdefault(
-            Path(data["cache"]).name,
-            {
-                "root": data["root"],
-                "val_fraction": data["val_fraction"],
-                "on_bad_image": "skip",
-            },
-        )
-        if data["on_bad_image"] == "fail":
-            tree["on_bad_image"] = "fail"
+        entry = trees.setdefault(tree.key, {"tree": tree, "on_bad_image": "skip"})
+        if cfg.data.on_bad_image == "fail":
+            entry["on_bad_image"] = "fail"
     return trees
 
 
 PREPARED_TREES = _prepared_trees()
-PREPARED_MANIFESTS = sorted(
+
+
+def cell_stores(cfg):
+    """(tree key, split, stored size, format suffix) of every prepared store a run reads."""
+    tree = prepared_tree(config, cfg)
+    if tree is None:
+        return []
+    stored = effective_stored_size(cfg.data.image_size, cfg.data.stored_size)
+    fmt = cfg.raw["data"].get("cache_format") or "raw"
+    suffix = "" if fmt == "raw" else f"-{fmt}"
+    return [(tree.key, split, stored, suffix) for split in ("train", "val")]
+
+
+def token_path(key, split, stored, suffix):
+    return f"{PREPARED_TOKENS}/{key}/{split}-{stored}px{suffix}.json"
+
+
+PREPARED_TOKEN_FILES = sorted(
     {
-        f"{store}/manifest.json"
+        token_path(*store)
         for a, s in cells(config)
-        for store in prepared_stores(resolve_run(config, PRESET, a, s))
+        for store in cell_stores(resolve_run(config, PRESET, a, s))
     }
 )
 
 
-def prepared_tree(tree):
+def prepared_entry(key):
     try:
-        return PREPARED_TREES[tree]
+        return PREPARED_TREES[key]
     except KeyError:
         raise WorkflowError(
-            f"no cell of this study reads the prepared data '{tree}'; "
+            f"no cell of this study reads the prepared data '{key}'; "
             "ask for a training cell or `prepare`"
         ) from None
 
 
-def prepare_on_bad_image(wildcards):
+def prepared_inputs(wildcards):
+    """The cell's tokens, ancient: a token rewritten by a rebuild (or a prepare job that found
+    the store in place) reruns no cell; only a changed digest does (run_data)."""
+    return [ancient(token_path(*store)) for store in cell_stores(cell_config(wildcards))]
+
+
+def prepare_state_of(key):
+    """What decides whether a tree's stores must be (re)built (tracked, location-free): the
+    tree's state (fingerprint: relative paths, sizes and mtimes; the split rule), how bad
+    files are treated, the store format and the decoders. Its token records it."""
+    entry = prepared_entry(key)
+    return _json(
+        {
+            "fingerprint": entry["tree"].fingerprint,
+            "val_fraction": entry["tree"].val_fraction,
+            "on_bad_image": on_bad_image_of(key),
+            "store_version": STORE_VERSION,
+            "decoders": decoder_versions(),
+        }
+    )
+
+
+def prepare_state(wildcards):
+    return prepare_state_of(wildcards.key)
+
+
+def on_bad_image_of(key):
     """How the prepare job treats a corrupt image. With failed_runs: record it skips and lists
     it in the manifest, and each cell reading the store applies its own data.on_bad_image (a
     cell with 'fail' is then recorded as failed, naming the file); with failed_runs: fail the
     build itself fails on it, naming the file."""
     if config["failed_runs"] == "record":
         return "skip"
-    return prepared_tree(wildcards.tree)["on_bad_image"]
+    return prepared_entry(key)["on_bad_image"]
 
 
-def prepared_inputs(wildcards):
-    """The stores a cell reads (ancient: a rebuilt store of the same tree state is the same
-    data, and never retrains a cell)."""
-    stores = prepared_stores(cell_config(wildcards))
-    return [ancient(f"{store}/manifest.json") for store in stores]
+def prepare_on_bad_image(wildcards):
+    return on_bad_image_of(wildcards.key)
+
+
+def prepare_root(wildcards, input):
+    """Where the tree lies now (provenance: not tracked)."""
+    return prepared_entry(wildcards.key)["tree"].root
+
+
+def prepare_cache_dir(wildcards, input):
+    """Where the cache lies now (provenance: not tracked)."""
+    return DATA_CACHE
 
 
 def cell_gpus(ablation, seed):
@@ -228,6 +319,10 @@ except BenchError as exc:
 
 FIG1_REPORTS = "reports/figure1"
 FIG1_SETTINGS = json.dumps(config["figure1"], sort_keys=True, separators=(",", ":"))
+# what decides the figure1 study's results: its settings without the CIFAR-10 copy's location
+FIG1_IDENTITY = _json(
+    {k: v for k, v in config["figure1"].items() if k != "cifar10_root"}
+)
 
 
 wildcard_constraints:
@@ -261,10 +356,12 @@ def figure1_selections():
     return [f"{init_dir(FIG1_RESULTS, init)}/selection.json" for init in FIG1.inits]
 
 
-def figure1_run_config(stage):
-    """Params function: the run config (JSON, without seed) of one sweep point or final arm."""
+def figure1_run_config(stage, part):
+    """Params function: one part (0 = result keys, tracked; 1 = provenance keys, passed by an
+    untracked params function) of the run config (JSON, without seed) of one sweep point or
+    final arm."""
 
-    def params(wildcards):
+    def config_part(wildcards):
         try:
             lr = (
                 FIG1.lr_for(wildcards.init, wildcards.activation, wildcards.lr)
@@ -274,9 +371,11 @@ def figure1_run_config(stage):
             cfg = FIG1.run_config(wildcards.init, wildcards.activation, lr)
         except BenchError as exc:
             raise WorkflowError(str(exc)) from None
-        return json.dumps(cfg, sort_keys=True, separators=(",", ":"))
+        return _json(split_identity(cfg)[part])
 
-    return params
+    if part == 0:
+        return config_part
+    return lambda wildcards, input: config_part(wildcards)
 
 
 FIG1_TRAIN_FLAGS = f"--gpu-lock-dir {config['gpu_lock_dir']}" + (

@@ -26,11 +26,13 @@ rule figure1_sweep:
     resources:
         gpu=1 if USE_GPU_RESOURCE else 0,
     params:
-        run_config=figure1_run_config("sweep"),
+        run_config=figure1_run_config("sweep", 0),
+        provenance=figure1_run_config("sweep", 1),
         out=subpath(output[0], parent=True),
-        flags=FIG1_TRAIN_FLAGS,
+        flags=lambda wc, input: FIG1_TRAIN_FLAGS,
     shell:
         "alexnet-bench figure1 train --config-json {params.run_config:q}"
+        " --provenance-json {params.provenance:q}"
         " --seed {wildcards.seed} --out {params.out} {params.flags}"
         " --label study=figure1 --label stage=sweep --label init={wildcards.init}"
         " --label activation={wildcards.activation}"
@@ -50,7 +52,8 @@ rule figure1_select:
     conda:
         "../envs/alexnet-bench.yaml"
     params:
-        settings=FIG1_SETTINGS,
+        identity=FIG1_IDENTITY,
+        settings=lambda wc, input: FIG1_SETTINGS,
         results=subpath(output.selection, ancestor=2),
     shell:
         "alexnet-bench figure1 select --settings-json {params.settings:q}"
@@ -72,11 +75,13 @@ rule figure1_final:
     resources:
         gpu=1 if USE_GPU_RESOURCE else 0,
     params:
-        run_config=figure1_run_config("final"),
+        run_config=figure1_run_config("final", 0),
+        provenance=figure1_run_config("final", 1),
         out=subpath(output[0], parent=True),
-        flags=FIG1_TRAIN_FLAGS,
+        flags=lambda wc, input: FIG1_TRAIN_FLAGS,
     shell:
         "alexnet-bench figure1 train --config-json {params.run_config:q}"
+        " --provenance-json {params.provenance:q}"
         " --lr-from {input.selection} --activation {wildcards.activation}"
         " --seed {wildcards.seed} --out {params.out} {params.flags}"
         " --label study=figure1 --label stage=final --label init={wildcards.init}"
@@ -105,7 +110,8 @@ rule figure1_summary:
     conda:
         "../envs/alexnet-bench.yaml"
     params:
-        settings=FIG1_SETTINGS,
+        identity=FIG1_IDENTITY,
+        settings=lambda wc, input: FIG1_SETTINGS,
         results=subpath(output.summary, parent=True),
         out=subpath(output.figure, parent=True),
     shell:

@@ -35,7 +35,7 @@ rule report:
     params:
         results=lambda wc, input: results_dir(input.metrics),
         out=subpath(output.html, parent=True),
-        study=lambda wc: json.dumps(config, sort_keys=True),
+        study=lambda wc: json.dumps(study_identity(config), sort_keys=True),
         captions=output_captions(),
         figure1=FIG1_RESULTS,
         # not an input (the default target never runs figure1); its summary's hash reruns the

@@ -19,15 +19,19 @@ rule train:
         gpu=gpu_resource,
     params:
         run_config=run_config,
+        data=run_data,
+        provenance=run_provenance,
         out=subpath(output.metrics, parent=True),
         record=lambda wc: (
             "--record-failures" if config["failed_runs"] == "record" else ""
         ),
         on_gpus=config["on_insufficient_gpus"],
         standins=config["cpu_standins"],
-        lock_dir=config["gpu_lock_dir"],
+        lock_dir=lambda wc, input: config["gpu_lock_dir"],
     shell:
-        "alexnet-bench train --config-json {params.run_config:q} --out {params.out}"
+        "alexnet-bench train --config-json {params.run_config:q}"
+        " --provenance-json {params.provenance:q} --expect-data {params.data:q}"
+        " --rebuild-missing-data --out {params.out}"
         " --label preset={wildcards.preset} --label ablation={wildcards.ablation}"
         " --label seed={wildcards.seed} --gpu-lock-dir {params.lock_dir}"
         " --on-insufficient-gpus {params.on_gpus} --cpu-standins {params.standins} {params.record}"

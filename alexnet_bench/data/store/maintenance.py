@@ -1,0 +1,265 @@
+"""Keeping a shared cache tidy: what is superseded or left over, and removing it safely.
+
+A store is *superseded* when a store of the same tree (same source root), split rule, split,
+stored size and encoding was built later from another state of the tree. It is removed only when
+no job holds its lease (:mod:`.locks`): a build that supersedes a store in use marks it, and the
+last reader removes it when it closes it; ``alexnet-bench data-gc`` finds the rest. *Leftovers*
+are the temporary directories of builds that did not finish, stores moved aside by a rebuild,
+lock files nobody holds and empty tree directories.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ...errors import DataError
+from ...io import human_bytes
+from . import locks
+from .manifest import LEASE, SUPERSEDED, read_manifest
+
+log = logging.getLogger(__name__)
+
+_MOVED_ASIDE = (".replaced-", ".deleting-")
+
+
+def _group(manifest: dict[str, Any]) -> tuple[Any, ...]:
+    """What two stores must share for one to supersede the other."""
+    images = manifest.get("images") or {}
+    return (
+        manifest.get("source_root"),
+        manifest.get("layout"),
+        manifest.get("val_fraction"),
+        manifest.get("split"),
+        manifest.get("stored_size"),
+        images.get("encoding"),
+        images.get("quality"),
+    )
+
+
+def remove_store(path: Path) -> bool:
+    """Remove the store at ``path`` unless a job reads it (then mark it superseded, for the
+    last reader to remove). True when it was removed."""
+    lease = path / LEASE
+    fd = locks.try_exclusive(lease)
+    if fd is None and lease.exists():
+        with contextlib.suppress(OSError):
+            (path / SUPERSEDED).touch()
+        return False
+    try:
+        aside = path.with_name(f".{path.name.lstrip('.')}.deleting-{os.getpid()}")
+        try:
+            os.rename(path, aside)  # new readers no longer find it
+        except FileNotFoundError:
+            return False
+        shutil.rmtree(aside, ignore_errors=True)
+    finally:
+        if fd is not None:
+            locks.release(fd)
+    _remove_if_empty(path.parent)
+    return True
+
+
+def remove_if_superseded(path: Path) -> None:
+    """After a reader closed ``path``: remove it if a newer build marked it superseded."""
+    if (path / SUPERSEDED).exists() and remove_store(path):
+        log.info("removed %s: superseded by a newer build while this job read it", path)
+
+
+def _remove_if_empty(tree: Path) -> None:
+    with contextlib.suppress(OSError):
+        tree.rmdir()  # only if no store, build or lock file is left in it
+
+
+def _stores(cache_dir: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Every complete store of the cache (``<cache>/<tree>/<store>``)."""
+    if not cache_dir.is_dir():
+        return
+    for tree in sorted(p for p in cache_dir.iterdir() if p.is_dir()):
+        for store in sorted(p for p in tree.iterdir() if p.is_dir()):
+            manifest = read_manifest(store)
+            if manifest is not None and not store.name.startswith("."):
+                yield store, manifest
+
+
+def remove_superseded_by(dest: Path, manifest: dict[str, Any]) -> None:
+    """After building ``dest``: remove the stores of older states of the same tree in the same
+    cache (those in use are marked, and removed by their last reader)."""
+    group = _group(manifest)
+    for store, other in _stores(dest.parent.parent):
+        if store == dest or _group(other) != group:
+            continue
+        if other.get("fingerprint") == manifest.get("fingerprint"):
+            continue
+        if remove_store(store):
+            log.warning(
+                "removed %s: superseded by %s (a newer state of %s)",
+                store,
+                dest,
+                manifest["source_root"],
+            )
+        else:
+            log.warning(
+                "kept %s while a job reads it (superseded by %s): its last reader removes it",
+                store,
+                dest,
+            )
+
+
+@dataclass(frozen=True)
+class Garbage:
+    """One thing ``data-gc`` would remove."""
+
+    path: Path
+    why: str
+    bytes: int
+    in_use: bool = False
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    total = 0
+    for base, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.stat(os.path.join(base, name)).st_size
+    return total
+
+
+def find_garbage(cache_dir: str | Path) -> list[Garbage]:
+    """Superseded stores and leftovers of the cache at ``cache_dir`` (nothing is removed)."""
+    cache = Path(cache_dir)
+    found: list[Garbage] = []
+    newest: dict[tuple[Any, ...], tuple[str, Path, dict[str, Any]]] = {}
+    stores = list(_stores(cache))
+    for store, manifest in stores:
+        built = str((manifest.get("build") or {}).get("finished_utc", ""))
+        key = _group(manifest)
+        if key not in newest or built > newest[key][0]:
+            newest[key] = (built, store, manifest)
+    for store, manifest in stores:
+        _, winner, latest = newest[_group(manifest)]
+        if store != winner and manifest.get("fingerprint") != latest.get("fingerprint"):
+            why = f"superseded by {winner} (a newer build of {manifest.get('source_root')})"
+        elif (store / SUPERSEDED).exists():
+            why = "superseded by a newer build while a job read it"
+        else:
+            continue
+        found.append(Garbage(store, why, _size(store), locks.is_held(store / LEASE)))
+    if cache.is_dir():
+        for tree in sorted(p for p in cache.iterdir() if p.is_dir()):
+            found.extend(_leftovers(tree))
+    return found
+
+
+def _leftovers(tree: Path) -> Iterator[Garbage]:
+    entries = sorted(tree.iterdir())
+    for entry in entries:
+        name = entry.name
+        if entry.is_dir() and ".tmp-" in name:
+            lock = tree / f".{name.split('.tmp-')[0]}.build.lock"
+            if not locks.is_held(lock):
+                yield Garbage(entry, "left by a build that did not finish", _size(entry))
+        elif entry.is_dir() and any(mark in name for mark in _MOVED_ASIDE):
+            held = locks.is_held(entry / LEASE)
+            yield Garbage(entry, "an older store moved aside by a rebuild", _size(entry), held)
+        elif entry.is_file() and name.endswith(".lock") and not locks.is_held(entry):
+            yield Garbage(entry, "a lock file nobody holds", 0)
+    if not entries:
+        yield Garbage(tree, "an empty tree directory", 0)
+
+
+def collect_garbage(cache_dir: str | Path, *, delete: bool) -> tuple[list[Garbage], int]:
+    """What ``data-gc`` finds; with ``delete``, remove every item not in use. Returns the items
+    and the bytes freed."""
+    if not Path(cache_dir).is_dir():
+        raise DataError(
+            f"prepared-data cache '{cache_dir}' does not exist; pass --cache-dir (the "
+            "study's data_cache_dir)"
+        )
+    items = find_garbage(cache_dir)
+    freed = 0
+    if not delete:
+        return items, sum(g.bytes for g in items if not g.in_use)
+    for item in items:
+        if item.in_use:
+            continue
+        if item.path.is_file():
+            fd = locks.try_exclusive(item.path)
+            if fd is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(item.path)
+                locks.release(fd)
+        elif item.why == "an empty tree directory":
+            _remove_if_empty(item.path)
+        elif not remove_store(item.path):
+            continue
+        freed += item.bytes
+    for tree in {g.path.parent for g in items} | {g.path for g in items if g.path.is_dir()}:
+        if tree.parent == Path(cache_dir):
+            _remove_if_empty(tree)
+    return items, freed
+
+
+def garbage_report(items: list[Garbage], freed: int, *, deleted: bool) -> str:
+    """The lines ``data-gc`` prints."""
+    if not items:
+        return "nothing to remove: no superseded store and no leftover"
+    lines = [
+        f"{'' if deleted else 'would remove '}{g.path}: {g.why}, {human_bytes(g.bytes)}"
+        + (" (in use by a running job: kept)" if g.in_use else "")
+        for g in items
+    ]
+    verb = "freed" if deleted else "would free"
+    lines.append(f"{verb} {human_bytes(freed)}" + ("" if deleted else "; pass --delete to remove"))
+    return "\n".join(lines)
+
+
+def describe(path: str | Path) -> str:
+    """What a store (or every store of a tree directory) holds, for ``alexnet-bench data-info``."""
+    path = Path(path)
+    if read_manifest(path) is not None:
+        stores = [path]
+    elif path.is_dir():
+        stores = sorted(p for p in path.iterdir() if p.is_dir() and read_manifest(p) is not None)
+    else:
+        stores = []
+    if not stores:
+        raise DataError(
+            f"'{path}' holds no prepared data (no manifest.json of a complete build); "
+            "pass a store (<cache>/<tree>/<split>-<S>px) or its tree directory"
+        )
+    return "\n\n".join(_describe_one(p, read_manifest(p) or {}) for p in stores)
+
+
+def _describe_one(path: Path, m: dict[str, Any]) -> str:
+    build, skipped = m["build"], m["skipped"]
+    split_rule = f", val_fraction {m['val_fraction']}" if m["val_fraction"] is not None else ""
+    encoding = (
+        "uint8 " if m["images"]["encoding"] == "raw" else f"JPEG quality {m['images']['quality']}, "
+    )
+    lines = [
+        f"{path}",
+        f"  source      {m['source_root']} ({m['layout']}{split_rule}), split {m['split']}",
+        f"  images      {m['num_images']:,} of {m['num_files']:,} files, {len(m['classes'])} "
+        f"classes, {m['stored_size']} px ({m['resize']})",
+        f"  on disk     {human_bytes(m['images']['bytes'])} ({m['images']['file']}: {encoding}"
+        f"{' x '.join(map(str, m['images']['shape']))})",
+        f"  built       {build['finished_utc']} on {build['host']}: {build['seconds']} s, "
+        f"{build['images_per_s']:,} images/s over {build['workers']} worker(s)",
+        "  decoders    " + ", ".join(f"{k} {v}" for k, v in m["decoders"].items() if v),
+        f"  fingerprint {m['fingerprint']}",
+        f"  digest      {m.get('digest', '(none: format version 1)')}",
+        f"  skipped     {len(skipped)} bad file(s)"
+        + "".join(f"\n    {s['path']}: {s['reason']}" for s in skipped[:10])
+        + (f"\n    ... and {len(skipped) - 10} more" if len(skipped) > 10 else ""),
+        f"  ignored     {m['ignored']['count']} non-image file(s) in the tree",
+    ]
+    return "\n".join(lines)
