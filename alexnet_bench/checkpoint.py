@@ -166,7 +166,10 @@ def load_latest(
 
 
 def save_final_weights(
-    out_dir: Path, model: dict[str, Any], config: dict[str, Any], identity: dict[str, Any],
+    out_dir: Path,
+    model: dict[str, Any],
+    config: dict[str, Any],
+    identity: dict[str, Any],
     epoch: int,
 ) -> Path:
     """Write the final weights (CPU tensors, no optimiser state) to ``model_final.pt`` atomically.

@@ -96,7 +96,9 @@ def load_run_config(args: argparse.Namespace) -> tuple[RunConfig, dict[str, Any]
     if args.config_json:
         data = deep_merge(data, _json_object(args.config_json, "--config-json"))
     if args.provenance_json:
-        data = deep_merge(data, _provenance(_json_object(args.provenance_json, "--provenance-json")))
+        data = deep_merge(
+            data, _provenance(_json_object(args.provenance_json, "--provenance-json"))
+        )
     for text in args.set or []:
         data = deep_merge(data, parse_override(text))
     if args.seed is not None:

@@ -72,8 +72,9 @@ class PreparedTree:
 def _prepared_tree(cache_dir: str, root: str, val_fraction: float) -> PreparedTree:
     """``root`` as it is now (one scan per process)."""
     scan = scan_tree(root, val_fraction)
-    return PreparedTree(scan.key[:16], root, val_fraction, scan.fingerprint,
-                        str(tree_dir(cache_dir, scan)))  # fmt: skip
+    return PreparedTree(
+        scan.key[:16], root, val_fraction, scan.fingerprint, str(tree_dir(cache_dir, scan))
+    )
 
 
 def prepared_tree(study: dict[str, Any], cfg: RunConfig) -> PreparedTree | None:

@@ -153,7 +153,11 @@ def build_run_model(
 
 
 def restore_state(
-    out_dir: Path, cfg: RunConfig, identity: dict[str, Any], model: nn.Module, optimizer: Any,
+    out_dir: Path,
+    cfg: RunConfig,
+    identity: dict[str, Any],
+    model: nn.Module,
+    optimizer: Any,
     scheduler: Any,
 ) -> RunState:
     """The state of the last complete epoch of this run (``identity``: its config and data) in
@@ -179,7 +183,11 @@ def restore_state(
 
 
 def save_state(
-    out_dir: Path, identity: dict[str, Any], state: RunState, model: nn.Module, optimizer: Any,
+    out_dir: Path,
+    identity: dict[str, Any],
+    state: RunState,
+    model: nn.Module,
+    optimizer: Any,
     scheduler: Any,
 ) -> None:
     """Checkpoint the epoch just completed (atomically, keeping one previous generation)."""
@@ -276,9 +284,13 @@ class Trainer:
         self.device = prepare_device(cfg, self.dist)
         options = data_options or DataOptions()
         self.data: DataBundle = build_data(
-            cfg, self.device, self.dist.rank, self.dist.world_size,
-            expect=options.expect, rebuild_missing=options.rebuild_missing,
-        )  # fmt: skip
+            cfg,
+            self.device,
+            self.dist.rank,
+            self.dist.world_size,
+            expect=options.expect,
+            rebuild_missing=options.rebuild_missing,
+        )
         #: what this run computes: its config hash and data identity (identity.py)
         self.identity = identity_record(cfg, self.data.info.get("identity"))
         self.compile_status = "off"
@@ -647,9 +659,12 @@ def _train_and_record(
         keep = cfg.train.keep_checkpoint if finished else "all"
         if keep == "final":
             save_final_weights(
-                out_dir, trainer.model.state_dict(), cfg.to_dict(), trainer.identity,
+                out_dir,
+                trainer.model.state_dict(),
+                cfg.to_dict(),
+                trainer.identity,
                 result.epochs_completed,
-            )  # fmt: skip
+            )
         write_history(out_dir / "history.csv", result.history)
         write_metrics(out_dir / "metrics.json", metrics)
         if keep != "all":  # after metrics.json: a completed run is never resumed

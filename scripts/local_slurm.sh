@@ -4,7 +4,8 @@
 #   scripts/local_slurm.sh start    # munged, slurmctld and slurmd, ready in seconds
 #   eval "$(scripts/local_slurm.sh env)"   # SLURM_CONF and PATH for sbatch, squeue, snakemake
 #   scripts/local_slurm.sh status   # the daemons' PIDs, sinfo and squeue
-#   scripts/local_slurm.sh stop     # stops the daemons this script started (by PID), deletes DIR
+#   scripts/local_slurm.sh stop     # cancels its jobs, waits for their processes, stops the
+#                                   # daemons this script started (by PID), deletes DIR
 #
 # Needs the Debian/Ubuntu packages slurmctld, slurmd, slurm-client and munge
 # (apt-get install --no-install-recommends slurmctld slurmd slurm-client munge); run as root
@@ -221,7 +222,56 @@ stop_daemons() {
     fi
 }
 
+# PIDs of this cluster's job steps (slurmstepd with its working directory or a file in DIR)
+# and of every process they started.
+job_pids() {
+    local pid link steps=() queue=() all=() child
+    for pid in $(pgrep -x slurmstepd 2>/dev/null || true); do
+        for link in /proc/$pid/cwd /proc/$pid/fd/*; do
+            if [[ $(readlink "$link" 2>/dev/null) == "$DIR"/* ]]; then
+                steps+=("$pid")
+                break
+            fi
+        done
+    done
+    queue=("${steps[@]}")
+    while ((${#queue[@]})); do
+        pid=${queue[0]}
+        queue=("${queue[@]:1}")
+        all+=("$pid")
+        for child in $(pgrep -P "$pid" 2>/dev/null || true); do queue+=("$child"); done
+    done
+    echo "${all[@]}"
+}
+
+# Cancel every job of this cluster and wait until no process of any job is left: slurmstepd
+# and the job's processes do not stop with slurmd, so stopping the daemons alone would leave
+# them running (and writing) after the cluster is gone.
+stop_jobs() {
+    local ids pids deadline
+    if running_pid slurmctld >/dev/null; then
+        ids=$(SLURM_CONF=$CONF squeue -h -o %i 2>/dev/null || true)
+        if [[ -n $ids ]]; then
+            # shellcheck disable=SC2086
+            SLURM_CONF=$CONF scancel $ids 2>/dev/null || true
+        fi
+    fi
+    # scancel sends SIGTERM and SIGKILL after KillWait (10 s); give that its time, then kill
+    deadline=$((SECONDS + 30))
+    while pids=$(job_pids) && [[ -n $pids ]] && ((SECONDS < deadline)); do
+        sleep 0.2
+    done
+    if [[ -n $pids ]]; then
+        # shellcheck disable=SC2086
+        kill -KILL $pids 2>/dev/null || true
+        deadline=$((SECONDS + 10))
+        while pids=$(job_pids) && [[ -n $pids ]] && ((SECONDS < deadline)); do sleep 0.1; done
+        [[ -z $pids ]] || echo "local_slurm: job processes $pids did not stop" >&2
+    fi
+}
+
 stop() {
+    stop_jobs
     stop_daemons
     if [[ ${1:-} != --keep ]] && ours; then
         rm -rf "$DIR"

@@ -7,10 +7,10 @@ from __future__ import annotations
 import errno
 import json
 import os
+import select
 import shlex
 import shutil
 import signal
-import select
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +38,7 @@ from alexnet_bench.imagefolder import scan_tree, store_dir, tree_dir
 from alexnet_bench.train import Trainer, run_training
 
 from .conftest import fit_killed_in_epoch, tiny_run
+from .helpers import job_counts, snakemake
 
 CPU = torch.device("cpu")
 STORED = 36
@@ -422,7 +423,9 @@ def test_a_store_of_another_size_or_data_is_refused(image_folder: Path, tmp_path
     with pytest.raises(DataError, match="holds 36 px images, the run needs data.stored_size 40"):
         ImageStore.open(dest, stored_size=40)
     run = folder_run(image_folder, tree)
-    with pytest.raises(DataError, match=r"not the data it was planned for \(train \w{12} \(planned 000000000000\)"):
+    with pytest.raises(
+        DataError, match=r"not the data it was planned for \(train \w{12} \(planned 000000000000\)"
+    ):
         build_data(RunConfig(run), CPU, expect={"kind": "store", "train": "0" * 64, "val": "1"})
     with pytest.raises(DataError, match="no prepared data at"):
         build_data(RunConfig(folder_run(image_folder, tmp_path / "elsewhere")), CPU)
@@ -478,8 +481,6 @@ def folder_study(root: Path) -> list[str]:
 def test_workflow_prepares_each_split_once_and_rebuilds_on_a_changed_tree(
     image_folder: Path, tmp_path: Path
 ) -> None:
-    from .test_workflow import job_counts, snakemake
-
     workdir = tmp_path / "study"
     workdir.mkdir()
     shutil.copy(Path(__file__).resolve().parents[1] / "config.yaml", workdir / "config.yaml")

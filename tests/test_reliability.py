@@ -14,8 +14,6 @@ depends on how fast the machine is.
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import json
 import os
 import shutil
@@ -28,11 +26,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image
 
 from alexnet_bench.checkpoint import CHECKPOINT, PREVIOUS, load_latest, save_checkpoint
 from alexnet_bench.cli import main
@@ -44,97 +40,28 @@ from alexnet_bench.reports import build_report
 from alexnet_bench.study import resolve_run
 from alexnet_bench.train import Trainer, run_training
 
-from .conftest import REPO, tiny_run
+from .conftest import tiny_run
+from .helpers import (
+    checkpoint_epoch,
+    image_dir,
+    metric_rows,
+    metrics_of,
+    progress_lines,
+    read_history,
+    release,
+    snakemake_cmd,
+    snapshot,
+    stop,
+    study_dir,
+    train_cmd,
+    wait_for_hold,
+    with_faults,
+)
 
-FAULTINJECT = REPO / "tests" / "faultinject"
 FAKE_GPU = "GPU-fault-injection"  # a CUDA_VISIBLE_DEVICES entry no GPU has: torch sees no CUDA
-METRIC_COLUMNS = ("epoch", "train_loss", "train_top1_error", "val_loss", "val_top1_error",
-                  "val_top5_error", "lr")  # fmt: skip
 
 
 # ------------------------------------------------------------------------------ helpers
-
-
-def with_faults(
-    env: dict[str, str], progress: Path, hold_at: tuple[int, int] | None = None
-) -> dict[str, str]:
-    """``env`` with the fault injector active: step log in ``progress``; with ``hold_at``
-    (epoch, step), every process stops before that step until :func:`release` is called."""
-    faults = {
-        **env,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(FAULTINJECT), env.get("PYTHONPATH")])),
-        "FAULT_PROGRESS": str(progress),
-    }
-    if hold_at is not None:
-        faults["FAULT_HOLD_AT"] = f"{hold_at[0]}:{hold_at[1]}"
-        faults["FAULT_RELEASE"] = str(release_file(progress))
-    return faults
-
-
-def progress_lines(progress: Path) -> list[tuple[int, int, int, int]]:
-    """(pid, rank, epoch, step) of every step logged so far."""
-    if not progress.exists():
-        return []
-    rows = [line.split() for line in progress.read_text().splitlines()]
-    return [
-        (int(p), int(r), int(e), int(s)) for p, r, e, s in (row for row in rows if len(row) == 4)
-    ]
-
-
-def held_lines(progress: Path) -> list[tuple[int, int, int, int]]:
-    """(pid, rank, epoch, step) of every process now held before ``step`` of ``epoch``."""
-    if not progress.exists():
-        return []
-    rows = [line.split() for line in progress.read_text().splitlines()]
-    return [(int(p), int(r), int(e), int(s)) for p, r, e, s, _ in
-            (row for row in rows if len(row) == 5 and row[4] == "held")]  # fmt: skip
-
-
-def wait_for_hold(
-    progress: Path, proc: subprocess.Popen, ranks: int = 1, timeout: float = 300
-) -> set[int]:
-    """Block until ``ranks`` processes are held (so they stay mid-epoch until released or
-    killed); return the pids of every process that logged a step or a hold."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if len({r for _, r, _, _ in held_lines(progress)}) >= ranks:
-            return {p for p, _, _, _ in progress_lines(progress) + held_lines(progress)}
-        if proc.poll() is not None:
-            pytest.fail(f"job ended (status {proc.returncode}) before it reached its hold")
-        time.sleep(0.02)
-    pytest.fail(f"no process reached its hold within {timeout}s")
-
-
-def release_file(progress: Path) -> Path:
-    return progress.with_name(progress.name + ".release")
-
-
-def release(progress: Path) -> None:
-    """Let every process held by ``with_faults(..., hold_at=...)`` go on."""
-    release_file(progress).touch()
-
-
-def train_cmd(out: Path, cfg: dict, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "alexnet_bench.cli", "train", "--out", str(out),
-            "--config-json", json.dumps(cfg), *extra]  # fmt: skip
-
-
-def checkpoint_epoch(path: Path) -> int:
-    return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
-
-
-def read_history(out: Path) -> list[dict[str, str]]:
-    with open(out / "history.csv") as fh:
-        return list(csv.DictReader(fh))
-
-
-def metric_rows(out: Path) -> list[tuple[str, ...]]:
-    """The history's metric columns as written (string equality = bitwise float equality)."""
-    return [tuple(row[c] for c in METRIC_COLUMNS) for row in read_history(out)]
-
-
-def metrics_of(out: Path) -> dict[str, Any]:
-    return json.loads((out / "metrics.json").read_text())
 
 
 def lock_is_free(lock_dir: Path, pool: list[str]) -> bool:
@@ -143,21 +70,6 @@ def lock_is_free(lock_dir: Path, pool: list[str]) -> bool:
     except DeviceError:
         return False
     return True
-
-
-def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
-    """Bytes and mtime of every file under ``root`` (to prove results are untouched)."""
-    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns)
-            for p in sorted(root.rglob("*")) if p.is_file()}  # fmt: skip
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """Kill a test's process group (started with start_new_session) and all it left running."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(30)
 
 
 @pytest.fixture(scope="module")
@@ -611,28 +523,15 @@ def test_divergence_records_epoch_and_last_finite_metrics_and_report_shows_it(
 # ----------------------------------------------------------------- bad inputs (CLI)
 
 
-def _image_dir(root: Path, classes: int, per_class: int = 4, corrupt: bool = False) -> Path:
-    rng = np.random.default_rng(0)
-    for c in range(classes):
-        (root / f"class{c}").mkdir(parents=True)
-        for i in range(per_class):
-            arr = rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)
-            Image.fromarray(arr).save(root / f"class{c}" / f"{i}.png")
-    if corrupt:
-        (root / "class0" / "broken.jpg").write_bytes(b"not an image at all")
-    root.mkdir(parents=True, exist_ok=True)
-    return root
-
-
 def _folder(kind: str) -> Any:
     def make(tmp: Path) -> list[str]:
         root = tmp / f"data-{kind}"
         if kind == "empty":
             root.mkdir()
         elif kind == "one_class":
-            _image_dir(root, classes=1)
+            image_dir(root, classes=1)
         elif kind == "corrupt":
-            _image_dir(root, classes=2, corrupt=True)
+            image_dir(root, classes=2, corrupt=True)
         return ["--set", "data.source=imagefolder", "--set", f"data.root={root}",
                 "--set", "train.batch_size=2"]  # fmt: skip
 
@@ -702,7 +601,7 @@ def test_bad_input_is_one_line_before_training_and_results_stay_untouched(
 def test_corrupt_image_skipped_and_counted_in_metrics(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root = _image_dir(tmp_path / "data", classes=3, per_class=6, corrupt=True)
+    root = image_dir(tmp_path / "data", classes=3, per_class=6, corrupt=True)
     cfg = tiny_run(data={"source": "imagefolder", "root": str(root), "on_bad_image": "skip"},
                    train={"epochs": 1, "batch_size": 4})  # fmt: skip
     out = tmp_path / "out"
@@ -715,28 +614,6 @@ def test_corrupt_image_skipped_and_counted_in_metrics(
 
 
 # ------------------------------------------------------------------ Snakemake workflows
-
-
-def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
-            "--directory", str(workdir), *args]  # fmt: skip
-
-
-def study_dir(tmp_path: Path, **changes: Any) -> Path:
-    """A workdir whose config.yaml is the repository's with ``changes`` applied."""
-    study = yaml.safe_load((REPO / "config.yaml").read_text())
-    defs = changes.pop("ablation_defs", {})
-    run = changes.pop("run", {})
-    study.update({"preset": "tiny", "seeds": [0], "ablations": ["baseline"], **changes})
-    study["ablation_defs"].update(defs)
-    # These tests are about the workflow's mechanics: tiny runs this short may stay at chance,
-    # which the 'collapsed' status would flag (tests/test_study_science.py tests that status).
-    run.setdefault("train", {}).setdefault("collapse_check", False)
-    study["run"] = run
-    workdir = tmp_path / "study"
-    workdir.mkdir()
-    (workdir / "config.yaml").write_text(yaml.safe_dump(study, sort_keys=False))
-    return workdir
 
 
 def locks_of(workdir: Path) -> list[str]:
@@ -864,7 +741,7 @@ def _fake_results(workdir: Path) -> Path:
 
 
 def _one_class_dir(workdir: Path) -> list[str]:
-    root = _image_dir(workdir / "one-class", classes=1)
+    root = image_dir(workdir / "one-class", classes=1)
     return ["--config", "preset=imagenet", f"run={{data: {{root: {root}}}}}"]
 
 

@@ -11,7 +11,7 @@ from alexnet_bench.train import run_training
 from tests.fixtures_reports import STUDY, build_study_results
 
 from .conftest import tiny_run
-from .test_workflow import job_counts, snakemake
+from .helpers import job_counts, snakemake
 
 
 def test_report_computes_speedup_and_efficiency_from_the_runs(tmp_path: Path) -> None:

@@ -25,8 +25,10 @@ from __future__ import annotations
 import csv
 import os
 import re
+import select
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -44,10 +46,10 @@ from alexnet_bench.telemetry.peak import write_cpu_peaks
 from alexnet_bench.train import run_training
 
 from .conftest import REPO
-from .test_reliability import (
-    _image_dir,
+from .helpers import (
     checkpoint_epoch,
     held_lines,
+    image_dir,
     metric_rows,
     metrics_of,
     read_history,
@@ -153,17 +155,10 @@ def cluster(
     cluster = Cluster(env, state, submissions)
     try:
         yield cluster
-    finally:
-        # no job may outlive the cluster (slurmstepd does not stop with slurmd)
-        cluster.run("scancel", "--user", "root")
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            queue = cluster.run("squeue", "--noheader", "--states=RUNNING,COMPLETING,PENDING")
-            if queue.returncode != 0 or not queue.stdout.strip():
-                break
-            time.sleep(0.5)
-        stopped = subprocess.run(["bash", str(SCRIPT), "stop"], env=env, capture_output=True,
-                                 text=True, timeout=120)  # fmt: skip
+    finally:  # `stop` cancels the jobs and waits for their processes (the script's job)
+        stopped = subprocess.run(
+            ["bash", str(SCRIPT), "stop"], env=env, capture_output=True, text=True, timeout=120
+        )
         assert stopped.returncode == 0, stopped.stderr
         assert not state.exists()
 
@@ -260,7 +255,7 @@ def study(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Study:
     the test holds the shared lock files of GPUs 0-3, as jobs on other nodes whose GPUs carry
     the same numbers would."""
     tmp = tmp_path_factory.mktemp("slurm-study")
-    root = _image_dir(tmp / "bad-data", classes=3, per_class=6, corrupt=True)
+    root = image_dir(tmp / "bad-data", classes=3, per_class=6, corrupt=True)
     bad = {**BAD_DATA, "overrides": {"data": {"source": "imagefolder", "root": str(root),
                                               "on_bad_image": "fail"}}}  # fmt: skip
     workdir = study_dir(tmp, ablations=list(CELLS), ablation_defs={"bad_data": bad})
@@ -451,3 +446,48 @@ def test_the_shipped_profile_asks_sbatch_for_its_limits_and_a_refusal_ends_the_r
     assert (option(args, "-t"), option(args, "--mem")) == ("720", "32000")
     assert option(args, "--cpus-per-task") == "8"
     assert "SLURM sbatch failed" in log and "invalid partition" in log.lower(), log[-4000:]
+
+
+def test_stop_cancels_the_jobs_and_waits_for_their_processes(
+    tmp_path: Path, proc_env: dict[str, str]
+) -> None:
+    """`local_slurm.sh stop` with a job running: the job's processes (slurmstepd and what it
+    started) are gone when it returns, not left running after the cluster."""
+    reason = _slurm_missing()
+    if reason:
+        pytest.skip(reason)
+    state = Path(tempfile.mkdtemp(prefix="slurm-", dir="/tmp")) / "c"  # socket paths: < 108
+    env = {**proc_env, "LOCAL_SLURM_DIR": str(state), "LOCAL_SLURM_GPUS": "0"}
+    started = subprocess.run(
+        ["bash", str(SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        for line in started.stdout.splitlines():
+            if line.startswith("export "):
+                key, value = line.removeprefix("export ").split("=", 1)
+                env[key] = value.replace("$PATH", env["PATH"])
+        fifo = tmp_path / "job-started"
+        os.mkfifo(fifo)
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        wrap = f"echo $$ > {fifo}; exec sleep 600"
+        submitted = subprocess.run(
+            ["sbatch", "-o", str(tmp_path / "job.out"), "--wrap", wrap],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert submitted.returncode == 0, submitted.stderr
+        ready, _, _ = select.select([reader], [], [], 120)  # the job writes its PID when it runs
+        assert ready, f"the job never ran: {(state / 'log' / 'slurmd.log').read_text()[-2000:]}"
+        job_pid = int(os.read(reader, 64))
+        os.close(reader)
+        assert Path(f"/proc/{job_pid}").exists()
+    finally:
+        stopped = subprocess.run(
+            ["bash", str(SCRIPT), "stop"], env=env, capture_output=True, text=True, timeout=120
+        )
+    assert stopped.returncode == 0, stopped.stderr
+    assert not Path(f"/proc/{job_pid}").exists(), "the job's process outlived the cluster"
+    assert not state.exists()

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import re
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -14,37 +10,10 @@ import pytest
 import yaml
 
 from .conftest import REPO
+from .helpers import job_counts, snakemake
 
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 STUDY = yaml.safe_load((REPO / "config.yaml").read_text())
 EXPECTED_CELLS = [(a, s) for a in STUDY["ablations"] for s in STUDY["seeds"]]
-
-
-def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    cmd = [
-        *SNAKEMAKE,
-        "--snakefile",
-        str(REPO / "workflow" / "Snakefile"),
-        "--directory",
-        str(workdir),
-        *args,
-    ]
-    return subprocess.run(
-        cmd, capture_output=True, text=True, timeout=timeout, env=env, check=False
-    )
-
-
-def job_counts(output: str) -> dict[str, int]:
-    """Parse Snakemake's 'Job stats' table into {rule: count}."""
-    counts: dict[str, int] = {}
-    table = output.split("Job stats:", 1)[-1].split("\n\n", 1)[0] if "Job stats:" in output else ""
-    for line in table.splitlines():
-        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if match and match.group(1) != "total":
-            counts[match.group(1)] = int(match.group(2))
-    return counts
 
 
 def test_dry_run_lists_exactly_the_default_grid(workdir: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .test_workflow import job_counts, snakemake
+from .helpers import job_counts, snakemake
 
 
 @pytest.mark.slow

@@ -92,10 +92,12 @@ class TensorBatchLoader:
         return num_batches(self.num_samples, self.global_batch, self.drop_last)
 
     def __iter__(self) -> Iterator[Batch]:
-        order = epoch_order(self.num_samples, shuffle=self.shuffle, seed=self.seed,
-                            epoch=self.epoch).to(self.device)  # fmt: skip
-        for idx in rank_batches(order, self.global_batch, self.rank, self.world_size,
-                                self.drop_last):  # fmt: skip
+        order = epoch_order(
+            self.num_samples, shuffle=self.shuffle, seed=self.seed, epoch=self.epoch
+        ).to(self.device)
+        for idx in rank_batches(
+            order, self.global_batch, self.rank, self.world_size, self.drop_last
+        ):
             yield self.images.index_select(0, idx), self.labels.index_select(0, idx)
 
     @property
@@ -136,8 +138,10 @@ class MappedBatchLoader:
     epoch)``, the same DDP split. Background threads gather each batch's rows from ``reader``
     (a raw store's rows are a memory copy, NumPy releasing the GIL; a JPEG store's are decoded,
     Pillow releasing it) ``prefetch`` (default ``workers + 2``) batches ahead; on CUDA into a ring of pinned buffers, copied to the device
-    asynchronously on a side stream that the training stream waits on. ``rows[i]`` is the
-    store row of sample ``i``; ``labels[i]`` its label.
+    asynchronously on a side stream that the training stream waits on (``ring``: use the ring
+    of host buffers; default on CUDA only). ``rows[i]`` is the store row of sample ``i``;
+    ``labels[i]`` its label. A read error ends the epoch with that error (its buffer back in
+    the ring); an index outside the store raises.
     """
 
     def __init__(
@@ -155,6 +159,7 @@ class MappedBatchLoader:
         world_size: int = 1,
         workers: int = 2,
         prefetch: int | None = None,
+        ring: bool | None = None,
     ) -> None:
         self.reader = reader
         self.rows = np.ascontiguousarray(rows, dtype=np.int64)
@@ -170,13 +175,23 @@ class MappedBatchLoader:
         self.prefetch = prefetch or self.workers + 2  # every thread busy, and some look-ahead
         self.epoch = 0
         self._cuda = device.type == "cuda"
+        self.ring = self._cuda if ring is None else ring
         self._free: queue.Queue[_PinnedSlot] = queue.Queue()
-        if self._cuda:
+        if self.ring:
             shape = (batch_size, *reader.shape)
-            for _ in range(self.prefetch + 2):
-                self._free.put(_PinnedSlot(torch.empty(shape, dtype=torch.uint8).pin_memory(),
-                                           torch.empty(batch_size, dtype=torch.int64).pin_memory()))  # fmt: skip
+            for _ in range(self.ring_size):
+                images = torch.empty(shape, dtype=torch.uint8)
+                labels_buffer = torch.empty(batch_size, dtype=torch.int64)
+                if self._cuda:
+                    images, labels_buffer = images.pin_memory(), labels_buffer.pin_memory()
+                self._free.put(_PinnedSlot(images, labels_buffer))
+        if self._cuda:
             self._copy_stream = torch.cuda.Stream(device)
+
+    @property
+    def ring_size(self) -> int:
+        """Host buffers in the ring: every prefetched batch, the one being copied, one spare."""
+        return self.prefetch + 2
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -193,17 +208,21 @@ class MappedBatchLoader:
         return int(self.labels.shape[0])
 
     def _gather(self, idx: np.ndarray) -> _HostBatch:
-        """Samples ``idx``: their rows of the map, into a free pinned slot (CUDA) or new arrays."""
+        """Samples ``idx``: their rows of the map, into a free ring slot or new arrays."""
         rows = self.rows[idx]
-        if not self._cuda:
+        if not self.ring:
             images = self.reader.gather(rows)
             return _HostBatch(torch.from_numpy(images), torch.from_numpy(self.labels[idx]))
         slot = self._free.get()
-        if slot.copied is not None:
-            slot.copied.synchronize()  # the slot's previous batch has reached the device
-        n = len(rows)
-        self.reader.gather(rows, out=slot.images.numpy()[:n])
-        np.take(self.labels, idx, mode="clip", out=slot.labels.numpy()[:n])
+        try:
+            if slot.copied is not None:
+                slot.copied.synchronize()  # the slot's previous batch has reached the device
+            n = len(rows)
+            self.reader.gather(rows, out=slot.images.numpy()[:n])
+            np.take(self.labels, idx, out=slot.labels.numpy()[:n])
+        except BaseException:
+            self._free.put(slot)  # a failed read hands its buffer back: the ring never runs dry
+            raise
         return _HostBatch(slot.images[:n], slot.labels[:n], slot)
 
     def _release(self, host: _HostBatch) -> None:
@@ -213,6 +232,10 @@ class MappedBatchLoader:
     def _to_device(self, host: _HostBatch) -> Batch:
         if host.slot is None:
             return host.images, host.labels
+        if not self._cuda:  # a ring on the CPU: the batch leaves the ring as a copy
+            batch = host.images.clone(), host.labels.clone()
+            self._release(host)
+            return batch
         with torch.cuda.stream(self._copy_stream):
             images = host.images.to(self.device, non_blocking=True)
             labels = host.labels.to(self.device, non_blocking=True)
@@ -226,10 +249,15 @@ class MappedBatchLoader:
         return images, labels
 
     def __iter__(self) -> Iterator[Batch]:
-        order = epoch_order(self.num_samples, shuffle=self.shuffle, seed=self.seed,
-                            epoch=self.epoch)  # fmt: skip
-        batches = [idx.numpy() for idx in rank_batches(order, self.global_batch, self.rank,
-                                                       self.world_size, self.drop_last)]  # fmt: skip
+        order = epoch_order(
+            self.num_samples, shuffle=self.shuffle, seed=self.seed, epoch=self.epoch
+        )
+        batches = [
+            idx.numpy()
+            for idx in rank_batches(
+                order, self.global_batch, self.rank, self.world_size, self.drop_last
+            )
+        ]
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             pending: deque[Future[_HostBatch]] = deque(
                 pool.submit(self._gather, idx) for idx in batches[: self.prefetch]

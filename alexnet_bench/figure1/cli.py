@@ -116,7 +116,8 @@ def add_figure1_parser(subparsers: Any) -> None:
     train = sub.add_parser("train", help="train one seed of one arm into OUT")
     train.add_argument("--config-json", required=True, help="run config (without the seed)")
     train.add_argument(
-        "--provenance-json", help="the run config's provenance keys (data.root, ...), merged over it"
+        "--provenance-json",
+        help="the run config's provenance keys (data.root, ...), merged over it",
     )
     train.add_argument("--seed", type=int, required=True)
     train.add_argument("--out", required=True, help="the run directory (…/seed<N>)")
