@@ -38,7 +38,6 @@ from alexnet_bench.imagefolder import scan_tree, store_dir, tree_dir
 from alexnet_bench.train import Trainer, run_training
 
 from .conftest import fit_killed_in_epoch, tiny_run
-from .helpers import job_counts, snakemake
 
 CPU = torch.device("cpu")
 STORED = 36
@@ -456,53 +455,3 @@ def test_store_build_failure_keeps_an_existing_store(image_folder: Path, tmp_pat
         build_store(scan, "val", STORED, store_dir(tree_dir(cache, scan), "val", STORED),
                     on_bad_image="skip")  # fmt: skip
     assert ImageStore.open(store_dir(tree, "val", STORED)).num_images > 0
-
-
-# ------------------------------------------------------------------ the workflow
-
-
-def folder_study(root: Path) -> list[str]:
-    """--config of a 2 ablations x 2 seeds study of the tiny preset reading ``root``."""
-    run = {
-        "data": {
-            "source": "imagefolder",
-            "root": str(root),
-            "stored_size": 36,
-            "val_fraction": 0.34,
-        },
-        "train": {"batch_size": 4, "epochs": 1, "collapse_check": False},
-        "eval": {"batch_size": 5, "train_images": 6},
-    }
-    return ["--config", "preset=tiny", "ablations=[baseline,tanh]", "seeds=[0,1]",
-            f"run={json.dumps(run)}"]  # fmt: skip
-
-
-@pytest.mark.slow
-def test_workflow_prepares_each_split_once_and_rebuilds_on_a_changed_tree(
-    image_folder: Path, tmp_path: Path
-) -> None:
-    workdir = tmp_path / "study"
-    workdir.mkdir()
-    shutil.copy(Path(__file__).resolve().parents[1] / "config.yaml", workdir / "config.yaml")
-    config = folder_study(image_folder)
-    planned = snakemake(workdir, "-n", "--cores", "2", *config)
-    assert planned.returncode == 0, planned.stderr
-    assert job_counts(planned.stdout) == {"peak_flops": 1, "prepare_data": 2, "train": 4,
-                                          "report": 1, "all": 1}  # fmt: skip
-    built = snakemake(workdir, "--cores", "2", "prepare", *config)
-    assert built.returncode == 0, built.stderr
-    tree = tree_dir(workdir / "data-cache", scan_tree(image_folder, 0.34))
-    assert {p.name for p in tree.iterdir() if p.is_dir()} == {"train-36px", "val-36px"}
-    again = snakemake(workdir, "-n", "--cores", "2", "prepare", *config)
-    assert job_counts(again.stdout) == {} and "Nothing to be done" in again.stdout + again.stderr
-    Image.fromarray(np.zeros((20, 24, 3), np.uint8)).save(image_folder / "fox" / "0.png")
-    edited = snakemake(workdir, "-n", "--cores", "2", *config)
-    assert job_counts(edited.stdout)["prepare_data"] == 2
-    one = snakemake(workdir, "--cores", "2", *config, "--until", "train",
-                    "results/tiny/tanh/seed1/metrics.json")  # fmt: skip
-    assert one.returncode == 0, one.stderr
-    metrics = json.loads((workdir / "results/tiny/tanh/seed1/metrics.json").read_text())
-    new_tree = tree_dir("data-cache", scan_tree(image_folder, 0.34))
-    assert metrics["status"] == "completed" and metrics["data"]["prepared_cache"] == str(new_tree)
-    assert metrics["config"]["data"]["cache"] == str(new_tree)
-    assert not (tree / "train-36px").exists()  # the store of the tree's older state is gone
