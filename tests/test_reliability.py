@@ -302,7 +302,7 @@ def test_sigkill_of_the_launcher_stops_its_supervised_child(tmp_path: Path) -> N
     the kernel delivers SIGTERM to it (PR_SET_PDEATHSIG), so torchrun cannot run on orphaned."""
     pid_file = tmp_path / "child.pid"
     child = (
-        f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+        f"import os, signal; open({str(pid_file)!r}, 'w').write(str(os.getpid())); signal.pause()"
     )
     launcher = subprocess.Popen([sys.executable, "-c", (
         "import sys; from alexnet_bench.launch import supervise; "

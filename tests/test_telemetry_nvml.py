@@ -294,7 +294,9 @@ def test_thread_start_stop_without_leaks(fake: Any, tmp_path: Path) -> None:
 def test_context_manager(fake: Any, tmp_path: Path) -> None:
     baseline = threading.active_count()
     with GpuSampler([0], interval_s=0.01, csv_path=tmp_path / "g.csv") as s:
-        time.sleep(0.03)
+        deadline = time.monotonic() + 5  # until the sampler has sampled twice, not a fixed nap
+        while len(s.columns()["t_s"]) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
     assert threading.active_count() == baseline
     assert (tmp_path / "g.csv").is_file() and s.summary()["samples"] >= 2
     assert fake.module.shutdown_calls == 1
