@@ -25,6 +25,7 @@ from alexnet_bench.checkpoint import (
 from alexnet_bench.cli import main
 from alexnet_bench.config import RunConfig
 from alexnet_bench.errors import DiskFullError
+from alexnet_bench.identity import run_identity
 from alexnet_bench.io import disk_full_message
 from alexnet_bench.train import EpochStats, Trainer, run_training
 
@@ -58,7 +59,7 @@ def test_completed_run_keeps_what_keep_checkpoint_says(
     assert metrics["status"] == "completed" and (tmp_path / "metrics.json").is_file()
     assert weight_files(tmp_path) == expected
     if keep != "all":  # nothing left to resume from
-        assert load_latest(tmp_path, cfg.hash) == (None, [])
+        assert load_latest(tmp_path, run_identity(cfg.hash, None)) == (None, [])
 
 
 def test_final_weights_are_the_trained_model(tmp_path: Path) -> None:
@@ -67,8 +68,9 @@ def test_final_weights_are_the_trained_model(tmp_path: Path) -> None:
     cfg = RunConfig(tiny_run())  # schema default: keep_checkpoint final
     metrics = run_training(cfg, tmp_path / "run")
     state = torch.load(tmp_path / "run" / FINAL_WEIGHTS, map_location="cpu", weights_only=True)
-    assert set(state) == {"config_hash", "epoch", "config", "model"}
+    assert set(state) == {"config_hash", "identity_hash", "epoch", "config", "model"}
     assert state["config_hash"] == cfg.hash and state["epoch"] == cfg.train.epochs
+    assert state["identity_hash"] == metrics["identity"]["hash"]
     fresh = Trainer(RunConfig(state["config"]), tmp_path / "probe")
     before = fresh.evaluate().loss
     fresh.model.load_state_dict(state["model"])
@@ -137,7 +139,7 @@ def test_retiring_is_crash_safe_at_every_point(
         except SystemExit:
             crash_after += 1
         monkeypatch.setattr(Path, "unlink", real_unlink)
-        state, _ = load_latest(out, RunConfig(cfg).hash, model)
+        state, _ = load_latest(out, run_identity(RunConfig(cfg).hash, None), model)
         outcomes.add(None if state is None else state["epoch"])
     assert crash_after >= len(RESUME_FILES) and outcomes == {2, None}
 

@@ -36,6 +36,7 @@ from alexnet_bench.collect import load_run
 from alexnet_bench.config import RunConfig
 from alexnet_bench.errors import DeviceError
 from alexnet_bench.gpu_lock import acquire_gpus
+from alexnet_bench.identity import run_identity
 from alexnet_bench.reports import build_report
 from alexnet_bench.study import resolve_run
 from alexnet_bench.train import Trainer, run_training
@@ -171,7 +172,7 @@ def test_sigint_and_sigterm_leave_no_outputs_release_the_gpu_lock_and_explain(
         assert last == (f"interrupted by {sig.name}: no metrics.json was written; rerun the same "
                         f"command to resume from {out / CHECKPOINT}")  # fmt: skip
         assert sorted(p.name for p in out.iterdir()) == [CHECKPOINT, CHECKPOINT + ".sha256"]
-        state, notes = load_latest(out, RunConfig(cfg).hash)
+        state, notes = load_latest(out, run_identity(RunConfig(cfg).hash, None))
         assert state is not None and state["epoch"] == 1 and notes == []
         assert lock_is_free(locks, [FAKE_GPU])
 
@@ -281,7 +282,7 @@ def test_interrupted_ddp_job_stops_every_process_and_stays_resumable(
     alive = [pid for pid in workers if _alive(pid)]
     assert alive == [], f"DDP workers {alive} outlived their job"
     assert not (out / "metrics.json").exists() and not (out / "history.csv").exists()
-    state, notes = load_latest(out, RunConfig(cfg).hash)
+    state, notes = load_latest(out, run_identity(RunConfig(cfg).hash, None))
     assert state is not None and state["epoch"] == 1 and notes == []
     assert lock_is_free(locks, pool)
 
@@ -388,7 +389,7 @@ def test_unusable_checkpoint_is_named_quarantined_and_previous_used(
         (out / PREVIOUS).unlink()
     corrupt(out / CHECKPOINT)
     model = Trainer(RunConfig(cfg), tmp_path / "probe").model.state_dict()
-    state, notes = load_latest(out, RunConfig(cfg).hash, model)
+    state, notes = load_latest(out, run_identity(RunConfig(cfg).hash, None), model)
     assert state is not None and state["epoch"] == (2 if corrupt is _wrong_content else 1)
     assert len(notes) == 1 and str(out / CHECKPOINT) in notes[0] and "skipped" in notes[0]
     assert (out / (CHECKPOINT + ".corrupt")).exists() and not (out / CHECKPOINT).exists()
