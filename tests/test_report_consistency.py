@@ -41,10 +41,11 @@ STUDY = {
 
 
 def _value(ablation: str, metric: str) -> dict[int, float | Crossing]:
-    """The per-seed values as the runs were written (completed runs only)."""
+    """The per-seed values as the runs were written: completed runs; for time to target also
+    the collapsed ones, which never reached the target (right-censored at their last epoch)."""
     out: dict[int, float | Crossing] = {}
     for seed, (status, top1, top5, ttt, secs) in zip(SEEDS, SPEC[ablation], strict=True):
-        if status != "completed":
+        if status != "completed" and not (metric.startswith("ttt") and status == "collapsed"):
             continue
         if metric == "val_top1":
             out[seed] = 100 * top1
