@@ -274,7 +274,7 @@ def render(page: Page) -> str:
 </section>
 <section id="problems">
 <h2>Collapsed, failed, skipped, diverged, missing and unparseable cells</h2>
-<p class="note">These runs are listed here and counted in the tables, but never averaged in.</p>
+<p class="note">These runs are listed here and counted in the tables, but never averaged in; in time to target a collapsed or diverged run counts as never reaching the target (censored).</p>
 {table_html(page.problems, with_title=False)}
 </section>
 <section id="runs">
