@@ -12,6 +12,10 @@ the calibration all compute their numbers here, and format them here.
   never reached the target) turns the estimate into a bound, never an invented number.
 * :func:`welch`: the unpaired (Welch) interval, a secondary statistic; every view that shows it
   labels it so.
+* :func:`holm`: the Holm–Bonferroni step-down verdicts over a family of paired tests (their
+  two-sided paired t p-values, :attr:`Paired.p_value`).
+* :func:`ratio_of_means`: Fieller's interval for ``mean(x) / mean(y)`` over paired seeds (both
+  means uncertain, their covariance estimated from the pairs).
 * :func:`resolution`: what a null result rules out: the largest effect the paired interval
   excludes and the smallest effect these seeds could detect (80% power at the spread they showed).
 
@@ -28,6 +32,7 @@ from functools import cache
 from typing import Any, Protocol
 
 CONFIDENCE = 0.95
+ALPHA = round(1.0 - CONFIDENCE, 12)  # 0.05: the level of a single test and of a Holm family
 POWER = 0.80
 
 # ----------------------------------------------------------------------------- distributions
@@ -58,6 +63,18 @@ def detectable_shift(n: int, confidence: float = CONFIDENCE, power: float = POWE
         hi *= 2.0
     nc = optimize.brentq(shortfall, 0.0, hi, xtol=1e-10)
     return nc / math.sqrt(n)
+
+
+def t_test_p(mean: float, sd: float, n: int) -> float:
+    """Two-sided p-value of a one-sample t-test of mean 0 (``n`` values, sample sd ``sd``) on
+    n - 1 degrees of freedom. Zero spread: 0 for a non-zero mean, 1 for a zero one."""
+    if n < 2 or not math.isfinite(sd):
+        raise ValueError("a t-test needs at least two finite values")
+    if sd == 0.0:
+        return 1.0 if mean == 0.0 else 0.0
+    from scipy import stats
+
+    return float(2.0 * stats.t.sf(abs(mean) / (sd / math.sqrt(n)), n - 1))
 
 
 def finite(values: Iterable[Any]) -> list[float]:
@@ -213,7 +230,7 @@ class Bounded(Protocol):
 Value = float | Bounded | None
 
 
-def _bounds(value: Value) -> tuple[float, float] | None:
+def value_bounds(value: Value) -> tuple[float, float] | None:
     """(lower, upper) of a per-seed value; None when it carries no data."""
     if value is None:
         return None
@@ -237,7 +254,7 @@ class Interval:
 def ratio_interval(a: Value, b: Value) -> Interval | None:
     """``a / b`` of two positive per-seed values (numbers or intervals, e.g. censored
     :class:`Crossing` s) as the interval their bounds allow; None without data in both."""
-    x, y = _bounds(a), _bounds(b)
+    x, y = value_bounds(a), value_bounds(b)
     if x is None or y is None or x[1] <= 0 or y[1] <= 0:
         return None
 
@@ -265,6 +282,9 @@ class Paired:
     seeds: tuple[int, ...] = ()
     unpaired: tuple[int, ...] = ()  # seeds with data in only one arm (left out)
     censored: tuple[int, ...] = ()  # paired seeds whose value is only an interval
+    #: two-sided paired t-test of no effect (mean difference, or mean log ratio, 0) on n - 1
+    #: degrees of freedom; None without an interval (a bound, or fewer than two pairs)
+    p_value: float | None = None
 
     @property
     def null(self) -> float:
@@ -330,8 +350,8 @@ def paired(
     With a censored pair only a bound: the mean of the per-seed lower bounds (``lower bound``)
     when all are finite, else of the upper bounds, else ``n/a``.
     """
-    bounds_a = {s: x for s, v in a.items() if (x := _bounds(v)) is not None}
-    bounds_b = {s: x for s, v in b.items() if (x := _bounds(v)) is not None}
+    bounds_a = {s: x for s, v in a.items() if (x := value_bounds(v)) is not None}
+    bounds_b = {s: x for s, v in b.items() if (x := value_bounds(v)) is not None}
     if ratio:  # a ratio needs positive values; a non-positive exact value carries no ratio
         bounds_a = {s: x for s, x in bounds_a.items() if x[1] > 0}
         bounds_b = {s: x for s, x in bounds_b.items() if x[1] > 0}
@@ -352,10 +372,9 @@ def paired(
         s = summarize(lo, confidence)
         if not s.has_ci:
             return Paired(ratio, "estimate", n, back(s.mean), seeds=seeds, unpaired=unpaired)
-        return Paired(
-            ratio, "estimate", n, back(s.mean), back(s.ci_low), back(s.ci_high), s.std,
-            seeds, unpaired,
-        )  # fmt: skip
+        ci = (back(s.ci_low), back(s.ci_high))
+        p = t_test_p(s.mean, s.std, n)
+        return Paired(ratio, "estimate", n, back(s.mean), *ci, s.std, seeds, unpaired, p_value=p)
     for kind, side in (("lower bound", lo), ("upper bound", hi)):
         if all(math.isfinite(x) for x in side):
             mean = math.fsum(side) / n
@@ -411,6 +430,106 @@ def welch(
     df = se2**2 / (va**2 / (sa.n - 1) + vb**2 / (sb.n - 1))
     half = t_crit(df, confidence) * math.sqrt(se2)
     return Welch(ratio, sa.n, sb.n, back(diff), back(diff - half), back(diff + half), df)
+
+
+# ----------------------------------------------------------------------------- many tests
+
+
+@dataclass(frozen=True)
+class HolmVerdict:
+    """One test of a Holm–Bonferroni family."""
+
+    p: float  # the test's own (unadjusted) p-value
+    rank: int  # 1 = the smallest p of the family
+    m: int  # the family's size
+    threshold: float  # alpha / (m - rank + 1): what p is compared with at its step
+    adjusted: float  # Holm-adjusted p: max over ranks <= this one of min(1, (m - j + 1) p_j)
+    holds: bool  # rejected at family-wise level alpha (adjusted <= alpha)
+
+    def text(self, digits: int = 2) -> str:
+        """``yes (p = 0.0031, Holm-adjusted 0.012)``."""
+        word = "yes" if self.holds else "no"
+        return f"{word} (p = {fmt_p(self.p, digits)}, Holm-adjusted {fmt_p(self.adjusted, digits)})"
+
+
+def holm(pvalues: Mapping[Any, float | None], alpha: float = ALPHA) -> dict[Any, HolmVerdict]:
+    """Holm's step-down procedure over the tests with a p-value (None: not in the family).
+
+    Sort the m p-values ascending, p_(1) <= ... <= p_(m); going up from the smallest, reject while
+    p_(j) <= alpha / (m - j + 1); the first failure and every larger p hold no longer. This keeps
+    the probability of any false rejection in the family at most ``alpha`` (Holm 1979). Ties keep
+    the order of ``pvalues``. Returns a verdict per key that has a p-value.
+    """
+    family = [(k, float(p)) for k, p in pvalues.items() if p is not None]
+    m = len(family)
+    order = sorted(range(m), key=lambda i: family[i][1])  # stable: ties keep their order
+    out: dict[Any, HolmVerdict] = {}
+    running = 0.0
+    for rank, i in enumerate(order, start=1):
+        key, p = family[i]
+        running = max(running, min(1.0, (m - rank + 1) * p))  # holds <=> every p_(j<=rank) passed
+        out[key] = HolmVerdict(p, rank, m, alpha / (m - rank + 1), running, running <= alpha)
+    return out
+
+
+# ----------------------------------------------------------------------------- ratio of means
+
+
+@dataclass(frozen=True)
+class RatioOfMeans:
+    """``mean(x) / mean(y)`` over paired seeds with Fieller's interval (see :func:`ratio_of_means`).
+
+    ``kind``: ``estimate`` (a bounded interval), ``unbounded`` (the denominator's mean is not
+    distinguishable from 0 at this confidence: the interval has no finite ends), ``no interval``
+    (fewer than two pairs) or ``n/a`` (no pair, or a zero denominator).
+    """
+
+    kind: str
+    n: int
+    value: float | None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    seeds: tuple[int, ...] = ()
+
+    @property
+    def has_ci(self) -> bool:
+        return self.ci_low is not None and self.ci_high is not None
+
+
+def ratio_of_means(
+    x: Mapping[int, float], y: Mapping[int, float], confidence: float = CONFIDENCE
+) -> RatioOfMeans:
+    """Fieller's interval for theta = mean(x) / mean(y), x and y measured on the same seeds.
+
+    Pairs the seeds both have (finite values only). theta is in the interval when the paired
+    t-test of ``x_s - theta * y_s`` (mean 0) does not reject at ``confidence``:
+    ``(mean_x - theta mean_y)^2 <= t^2 (s_xx - 2 theta s_xy + theta^2 s_yy) / n`` with the sample
+    (co)variances of the pairs and t on n - 1 degrees of freedom. Solved as a quadratic
+    ``a theta^2 - 2 b theta + c <= 0``; ``a <= 0`` means the denominator is not resolved and the
+    set is unbounded. With no spread in y it is the t-interval of mean(x) divided by mean(y).
+    """
+    seeds = tuple(sorted(s for s in set(x) & set(y) if math.isfinite(x[s]) and math.isfinite(y[s])))
+    n = len(seeds)
+    if n == 0:
+        return RatioOfMeans("n/a", 0, None)
+    xs, ys = [float(x[s]) for s in seeds], [float(y[s]) for s in seeds]
+    mx, my = math.fsum(xs) / n, math.fsum(ys) / n
+    if my == 0.0:
+        return RatioOfMeans("n/a", n, None, seeds=seeds)
+    theta = mx / my
+    if n < 2:
+        return RatioOfMeans("no interval", n, theta, seeds=seeds)
+    sxx = math.fsum((a - mx) ** 2 for a in xs) / (n - 1)
+    syy = math.fsum((b - my) ** 2 for b in ys) / (n - 1)
+    sxy = math.fsum((a - mx) * (b - my) for a, b in zip(xs, ys, strict=True)) / (n - 1)
+    q = t_crit(n - 1, confidence) ** 2 / n
+    a = my * my - q * syy
+    b = mx * my - q * sxy
+    c = mx * mx - q * sxx
+    if a <= 0.0:
+        return RatioOfMeans("unbounded", n, theta, seeds=seeds)
+    root = math.sqrt(max(b * b - a * c, 0.0))  # >= 0 when a > 0: theta itself is inside
+    return RatioOfMeans("estimate", n, theta, (b - root) / a, (b + root) / a, seeds)
 
 
 # ----------------------------------------------------------------------------- null results
@@ -473,6 +592,13 @@ def fmt_interval(low: float | None, high: float | None, ratio: bool, digits: int
     if low is None or high is None:
         return ""
     return f" [{fmt_number(low, digits, signed=not ratio)}, {fmt_number(high, digits, signed=not ratio)}]"
+
+
+def fmt_p(p: float, digits: int = 2) -> str:
+    """A p-value to ``digits`` significant figures (``0.031``, ``0.00042``; ``< 1e-12``)."""
+    if p < 1e-12:
+        return "< 1e-12"
+    return f"{p:.{digits}g}" if p < 0.1 else f"{p:.{digits}f}"
 
 
 def fmt_effect(x: float, ratio: bool, digits: int = 2) -> str:

@@ -7,7 +7,11 @@ images, through ``alexnet-bench figure1 train`` with the protocol's run config
 (``Figure1Settings.run_config``), one thread per process, ``--jobs`` processes at once. Reported
 per init: the tanh / ReLU ratio of epochs to the target (``effects.paired``, the study's own
 statistic) and the ReLU arm's generalisation gap at the first epoch below the target (validation
-minus running training error, median over seeds), the data-regime criterion of the study.
+minus running training error, median over seeds), the data-regime criterion of the study; then,
+within this one data size, the interaction (paper-era ratio / variance-preserving ratio, paired
+by seed) and how much of the log-distance from the variance-preserving ratio to 6x the init
+explains, with its Fieller interval (``figure1.results.explained_record``, the study's own
+sentence). Per-seed epochs are written at full precision (``epochs_to_target_exact``).
 
 Run::
 
@@ -34,6 +38,12 @@ import yaml
 from alexnet_bench.collect import load_run
 from alexnet_bench.effects import paired
 from alexnet_bench.figure1.analysis import generalisation_gap
+from alexnet_bench.figure1.results import (
+    explained_record,
+    interaction_record,
+    per_seed_ratios,
+    ratio_record,
+)
 from alexnet_bench.figure1.settings import ACTIVATIONS, Figure1Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,6 +68,19 @@ def train(settings: Figure1Settings, init: str, act: str, seed: int, out: Path) 
     return run_dir / "metrics.json"
 
 
+def _cpu() -> str:
+    """The CPU model and its widest vector extension (results differ between them)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    lines = info.splitlines()
+    models = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")]
+    flags = next((ln for ln in lines if ln.startswith("flags")), "")
+    model = models[0] if models else "unknown"
+    return f"{model}, {'AVX-512' if 'avx512f' in flags else 'AVX2' if 'avx2' in flags else '?'}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train-images", type=int, default=5000)
@@ -77,6 +100,7 @@ def main() -> int:
 
     result: dict[str, Any] = {
         "train_images": args.train_images,
+        "cpu": _cpu(),
         "rates": {f"{i}/{a}": lr for (i, a), lr in CHOSEN.items()},
         "final_seeds": list(settings.final_seeds),
         "inits": {},
@@ -93,9 +117,24 @@ def main() -> int:
             "epochs_to_target": {
                 a: {str(s): r.ttt_epochs.text() for s, r in arms[a].items()} for a in ACTIVATIONS
             },
+            "epochs_to_target_exact": {
+                a: {str(s): r.ttt_epochs.to_dict()["epochs"] for s, r in arms[a].items()}
+                for a in ACTIVATIONS
+            },
             "tanh_over_relu": ratio.text(),
             "relu_gap_median_pts": 100 * statistics.median(gaps) if gaps else None,
         }
+    finals = {
+        i: {a: [runs[(i, a, s)] for s in settings.final_seeds] for a in ACTIVATIONS}
+        for i in settings.inits
+    }
+    interaction = interaction_record(finals, settings.inits)
+    ratios = {i: ratio_record(finals[i]["relu"], finals[i]["tanh"]) for i in settings.inits}
+    per_seed = {i: per_seed_ratios(finals[i]) for i in settings.inits}
+    explained = explained_record(ratios, interaction, per_seed)
+    result["interaction"] = interaction["text"]
+    result["explained"] = {k: explained[k] for k in ("kind", "value", "ci95_low", "ci95_high")}
+    result["init_explains"] = explained["text"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -14,8 +14,10 @@ from alexnet_bench.effects import (
     NO_DATA,
     Interval,
     detectable_shift,
+    holm,
     paired,
     ratio_interval,
+    ratio_of_means,
     resolution,
     summarize,
     t_crit,
@@ -170,3 +172,81 @@ def test_ratio_interval_keeps_what_censoring_allows() -> None:
     assert p.kind == "estimate" and p.value == pytest.approx(math.sqrt(2 * 2))
     a[2] = ratio_interval(never, 1.0)
     assert paired(a, b, ratio=True).kind == "lower bound"
+
+
+# -- p-values and many tests --------------------------------------------------------------------
+def test_paired_p_value_is_the_paired_t_test() -> None:
+    a, b = {0: 12.0, 1: 13.0, 2: 11.0}, {0: 10.0, 1: 10.0, 2: 10.0}
+    p = paired(a, b)  # differences 2, 3, 1: mean 2, sd 1, t = 2 / (1 / sqrt 3) on 2 df
+    assert p.p_value == pytest.approx(2 * stats.t.sf(2 * math.sqrt(3), 2))
+    assert p.p_value == pytest.approx(stats.ttest_rel([12, 13, 11], [10, 10, 10]).pvalue)
+    r = paired({0: 6.0, 1: 12.0, 2: 3.0}, {0: 1.0, 1: 2.0, 2: 1.0}, ratio=True)  # on the logs
+    logs = np.log([6.0, 6.0, 3.0])
+    assert r.p_value == pytest.approx(stats.ttest_1samp(logs, 0.0).pvalue)
+    # the same t as the interval: p < 0.05 exactly when the 95% interval excludes no effect
+    for diffs in ([0.5, -0.2, 0.9], [0.5, 0.4, 0.6], [1.0, 2.0, -0.5, 0.7], [3.0, 3.5]):
+        q = paired(dict(enumerate(diffs)), dict.fromkeys(range(len(diffs)), 0.0))
+        assert (q.p_value < 0.05) == q.excludes_null, diffs
+    # no p-value without an interval: one pair, or a bound
+    assert paired({0: 1.0}, {0: 0.0}).p_value is None
+    never = {0: time_to_target([0.9] * 6, 0.25), 1: time_to_target([0.9, 0.5, 0.2], 0.25)}
+    assert paired(never, {0: 2.0, 1: 2.0}, ratio=True).p_value is None
+    # no spread: an exact effect (p = 0) or exactly none (p = 1)
+    assert paired({0: 2.0, 1: 3.0}, {0: 1.0, 1: 2.0}).p_value == 0.0
+    assert paired({0: 2.0, 1: 3.0}, {0: 2.0, 1: 3.0}).p_value == 1.0
+
+
+def test_holm_by_hand() -> None:
+    # sorted: 0.005 <= 0.05/4 = 0.0125 yes; 0.01 <= 0.05/3 = 0.0167 yes; 0.03 > 0.05/2 = 0.025:
+    # stop, so 0.03 and 0.04 (although <= 0.05/1) do not hold; Bonferroni (0.0125) keeps only one
+    v = holm({"a": 0.01, "b": 0.04, "c": 0.03, "d": 0.005})
+    assert {k: x.holds for k, x in v.items()} == {"a": True, "b": False, "c": False, "d": True}
+    assert {k: x.rank for k, x in v.items()} == {"d": 1, "a": 2, "c": 3, "b": 4}
+    assert {k: x.m for k, x in v.items()} == dict.fromkeys("abcd", 4)
+    assert [v[k].threshold for k in "dacb"] == pytest.approx([0.0125, 0.05 / 3, 0.025, 0.05])
+    # adjusted: running max of (m - j + 1) p_(j): 0.02, 0.03, 0.06, max(0.06, 0.04)
+    assert [v[k].adjusted for k in "dacb"] == pytest.approx([0.02, 0.03, 0.06, 0.06])
+    assert v["d"].text() == "yes (p = 0.005, Holm-adjusted 0.02)"
+    assert v["c"].text() == "no (p = 0.03, Holm-adjusted 0.06)"
+    # step-down beats Bonferroni: every p_(j) <= 0.05 / (m - j + 1), so all four hold (Bonferroni,
+    # p <= 0.05 / 4, would keep only 0.01)
+    w = holm({1: 0.01, 2: 0.015, 3: 0.02, 4: 0.04})
+    assert all(x.holds for x in w.values())
+    # a test without a p-value is not in the family; adjusted p-values stop at 1
+    x = holm({"t": 0.6, "bound": None, "u": 0.9})
+    assert set(x) == {"t", "u"} and x["t"].m == 2
+    assert x["t"].adjusted == x["u"].adjusted == 1.0  # 2 * 0.6 capped at 1, then max(1, 0.9)
+    assert not x["t"].holds and holm({}) == {}
+
+
+# -- ratio of two means: Fieller -----------------------------------------------------------------
+def test_ratio_of_means_is_fiellers_interval_by_hand() -> None:
+    # x = 1, 2, 3 and y = 2, 3, 4: means 2 and 3, s_xx = s_yy = s_xy = 1, q = t(2)^2 / 3;
+    # a = 3^2 - q, b = 2 * 3 - q, c = 2^2 - q and b^2 - a c = q, so theta = (6 - q +- sqrt q)/(9 - q)
+    f = ratio_of_means({0: 1.0, 1: 2.0, 2: 3.0, 9: 5.0}, {0: 2.0, 1: 3.0, 2: 4.0})
+    q = T975[2] ** 2 / 3
+    assert (f.kind, f.n, f.seeds, f.value) == ("estimate", 3, (0, 1, 2), pytest.approx(2 / 3))
+    assert f.ci_low == pytest.approx((6 - q - math.sqrt(q)) / (9 - q), rel=1e-6)
+    assert f.ci_high == pytest.approx((6 - q + math.sqrt(q)) / (9 - q), rel=1e-6)
+    assert (f.ci_low, f.ci_high) == (
+        pytest.approx(-0.93850, abs=1e-4),
+        pytest.approx(0.81766, abs=1e-4),
+    )
+    # the defining property: at each end the paired t statistic of x - theta y is t(0.975, 2)
+    xs, ys = np.array([1.0, 2.0, 3.0]), np.array([2.0, 3.0, 4.0])
+    for theta in (f.ci_low, f.ci_high):
+        d = xs - theta * ys
+        assert abs(d.mean()) / (d.std(ddof=1) / math.sqrt(3)) == pytest.approx(T975[2], rel=1e-6)
+
+
+def test_ratio_of_means_without_spread_in_y_is_the_t_interval_of_x_over_mean_y() -> None:
+    f = ratio_of_means({0: 1.0, 1: 2.0, 2: 3.0}, {0: 2.0, 1: 2.0, 2: 2.0})
+    half = T975[2] * 1.0 / math.sqrt(3)  # x: mean 2, sd 1
+    assert f.value == 1.0
+    assert (f.ci_low, f.ci_high) == (pytest.approx((2 - half) / 2), pytest.approx((2 + half) / 2))
+    # a denominator the seeds cannot tell from 0: no finite interval
+    loose = ratio_of_means({0: 1.0, 1: 2.0, 2: 3.0}, {0: -1.0, 1: 0.5, 2: 2.0})
+    assert loose.kind == "unbounded" and not loose.has_ci and loose.value == pytest.approx(4.0)
+    assert ratio_of_means({0: 1.0}, {0: 2.0}).kind == "no interval"
+    assert ratio_of_means({0: 1.0, 1: 2.0}, {0: 1.0, 1: -1.0}).kind == "n/a"  # mean(y) = 0
+    assert ratio_of_means({0: 1.0}, {1: 2.0}).kind == "n/a"

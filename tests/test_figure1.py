@@ -11,6 +11,7 @@ import json
 import math
 import statistics
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -20,7 +21,7 @@ import yaml
 from alexnet_bench.cli import main
 from alexnet_bench.collect import load_run
 from alexnet_bench.config import RunConfig
-from alexnet_bench.effects import paired
+from alexnet_bench.effects import Interval, paired, ratio_of_means
 from alexnet_bench.effects import time_to_target as epochs_to_target
 from alexnet_bench.errors import ConfigError, DataError
 from alexnet_bench.figure1.analysis import curve as run_curve
@@ -29,6 +30,7 @@ from alexnet_bench.figure1.results import (
     build_summary,
     check_summary,
     chosen_lr,
+    explained_record,
     final_dir,
     load_summary,
     selection_record,
@@ -467,6 +469,26 @@ def test_summary_and_report_section(block: dict, tmp_path: Path) -> None:
     assert it["ci95_high"] == pytest.approx(math.exp(m + T975_DF2 * sd / math.sqrt(3)))
     share = 100 * math.log(era_ratio / vp_ratio) / math.log(6 / vp_ratio)
     assert f"{share:.0f}% (95% CI" in summary["init_explains"]
+    # its interval carries the variance-preserving ratio's uncertainty: Fieller over the seeds,
+    # x = log(interaction), y = log(6 / variance-preserving ratio) per seed
+    vp_seed = [10 / 4, 10 / 5, 9 / 6]
+    x = dict(enumerate(per_seed))
+    y = {i: math.log(6 / r) for i, r in enumerate(vp_seed)}
+    f = ratio_of_means(x, y)
+    explained = summary["explained"]
+    assert (explained["kind"], explained["n"], explained["seeds"]) == (
+        "estimate",
+        3,
+        [200, 201, 202],
+    )
+    assert explained["value"] == pytest.approx(share) == pytest.approx(100 * f.value)
+    assert explained["ci95_low"] == pytest.approx(100 * f.ci_low)
+    assert explained["ci95_high"] == pytest.approx(100 * f.ci_high)
+    assert explained["text"] == summary["init_explains"] and "Fieller" in explained["method"]
+    assert (
+        f"(95% CI {100 * f.ci_low:.0f}% to {100 * f.ci_high:.0f}%, Fieller over 3 paired seeds)"
+        in summary["init_explains"]
+    )
     assert summary["paper_era_init"] == ERA
     # data regime: every fake run's validation error is 15 points above its training error
     assert summary["inits"][VP]["gap_at_target"]["relu"] == pytest.approx(0.15)
@@ -503,7 +525,7 @@ def test_summary_and_report_section(block: dict, tmp_path: Path) -> None:
         rows = [r for r in csv.DictReader(fh) if r["metric"] == "figure1_epochs_to_target"]
     assert len(rows) == 1 and rows[0]["claim_id"] == "relu_vs_tanh"
     assert float(rows[0]["measured_effect"]) == pytest.approx(era_ratio)
-    assert rows[0]["same_direction"] == "yes" and rows[0]["exceeds_spread"] in ("yes", "no")
+    assert rows[0]["same_direction"] == "yes" and rows[0]["ci95_excludes_null"] in ("yes", "no")
     assert "not CIFAR-10" in rows[0]["caveats"]
     with open(out / "tables" / "figure1_final.csv", newline="") as fh:
         assert {r["init"] for r in csv.DictReader(fh)} == set(s.inits)
@@ -562,3 +584,56 @@ def test_one_init_alone_has_no_interaction(block: dict, tmp_path: Path) -> None:
 
     row = claim_row(summary)
     assert row.measured == summary["inits"][VP]["ratio"]["text"]
+
+
+def _record(p: Any) -> dict:
+    """The summary's record of a paired ratio (the fields explained_record reads)."""
+    keys = ("kind", "value", "ci_low", "ci_high", "n")
+    out = {k.replace("ci_", "ci95_"): getattr(p, k) for k in keys}
+    return {**out, "text": p.text(), "seeds": list(p.seeds)}
+
+
+def _explained(era: dict[int, float], vp: dict[int, float]) -> dict:
+    """explained_record of fabricated per-seed tanh / ReLU ratios of the two inits."""
+    ones = dict.fromkeys(vp, 1.0)
+    ratios = {VP: _record(paired(vp, ones, ratio=True)), ERA: _record(paired(era, ones, True))}
+    interaction = _record(paired(era, vp, ratio=True))
+    per_seed = {
+        init: {s: Interval(r, r) for s, r in values.items()}
+        for init, values in ((VP, vp), (ERA, era))
+    }
+    return {**explained_record(ratios, interaction, per_seed), "interaction": interaction}
+
+
+def test_the_explained_share_carries_the_variance_preserving_ratios_uncertainty() -> None:
+    """Same per-seed interactions (2x, spread 0.1 on the log), once with a variance-preserving
+    ratio of exactly 1 in every seed and once with a noisy one of the same geometric mean (its
+    log deviations orthogonal to the interaction's): the share is the same, its interval wider."""
+    d, e = 0.1, 0.15
+    log_it = {s: math.log(2) + d * k for s, k in zip((0, 1, 2), (-1, 0, 1), strict=True)}
+    log_vp = {s: e * k for s, k in zip((0, 1, 2), (1, -2, 1), strict=True)}
+    fixed = _explained({s: math.exp(x) for s, x in log_it.items()}, dict.fromkeys(log_it, 1.0))
+    noisy = _explained(
+        {s: math.exp(log_it[s] + log_vp[s]) for s in log_it},
+        {s: math.exp(v) for s, v in log_vp.items()},
+    )
+    # by hand, a known ratio (1 in every seed): the interaction's t-interval over log 6
+    # (the former method): (log 2 +- t(2) * d / sqrt 3) / log 6
+    share, half = math.log(2) / math.log(6), T975_DF2 * d / math.sqrt(3)
+    assert fixed["value"] == pytest.approx(100 * share)
+    assert fixed["ci95_low"] == pytest.approx(100 * (math.log(2) - half) / math.log(6), rel=1e-6)
+    assert fixed["ci95_high"] == pytest.approx(100 * (math.log(2) + half) / math.log(6), rel=1e-6)
+    assert fixed["ci95_low"] == pytest.approx(24.82, abs=0.01)
+    assert fixed["ci95_high"] == pytest.approx(52.55, abs=0.01)
+    it = fixed["interaction"]
+    assert fixed["ci95_low"] == pytest.approx(100 * math.log(it["ci95_low"]) / math.log(6))
+    # by hand, the noisy ratio: Fieller with s_xx = d^2, s_yy = 3 e^2, s_xy = 0 (orthogonal):
+    # theta = (b +- sqrt(b^2 - a c)) / a, a = y^2 - q s_yy, b = x y, c = x^2 - q s_xx
+    x, y, q = math.log(2), math.log(6), T975_DF2**2 / 3
+    a, b, c = y * y - q * 3 * e * e, x * y, x * x - q * d * d
+    root = math.sqrt(b * b - a * c)
+    assert noisy["value"] == pytest.approx(100 * share)
+    assert noisy["ci95_low"] == pytest.approx(100 * (b - root) / a, rel=1e-6)
+    assert noisy["ci95_high"] == pytest.approx(100 * (b + root) / a, rel=1e-6)
+    assert noisy["ci95_low"] < fixed["ci95_low"] - 1 and noisy["ci95_high"] > fixed["ci95_high"] + 1
+    assert "Fieller over 3 paired seeds" in noisy["text"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from alexnet_bench.effects import Crossing, Paired, paired, resolution
+from alexnet_bench.effects import Crossing, Paired, holm, paired, resolution
 from alexnet_bench.reports import build_report
 
 from .fixtures_reports import write_run
@@ -41,10 +41,11 @@ STUDY = {
 
 
 def _value(ablation: str, metric: str) -> dict[int, float | Crossing]:
-    """The per-seed values as the runs were written (completed runs only)."""
+    """The per-seed values as the runs were written: completed runs; for time to target also
+    the collapsed ones, which never reached the target (right-censored at their last epoch)."""
     out: dict[int, float | Crossing] = {}
     for seed, (status, top1, top5, ttt, secs) in zip(SEEDS, SPEC[ablation], strict=True):
-        if status != "completed":
+        if status != "completed" and not (metric.startswith("ttt") and status == "collapsed"):
             continue
         if metric == "val_top1":
             out[seed] = 100 * top1
@@ -253,3 +254,74 @@ def test_the_findings_summary_repeats_the_claims_numbers(report: Path) -> None:
     for part in tanh_other.split("; "):
         if ": " in part and not part.startswith(("|Δ|", "detectable", "within")):
             assert part in claims, part
+
+
+def test_left_out_seeds_agree_with_the_pairs(report: Path) -> None:
+    """Each accuracy row (and the findings row) names the seeds its Δ leaves out, per arm and
+    why; their count is what the paired n does not cover."""
+    collapsed = (
+        "1 of 4 no_dropout seeds left out: collapsed (seed 2); "
+        "1 of 4 baseline seeds left out: its no_dropout run collapsed (seed 2)"
+    )
+    csv_by = {r["ablation"]: r for r in csv_rows(report / "tables" / "ablations.csv")}
+    for where, tables in (("HTML", html_tables(report)), ("Markdown", md_tables(report))):
+        for section in ("accuracy", "findings"):
+            key = section if where == "HTML" else MD_HEADINGS[section]
+            rows = {r["Ablation"]: r for r in tables[key]}
+            for a in ABLATIONS:
+                shown = rows[a]["Seeds left out of Δ (why)"]
+                assert shown == (collapsed if a == "no_dropout" else "none"), (where, a)
+                left = sum(int(m) for m in re.findall(r"(\d+) of 4 baseline seeds", shown))
+                assert left == len(SEEDS) - expected("val_top1", a, "baseline").n
+                assert csv_by[a]["val_top1_left_out"] == shown
+
+
+def test_the_findings_holm_column_is_holm_over_the_tests_it_shows(report: Path) -> None:
+    """The family: each row's Δ val top-1 and its other measured effects (the claims of that
+    ablation), one test counted once; m = those with a p-value; verdicts = effects.holm."""
+    claims = [
+        r for r in csv_rows(report / "tables" / "paper_vs_measured.csv") if r["measured_kind"]
+    ]
+    tests: dict[str, list[tuple[str, tuple[str, str], Paired]]] = {}
+    for a in ABLATIONS:
+        row_tests = [
+            ("Δ top-1", ("val_top1", f"{a} − baseline"), expected("val_top1", a, "baseline"))
+        ]
+        for r in claims:
+            x, y, ratio = _compared(r["compared"])
+            if a not in (x, y) or (r["metric"] == "val_top1" and {x, y} == {a, "baseline"}):
+                continue
+            p = paired(_measure(x, r["metric"]), _measure(y, r["metric"]), ratio=ratio)
+            assert (p.p_value is None) == (r["p_value"] == "")  # the CSV holds the same p
+            if p.p_value is not None:
+                _close(r["p_value"], p.p_value)
+            row_tests.append((r["comparison"], (r["metric"], r["compared"]), p))
+        tests[a] = row_tests
+    family = {key: p.p_value for row in tests.values() for _, key, p in row}
+    verdicts = holm(family)
+    m = len(verdicts)
+    assert 2 <= m < len(family)  # some shown effects are bounds: not in the family
+    for where, tables in (("HTML", html_tables(report)), ("Markdown", md_tables(report))):
+        rows = {r["Ablation"]: r for r in tables["findings" if where == "HTML" else "Findings"]}
+        for a in ABLATIONS:
+            cell = rows[a][f"Holds after Holm (m = {m})?"]
+            parts = cell.split("; ")
+            assert len(parts) == len(tests[a]), (where, a)
+            for part, (label, key, _p) in zip(parts, tests[a], strict=True):
+                verdict = part.split(": ", 1)[1] if len(tests[a]) > 1 else part
+                if len(tests[a]) > 1:
+                    assert part.startswith(f"{label}: ")
+                if key in verdicts:
+                    assert verdict == verdicts[key].text(), (where, a, label)
+                else:
+                    assert verdict.startswith("not tested"), (where, a, label)
+    note = md_tables_note(report, "Findings")
+    assert f"m = {m}" in note and f"this table shows {len(family)} paired effects" in note
+    holding = sum(v.holds for v in verdicts.values())
+    assert f"{holding} of {m} hold" in note
+
+
+def md_tables_note(out: Path, heading: str) -> str:
+    """The italic note under the table of a ``## heading`` of summary.md."""
+    text = (out / "summary.md").read_text().split(f"## {heading}\n", 1)[1]
+    return next(line for line in text.splitlines() if line.startswith("_"))

@@ -94,13 +94,22 @@ def test_ablation_table_numbers_are_hand_computed(report: dict) -> None:
     assert _f(tanh["val_top1_delta_pts"]) == pytest.approx(10.0)
     assert tanh["val_top1_delta_pts_n_pairs"] == "1" and tanh["val_top1_delta_pts_ci95_low"] == ""
     assert _f(tanh["val_top1_delta_welch_pts"]) == pytest.approx(8.0)
-    # time to target: baseline 3/5 epochs, 10/14 s -> means 4 epochs, 12 s; tanh 9 epochs, 60 s;
-    # the ratio is paired (seed 0): 9 / 3 and 60 / 10
+    # the accuracy row says which seeds the Δ left out and why
+    assert tanh["val_top1_left_out"] == (
+        "1 of 2 tanh seeds left out: diverged (seed 1); "
+        "1 of 2 baseline seeds left out: its tanh run diverged (seed 1)"
+    )
+    assert base["val_top1_left_out"] == "none"
+    # time to target: baseline 3/5 epochs, 10/14 s -> means 4 epochs, 12 s; tanh 9 epochs, 60 s.
+    # The diverged tanh seed 1 never reached the target: it counts, right-censored at its last
+    # epoch with a finite loss (epoch 2 of 3, 2 * 5 s), so the paired ratio is a lower bound:
+    # the geometric mean of 9 / 3 and 2 / 5 (seconds: 60 / 10 and 10 / 14)
     assert _f(base["ttt_epoch_mean"]) == pytest.approx(4.0)
     assert _f(base["ttt_seconds_mean"]) == pytest.approx(12.0)
-    assert _f(tanh["ttt_epoch_ratio_vs_baseline"]) == pytest.approx(9 / 3)
-    assert _f(tanh["ttt_seconds_ratio_vs_baseline"]) == pytest.approx(60 / 10)
-    assert tanh["ttt_epoch_ratio_vs_baseline_kind"] == "estimate"
+    assert _f(tanh["ttt_epoch_ratio_vs_baseline"]) == pytest.approx(math.sqrt(9 / 3 * 2 / 5))
+    assert _f(tanh["ttt_seconds_ratio_vs_baseline"]) == pytest.approx(math.sqrt(6 * 10 / 14))
+    assert tanh["ttt_epoch_ratio_vs_baseline_kind"] == "lower bound"
+    assert (tanh["ttt_reached"], tanh["ttt_trained"]) == ("1", "2")
     # no_lrn: the failed seed (99 %) is not averaged in; paired on seed 0: 36 - 30, 8 - 5
     assert no_lrn["status_summary"] == "1 completed, 1 failed"
     assert _f(no_lrn["val_top1_err_pct_mean"]) == pytest.approx(36.0)
@@ -167,23 +176,32 @@ def _claims(report: dict) -> dict[str, dict[str, str]]:
 def test_paper_vs_measured_rows(report: dict) -> None:
     rows = _claims(report)
     ep = rows["relu_vs_tanh:ttt_epoch:tanh / baseline"]
-    # paired by seed: only seed 0 has both (tanh seed 1 diverged): 9 / 3 epochs
-    assert _f(ep["measured_effect"]) == pytest.approx(3.0)
-    assert (ep["same_direction"], ep["exceeds_spread"]) == ("yes", "n/a")
-    assert "tanh: 1 diverged (excluded)" in ep["caveats"]
-    assert "only 1 paired seed(s): no CI" in ep["caveats"]
-    assert "left out of the paired statistic: 1" in ep["caveats"]
-    # Welch on the logs: 9 vs the geometric mean of 3 and 5
-    assert ep["welch"].startswith(f"{9 / math.sqrt(15):.2f}×")
-    assert "(Welch, unpaired, n=1 vs 2)" in ep["welch"]
+    # paired by seed: seed 0 9 / 3 epochs; the diverged tanh seed 1 never reached the target and
+    # counts as right-censored at epoch 2 (its last finite epoch) against the baseline's 5: a
+    # lower bound, the geometric mean of the per-seed lower bounds
+    assert _f(ep["measured_effect"]) == pytest.approx(math.sqrt(9 / 3 * 2 / 5))
+    assert ep["measured"] == "> 1.10× (paired, n=2, censored: seed 1)"
+    assert (ep["same_direction"], ep["ci95_excludes_null"], ep["p_value"]) == ("yes", "n/a", "")
+    assert "excluded" not in ep["caveats"] and "left out" not in ep["caveats"]
+    assert (
+        "censored: tanh seed 1 diverged without reaching 50% train error: counted as never "
+        "reaching it, right-censored at epoch 2, its last epoch with a finite loss (the loss of "
+        "epoch 3 was not finite)"
+    ) in ep["caveats"]
+    # no unpaired estimate: Welch on the exact values alone would drop the censored seed
+    assert ep["welch"] == "n/a (censored seeds: no unpaired estimate)"
+    assert "1 of 2" not in ep["caveats"]  # no seed is left out of time to target
     assert "synthetic" in ep["caveats"] and "4-layer CNN" in ep["caveats"]
     assert "target here is 50%" in ep["caveats"]
     sec = rows["relu_vs_tanh:ttt_seconds:tanh / baseline"]
-    assert _f(sec["measured_effect"]) == pytest.approx(6.0)  # 60 s / 10 s, seed 0
+    # seconds: 60 / 10 and (2 epochs * 5 s) / 14 s
+    assert _f(sec["measured_effect"]) == pytest.approx(math.sqrt(6 * 10 / 14))
+    assert "right-censored at 10.0 s of training" in sec["caveats"]
     lrn = rows["lrn:val_top1:no_lrn − baseline"]
     assert _f(lrn["measured_effect"]) == pytest.approx(6.0)  # 36 - 30, seed 0
     assert lrn["welch"].startswith("+4.00")  # 36 - mean(30, 34)
-    assert lrn["same_direction"] == "yes" and "no_lrn: 1 failed (excluded)" in lrn["caveats"]
+    assert lrn["same_direction"] == "yes"
+    assert "1 of 2 no_lrn seeds left out: failed (seed 1)" in lrn["caveats"]
     assert "ImageNet 224 px" in lrn["caveats"] and "6 epochs" in lrn["caveats"]
     pool = rows["overlapping_pooling:val_top1:plain_pooling − baseline"]
     assert _f(pool["measured_effect"]) == pytest.approx(-3.0)  # 31 - 34, seed 1
@@ -199,7 +217,8 @@ def test_paper_vs_measured_rows(report: dict) -> None:
     assert "half_width/half_kernels not in this study" in half["caveats"]
     ddp = rows["two_gpus:val_top1:gpus2 − baseline"]
     assert _f(ddp["measured_effect"]) == pytest.approx(0.0, abs=1e-9)
-    assert (ddp["same_direction"], ddp["exceeds_spread"]) == ("yes", "no")
+    assert (ddp["same_direction"], ddp["ci95_excludes_null"]) == ("yes", "no")
+    assert _f(ddp["p_value"]) == pytest.approx(1.0)  # mean 0: the t statistic is 0
     assert "ran on CPU" in ddp["caveats"]
     assert _f(ddp["n_a"]) == 2 and _f(ddp["n_b"]) == 2 and _f(ddp["n_pairs"]) == 2
     # per-seed differences +1 and -1: mean 0, sd sqrt(2), half-width t(1) * sqrt(2) / sqrt(2)
@@ -227,13 +246,13 @@ def test_claims_spread_censoring_and_fallback(tmp_path: Path) -> None:
     # n=3, df 4) has half-width t(4) * sqrt(2 * 0.25 / 3)
     assert lrn.measured_effect == pytest.approx(10.0)
     assert lrn.ci_low == pytest.approx(10.0) and lrn.ci_high == pytest.approx(10.0)
-    assert (lrn.same_direction, lrn.exceeds_spread) == ("yes", "yes")
+    assert (lrn.same_direction, lrn.ci_excludes_null) == ("yes", "yes")
     assert lrn.measured == "+10.00 pts [+10.00, +10.00] (paired, n=3)"
     assert lrn.welch_high - 10.0 == pytest.approx(2.7764451 * math.sqrt(0.5 / 3))
     assert lrn.welch == "+10.00 pts [+8.87, +11.13] (Welch, unpaired, n=3 vs 3)"
     assert lrn.resolves == ""  # the interval excludes 0: nothing to say about a null
     pool = rows["overlapping_pooling:val_top1:plain_pooling − baseline"]
-    assert pool.exceeds_spread == "no"  # per-seed -0.4, +0.4, +0.4 points
+    assert pool.ci_excludes_null == "no"  # per-seed -0.4, +0.4, +0.4 points
     # the null: |Δ| below the interval's far end, and what 3 seeds could detect at sd 0.46
     p = pool.effect
     assert pool.resolves.startswith(f"|Δ| < {max(-p.ci_low, p.ci_high):.1f} pts (95%)")
@@ -242,11 +261,67 @@ def test_claims_spread_censoring_and_fallback(tmp_path: Path) -> None:
     # tanh never reached the target in its 10 epochs: only a bound, 10 / 3
     assert tanh.measured == "> 3.33× (paired, n=3, censored: seeds 0, 1, 2)"
     assert tanh.effect.kind == "lower bound" and tanh.same_direction == "yes"
-    assert tanh.exceeds_spread == "n/a"
+    assert tanh.ci_excludes_null == "n/a"
     assert any("tanh did not reach 50% train error within 10 epochs" in c for c in tanh.caveats)
     half = rows["two_gpus:val_top1:half_kernels − baseline"]
     assert half.measured_effect == pytest.approx(2.0)
     assert "gpus2_model not in this study; compared with baseline instead" in half.caveats
+
+
+def test_a_collapsed_seed_is_a_censored_time_to_target_and_named_on_the_accuracy_row(
+    tmp_path: Path,
+) -> None:
+    """tanh collapses in seed 2 of 3: its time to target is a bound that counts that seed (it
+    never reached the target), and its accuracy row says the Δ left that seed out, and why."""
+    from .test_report_consistency import html_tables, md_tables
+
+    res = tmp_path / "results" / "default"
+    for seed, (ttt, top1) in enumerate([(2, 0.30), (3, 0.32), (4, 0.31)]):
+        write_run(res, "baseline", seed, val_top1=top1, ttt_epoch=ttt, ttt_seconds=3.0 * ttt)
+    for seed, (ttt, top1) in enumerate([(4, 0.40), (5, 0.43)]):
+        write_run(res, "tanh", seed, val_top1=top1, ttt_epoch=ttt, ttt_seconds=3.0 * ttt)
+    collapsed = {"status": "collapsed", "reason": "did not learn", "train_top1": 0.9}
+    write_run(res, "tanh", 2, val_top1=0.9, ttt_epoch=None, ttt_seconds=None, **collapsed)
+    study = {"baseline": "baseline", "seeds": [0, 1, 2], "ablations": ["baseline", "tanh"]}
+    out = tmp_path / "reports"
+    info = build_report(res, out, study=study)
+    assert info["ttt_reached"]["tanh"] == 2
+
+    # epochs: 4 / 2, 5 / 3 and, for the collapsed seed, > 6 / 4 (right-censored at its last
+    # epoch, 6): the geometric mean of the per-seed lower bounds, (2 * 5/3 * 3/2)^(1/3) = 5^(1/3)
+    # (without the collapsed seed it would be an estimate over 2 seeds, sqrt(10/3) = 1.83)
+    bound = f"> {5 ** (1 / 3):.2f}× (paired, n=3, censored: seed 2)"
+    # seconds: 12 / 6, 15 / 9 and > 30 / 12 (6 epochs of 5 s: the fixture's epoch time)
+    bound_s = f"> {(2 * 15 / 9 * 30 / 12) ** (1 / 3):.2f}× (paired, n=3, censored: seed 2)"
+    left_out = (
+        "1 of 3 tanh seeds left out: collapsed (seed 2); "
+        "1 of 3 baseline seeds left out: its tanh run collapsed (seed 2)"
+    )
+    for where, tables in (("HTML", html_tables(out)), ("Markdown", md_tables(out))):
+        speed = {
+            r["Ablation"]: r for r in tables["speed" if where == "HTML" else "Speed and resources"]
+        }
+        tanh = speed["tanh"]
+        assert tanh["TTT ratio vs baseline, epochs (paired)"] == bound, where
+        assert tanh["TTT ratio vs baseline, seconds (paired)"] == bound_s, where
+        assert tanh["Epochs to 50% train err"] == "4.5 (2/3 reached)", where
+        accuracy = tables["accuracy" if where == "HTML" else "Accuracy vs baseline"]
+        rows = {r["Ablation"]: r for r in accuracy}
+        assert rows["tanh"]["Seeds left out of Δ (why)"] == left_out, where
+        assert rows["tanh"]["Δ top-1 vs baseline (paired, 95% CI)"].endswith("(paired, n=2)")
+        assert rows["baseline"]["Seeds left out of Δ (why)"] == "none", where
+        findings = {r["Ablation"]: r for r in tables["findings" if where == "HTML" else "Findings"]}
+        assert findings["tanh"]["Seeds left out of Δ (why)"] == left_out, where
+    ablations = _csv(out / "tables" / "ablations.csv")
+    assert ablations["tanh"]["ttt_epoch_ratio_vs_baseline_kind"] == "lower bound"
+    assert ablations["tanh"]["val_top1_left_out"] == left_out
+    claims = _claims({"out": out})
+    ttt = claims["relu_vs_tanh:ttt_epoch:tanh / baseline"]
+    assert ttt["measured"] == bound and ttt["welch"].startswith("n/a (censored seeds")
+    assert "right-censored at epoch 6, its last epoch" in ttt["caveats"]
+    assert "left out" not in ttt["caveats"]
+    page = (out / "index.html").read_text()
+    assert "in time to target the collapsed seeds count as never reaching it" in page
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -278,7 +353,8 @@ def test_html_is_self_contained(report: dict) -> None:
     assert "32.00 ± 2.83" in page  # baseline top-1 mean ± sd
     assert "no GPU telemetry" in page  # energy figure skipped, with a note
     assert "Multi-device scaling (CPU runs, not GPUs)" in page
-    assert "Exceeds seed spread" in page and "excludes zero" in page and "paired" in page
+    assert "95% CI excludes 0 (ratios: 1)?" in page and "Exceeds seed spread" not in page
+    assert "excludes no effect" in page and "paired" in page
     assert "abc1234" in page and "testhost" in page  # environment
     assert "ablation_defs:" in page  # study YAML
     md = (report["out"] / "summary.md").read_text()

@@ -137,7 +137,7 @@ def test_report_excludes_collapsed_runs_and_counts_them(tmp_path: Path) -> None:
     lrn = rows["lrn:val_top1"]
     assert lrn.n_pairs == 2  # seed 1 collapsed: left out of the effect
     assert lrn.measured_effect == pytest.approx(2.0)
-    assert "no_lrn: 1 collapsed (excluded)" in lrn.caveats
+    assert "1 of 3 no_lrn seeds left out: collapsed (seed 1)" in lrn.caveats
 
     from alexnet_bench.reports.report import build_report
 

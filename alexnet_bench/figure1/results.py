@@ -29,7 +29,7 @@ import jsonschema
 import yaml
 
 from ..collect import Run, load_run
-from ..effects import Paired, fmt_effect, paired, ratio_interval
+from ..effects import Interval, Paired, fmt_effect, paired, ratio_interval, ratio_of_means
 from ..errors import ConfigError
 from .analysis import (
     Choice,
@@ -64,6 +64,15 @@ INTERACTION_METHOD = (
     "ratio of ratios: per final seed (tanh/ReLU under the paper-era init) / (tanh/ReLU under the "
     "variance-preserving init), seeds shared by both inits paired; geometric mean with a 95% "
     "Student-t interval on the mean log, n-1 degrees of freedom; a censored seed makes it a bound"
+)
+EXPLAINED_METHOD = (
+    "share = mean over the final seeds both inits share of log(interaction) / mean of "
+    "log(6 / variance-preserving ratio), i.e. the log of the geometric-mean interaction over the "
+    "log-distance from the geometric-mean variance-preserving ratio to 6x; 95% CI by Fieller's "
+    "theorem over those paired seeds (both logs are per-seed values, so the variance-preserving "
+    "ratio's own uncertainty and its covariance with the interaction, which contains it, enter; "
+    "Student t, n-1 degrees of freedom); unbounded when the seeds do not resolve the distance to "
+    "6x; a censored seed gives a bound from the variance-preserving estimate, without a CI"
 )
 
 
@@ -262,6 +271,16 @@ def ratio_record(relu: list[Run], tanh: list[Run]) -> dict[str, Any]:
     return _paired_record(p, per_seed, RATIO_METHOD)
 
 
+PerSeedRatios = dict[int, Interval | None]  # seed -> tanh / ReLU (an interval when censored)
+
+
+def per_seed_ratios(finals: dict[str, list[Run]]) -> PerSeedRatios:
+    """One init's tanh / ReLU per final seed (both arms ran): a number, or an interval."""
+    relu = {r.seed: r.ttt_epochs for r in finals["relu"] if r.seed is not None}
+    tanh = {r.seed: r.ttt_epochs for r in finals["tanh"] if r.seed is not None}
+    return {s: ratio_interval(tanh[s], relu[s]) for s in sorted(set(relu) & set(tanh))}
+
+
 def interaction_record(
     finals: dict[str, dict[str, list[Run]]], inits: tuple[str, ...]
 ) -> dict[str, Any]:
@@ -272,12 +291,8 @@ def interaction_record(
         return {**_paired_record(p, [], INTERACTION_METHOD),
                 "text": "n/a (needs both inits in figure1.inits)"}  # fmt: skip
 
-    def per_seed(init: str) -> dict[int, Any]:
-        relu = {r.seed: r.ttt_epochs for r in finals[init]["relu"] if r.seed is not None}
-        tanh = {r.seed: r.ttt_epochs for r in finals[init]["tanh"] if r.seed is not None}
-        return {s: ratio_interval(tanh[s], relu[s]) for s in sorted(set(relu) & set(tanh))}
-
-    paper, vp = per_seed(PAPER_ERA_INIT), per_seed("variance_preserving")
+    paper = per_seed_ratios(finals[PAPER_ERA_INIT])
+    vp = per_seed_ratios(finals["variance_preserving"])
     p = paired(paper, vp, ratio=True)
 
     def text(x: Any) -> str:
@@ -292,44 +307,102 @@ def interaction_record(
     return _paired_record(p, rows, INTERACTION_METHOD)
 
 
-def explained_text(ratios: dict[str, dict[str, Any]], interaction: dict[str, Any]) -> str:
-    """One sentence from the numbers: how much of the gap to the paper's 6x the init explains.
+def _exact_logs(ratios: PerSeedRatios) -> dict[int, float]:
+    """log of each seed's ratio known exactly (not censored) and positive."""
+    return {
+        s: math.log(x.lower)
+        for s, x in ratios.items()
+        if x is not None and x.lower == x.upper and 0 < x.lower < math.inf
+    }
 
-    The gap is measured on the log scale from the variance-preserving ratio to 6x; the init's
-    part is log(interaction) over that distance (its CI likewise, from the interaction's CI).
+
+def _share(
+    head: str,
+    interaction: dict[str, Any],
+    vp: dict[str, Any],
+    per_seed: dict[str, PerSeedRatios],
+) -> tuple[dict[str, Any], str]:
+    """The share's numbers (percent) and its words, once both ratios are measured."""
+    era_logs = _exact_logs(per_seed.get(PAPER_ERA_INIT, {}))
+    vp_logs = _exact_logs(per_seed.get("variance_preserving", {}))
+    equal = f", and the variance-preserving ratio already equals the paper's {PAPER_RATIO:g}×"
+    if interaction["kind"] == "estimate" and era_logs and vp_logs:
+        x = {s: era_logs[s] - vp_logs[s] for s in set(era_logs) & set(vp_logs)}
+        y = {s: math.log(PAPER_RATIO) - vp_logs[s] for s in x}
+        f = ratio_of_means(x, y)
+        if f.value is None:
+            return {}, head + equal
+        low, high = (None if v is None else 100 * v for v in (f.ci_low, f.ci_high))
+        numbers = {"kind": f.kind, "value": 100 * f.value, "ci95_low": low, "ci95_high": high}
+        numbers.update(n=f.n, seeds=list(f.seeds))
+        part = f"{100 * f.value:.0f}%"
+        if f.kind == "estimate":
+            part += f" (95% CI {low:.0f}% to {high:.0f}%, Fieller over {f.n} paired seeds)"
+        elif f.kind == "unbounded":
+            part += (
+                f" (95% CI unbounded: {f.n} paired seeds do not resolve the distance from the "
+                f"variance-preserving ratio to {PAPER_RATIO:g}×)"
+            )
+        else:
+            part += f" (no CI: {f.n} paired seed)"
+    else:  # a bound: from the variance-preserving estimate, without an interval
+        gap = math.log(PAPER_RATIO / vp["value"])
+        if abs(gap) < 1e-12:
+            return {}, head + equal
+        share = 100 * math.log(interaction["value"]) / gap
+        lower = (interaction["kind"] == "lower bound") == (gap > 0)
+        kind = "lower bound" if lower else "upper bound"
+        numbers = {"kind": kind, "value": share, "n": interaction["n"]}
+        numbers["seeds"] = list(interaction["seeds"])
+        part = f"{'at least' if lower else 'at most'} {share:.0f}% (a bound: censored seeds, no CI)"
+    text = (
+        f"{head}, i.e. {part} of the log-distance from the variance-preserving ratio to the "
+        f"paper's {PAPER_RATIO:g}×."
+    )
+    return numbers, text
+
+
+def explained_record(
+    ratios: dict[str, dict[str, Any]],
+    interaction: dict[str, Any],
+    per_seed: dict[str, PerSeedRatios] | None = None,
+) -> dict[str, Any]:
+    """How much of the gap to the paper's 6x the init explains, with its interval and one
+    sentence from the numbers (``summary.json`` -> ``explained``, ``init_explains``).
+
+    The gap is the log-distance from the variance-preserving ratio to 6x; the init's part is
+    log(interaction) over it. Both are per-seed quantities over the final seeds the two inits
+    share (``per_seed``: each init's tanh / ReLU per seed), so the share's interval is Fieller's
+    (:func:`alexnet_bench.effects.ratio_of_means`): it carries the variance-preserving ratio's
+    uncertainty, not only the interaction's. A censored seed leaves only a bound.
     """
+    out: dict[str, Any] = {"kind": "n/a", "value": None, "ci95_low": None, "ci95_high": None}
+    out.update(n=0, seeds=[], method=EXPLAINED_METHOD)
     vp, era = ratios.get("variance_preserving"), ratios.get(PAPER_ERA_INIT)
     if vp is None or era is None:
-        return "Not measured: figure1.inits must list both variance_preserving and cuda_convnet."
+        text = "Not measured: figure1.inits must list both variance_preserving and cuda_convnet."
+        return {**out, "text": text}
     if interaction["value"] is None or vp["kind"] != "estimate":  # no distance to measure
-        return (
+        text = (
             f"Not determined: the interaction is {interaction['text']} (variance-preserving "
             f"ratio {vp['text']}, paper-era {era['text']})."
         )
-    gap = math.log(PAPER_RATIO / vp["value"])
+        return {**out, "text": text}
     head = (
         f"Under the paper-era init tanh / ReLU is {era['text']}, under the variance-preserving "
         f"init {vp['text']}: the init multiplies the ratio by {interaction['text']}"
     )
-    if abs(gap) < 1e-12:
-        return head + ", and the variance-preserving ratio already equals the paper's 6×."
+    numbers, text = _share(head, interaction, vp, per_seed or {})
+    return {**out, **numbers, "text": text}
 
-    def share(x: float) -> float:  # percent of the log-distance to 6x
-        return 100 * math.log(x) / gap
 
-    kind = interaction["kind"]
-    if kind == "estimate":
-        part = f"{share(interaction['value']):.0f}%"
-        if interaction["ci95_low"] is not None:
-            lo, hi = sorted((share(interaction["ci95_low"]), share(interaction["ci95_high"])))
-            part += f" (95% CI {lo:.0f}% to {hi:.0f}%)"
-    else:
-        bound = "at least" if (kind == "lower bound") == (gap > 0) else "at most"
-        part = f"{bound} {share(interaction['value']):.0f}%"
-    return (
-        f"{head}, i.e. {part} of the log-distance from the variance-preserving ratio to the "
-        f"paper's {PAPER_RATIO:g}×."
-    )
+def explained_text(
+    ratios: dict[str, dict[str, Any]],
+    interaction: dict[str, Any],
+    per_seed: dict[str, PerSeedRatios] | None = None,
+) -> str:
+    """The sentence of :func:`explained_record`."""
+    return str(explained_record(ratios, interaction, per_seed)["text"])
 
 
 def data_regime(blocks: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -394,6 +467,9 @@ def build_summary(root: Path, s: Figure1Settings) -> dict[str, Any]:
         blocks[init], finals[init] = _init_block(root, s, init)
     interaction = interaction_record(finals, s.inits)
     ratios = {init: b["ratio"] for init, b in blocks.items()}
+    explained = explained_record(
+        ratios, interaction, {init: per_seed_ratios(finals[init]) for init in s.inits}
+    )
     every_final = [r for init in s.inits for act in ACTIVATIONS for r in finals[init][act]]
     summary = {
         "schema_version": SUMMARY_VERSION,
@@ -417,7 +493,8 @@ def build_summary(root: Path, s: Figure1Settings) -> dict[str, Any]:
             for r in finals[init][act]
         ],
         "interaction": interaction,
-        "init_explains": explained_text(ratios, interaction),
+        "init_explains": explained["text"],
+        "explained": explained,
         "data_regime": data_regime(blocks),
     }
     return json.loads(json.dumps(summary))  # what the file will hold (tuples become lists)

@@ -11,6 +11,7 @@ and which never imports the report. Rendering is deterministic like the rest of 
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator, NullLocator
 
-from ..effects import Paired, resolution
+from ..effects import Paired, resolution, t_test_p
 from ..figure1.results import data_name
 from ..figure1.results import load_summary as load_summary
 from ..io import write_bytes, write_text
@@ -238,7 +239,7 @@ def ratio_table(summary: dict[str, Any]) -> Table:
         b = summary["inits"][init]
         lrs = ", ".join(f"{a} {c['lr']:g}" for a, c in b["chosen"].items())
         rows.append([init_name(init), b["ratio"]["text"], lrs, b["rule"]])
-    it = summary["interaction"]
+    it, x = summary["interaction"], summary.get("explained")
     rows.append(["interaction: paper-era / variance-preserving", it["text"], "–",
                  "how many times the init multiplies the ratio"])  # fmt: skip
     return Table(
@@ -247,7 +248,9 @@ def ratio_table(summary: dict[str, Any]) -> Table:
         rows=rows,
         numeric=[False, True, False, False],
         note=f"Per init: {summary['inits'][_inits(summary)[0]]['ratio']['method']}. "
-        f"Interaction: {it['method']}. The paper: {summary['paper']['ratio']:g}×.",
+        f"Interaction: {it['method']}. "
+        + (f"Share of the gap to 6× the init explains: {x['method']}. " if x else "")
+        + f"The paper: {summary['paper']['ratio']:g}×.",
     )
 
 
@@ -300,13 +303,16 @@ def claim_row(summary: dict[str, Any]) -> ClaimRow:
         n_pairs=r["n"],
     )
     value = r["value"]
-    effect = Paired(True, r["kind"], r["n"], value, r["ci95_low"], r["ci95_high"], r["sd"],
-                    tuple(r["seeds"]), censored=tuple(r["censored"]))  # fmt: skip
+    tested = r["kind"] == "estimate" and value and r["sd"] is not None and r["n"] >= 2
+    p_value = t_test_p(math.log(value), r["sd"], r["n"]) if tested else None
+    ci = (r["ci95_low"], r["ci95_high"])
+    seeds, censored = tuple(r["seeds"]), tuple(r["censored"])
+    effect = Paired(True, r["kind"], r["n"], value, *ci, r["sd"], seeds, (), censored, p_value)
     row.effect = effect
     if r["kind"] == "estimate" and value is not None:
         row.same_direction = "yes" if value > 1 else "no"
         if effect.excludes_null is not None:
-            row.exceeds_spread = "yes" if effect.excludes_null else "no"
+            row.ci_excludes_null = "yes" if effect.excludes_null else "no"
         res = resolution(effect)
         if res.null:
             row.resolves = res.text(True)
@@ -319,7 +325,7 @@ def claim_row(summary: dict[str, Any]) -> ClaimRow:
         row.caveats.append("not CIFAR-10 (the paper's data)")
     if target != 25:
         row.caveats.append(f"target here is {target:g}% training error (paper: 25%)")
-    row.caveats.append("spread = 95% t-interval of the paired log ratio excludes 1")
+    row.caveats.append("95% CI excludes 1 = the 95% t-interval of the paired log ratio excludes 0")
     if summary["interaction"]["value"] is not None:
         row.caveats.append(summary["init_explains"])
     row.caveats += [f"check failed: {c['check']}" for c in _checks(summary) if not c["ok"]]

@@ -322,9 +322,9 @@ def _ttt_bars(ax: Any, stats: Sequence[AblationStats], metric: str, colors: dict
     for y, a in zip(ys, stats, strict=True):
         color = colors.get(a.name, "C0")
         s = a.summaries[metric]
-        done = a.completed
+        done = a.trained  # a collapsed or diverged run counts as not reaching the target
         if not done:
-            ax.text(0, y, "  no completed runs", va="center", fontsize=8, color="#888888")
+            ax.text(0, y, "  no trained runs", va="center", fontsize=8, color="#888888")
             continue
         if s.n:
             ax.barh(y, s.mean, color=color, alpha=0.85, height=0.6)

@@ -6,6 +6,7 @@ import base64
 import html
 from dataclasses import dataclass, field
 
+from .claims import NULL_COLUMN
 from .figures import FigureFile
 from .tables import Table
 
@@ -69,7 +70,7 @@ details summary { cursor:pointer; color:var(--accent); margin:6px 0; }
 footer { color:var(--muted); font-size:12px; margin-top:40px; }
 """
 
-BADGE_COLUMNS = {"Status", "Same direction?", "Exceeds seed spread?"}
+BADGE_COLUMNS = {"Status", "Same direction?", NULL_COLUMN}
 BADGE_CLASS = {
     "yes": "b-yes",
     "no": "b-no",
@@ -107,7 +108,7 @@ class Page:
     counts: dict[str, int]
     findings: Table
     claims: Table
-    spread_rule: str
+    null_rule: str
     accuracy: Table
     speed: Table
     scaling: Table | None
@@ -253,7 +254,7 @@ def render(page: Page) -> str:
 </section>
 <section id="claims">
 <h2>Paper vs measured</h2>
-<p class="note"><b>Rule for “exceeds seed spread”:</b> {esc(page.spread_rule)}</p>
+<p class="note"><b>Rule for “{esc(NULL_COLUMN)}”:</b> {esc(page.null_rule)}</p>
 {table_html(page.claims, with_title=False)}
 </section>
 {"".join(extra_html(x) for x in page.extras)}
@@ -273,7 +274,7 @@ def render(page: Page) -> str:
 </section>
 <section id="problems">
 <h2>Collapsed, failed, skipped, diverged, missing and unparseable cells</h2>
-<p class="note">These runs are listed here and counted in the tables, but never averaged in.</p>
+<p class="note">These runs are listed here and counted in the tables, but never averaged in; in time to target a collapsed or diverged run counts as never reaching the target (censored).</p>
 {table_html(page.problems, with_title=False)}
 </section>
 <section id="runs">

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .claims import NULL_COLUMN
 from .html import Page
 from .tables import Table
 
@@ -35,7 +36,7 @@ def render(page: Page) -> str:
         out += ["**Attention:**", "", *[f"- {w}" for w in page.warnings], ""]
     out += ["## How to read this", "", *[f"- {x}" for x in page.how_to_read], ""]
     out += ["## Findings", "", table_md(page.findings, heading=None)]
-    out += ["## Paper vs measured", "", f"Rule for “exceeds seed spread”: {page.spread_rule}", ""]
+    out += ["## Paper vs measured", "", f"Rule for “{NULL_COLUMN}”: {page.null_rule}", ""]
     out.append(table_md(page.claims, heading=None))
     for x in page.extras:
         out += [f"## {x.title}", "", f"**{x.lead}**", "", *[f"- {n}" for n in x.notes], ""]

@@ -191,10 +191,12 @@ def _how_to_read(study: dict[str, Any] | None, baseline: str, runs: Sequence[Run
     )
     return [
         f"Each ablation changes one setting of the baseline ('{baseline}', the paper's "
-        f"settings) and was trained{seed_txt}. All statistics use completed runs only; "
-        "collapsed, diverged, failed, skipped, missing and unparseable cells are counted in the "
-        "'Runs' "
-        "column and listed under Problems, never averaged in.",
+        f"settings) and was trained{seed_txt}. Means and accuracy effects use completed runs "
+        "only: collapsed, diverged, failed, skipped, missing and unparseable cells are counted "
+        "in the 'Runs' column, listed under Problems, never averaged in, and every accuracy row "
+        "says how many seeds of each arm it left out and why. Time to target counts every run "
+        "that trained: a collapsed or diverged run never reached the target, so it enters as "
+        "right-censored at its last (finite) epoch and the ratio becomes a bound ('>').",
         "Errors are top-1/top-5 validation errors in percent at the last epoch. Δ is the "
         "ablation mean minus the baseline mean in percentage points: positive Δ means the "
         "ablation is worse than the baseline.",
@@ -208,9 +210,11 @@ def _how_to_read(study: dict[str, Any] | None, baseline: str, runs: Sequence[Run
         "effect the interval excludes and the smallest one these seeds would detect (80% "
         "power at the spread they showed). " + t_txt,
         "Paper vs measured: 'Same direction?' asks whether the measured effect has the sign the "
-        "paper reports; 'Exceeds seed spread?' whether it is larger than seed-to-seed noise "
-        "(rule stated above the table). Magnitudes are not expected to match when the data set "
-        "or scale differs: see the Caveats column.",
+        f"paper reports; '{claims.NULL_COLUMN}' whether its paired 95% interval excludes no "
+        "effect (rule stated above the table), one test at 95%. The Findings table makes many "
+        "such tests; its 'Holds after Holm' column gives the family-wise verdict "
+        "(Holm–Bonferroni over its m paired t-tests). Magnitudes are not expected to match "
+        "when the data set or scale differs: see the Caveats column.",
         _fairness_sentence(runs),
         "PCA colour lighting adds p·(α·√λ) per image (α ~ N(0, σ)), where the paper writes "
         "α·λ: eigenvalues carry squared pixel units, so α·λ depends on the pixel scale, while "
@@ -241,8 +245,10 @@ def _warnings(
             total = sum(a.counts.values())
             out.append(
                 f"{a.name}: {collapsed}/{total} seed(s) collapsed (stayed at chance: the network "
-                f"did not learn). Its effects use the {a.counts.get('completed', 0)} run(s) that "
-                "learned; the collapse rate is itself a finding (see Problems)."
+                f"did not learn). Its accuracy effects use the {a.counts.get('completed', 0)} "
+                "run(s) that learned (the rows say which seeds were left out); in time to target "
+                "the collapsed seeds count as never reaching it (a bound); the collapse rate is "
+                "itself a finding (see Problems)."
             )
     skipped = [r for r in runs if r.completed and r.record.data.skipped_files]
     if skipped:
@@ -413,7 +419,7 @@ def build_report(
         counts=counts,
         findings=tables.findings_table(stats, claim_rows, baseline),
         claims=tables.claims_table(claim_rows),
-        spread_rule=claims.SPREAD_RULE,
+        null_rule=claims.NULL_RULE,
         accuracy=tables.accuracy_table(stats, baseline),
         speed=tables.speed_table(stats, baseline),
         scaling=figs.scaling,
@@ -459,6 +465,6 @@ def build_report(
         "figure1": figure1_row.measured if figure1_row is not None else None,
         "completed_per_ablation": {a.name: len(a.completed) for a in stats},
         "ttt_reached": {
-            a.name: sum(run_value(r, "ttt_epoch") is not None for r in a.completed) for a in stats
+            a.name: sum(run_value(r, "ttt_epoch") is not None for r in a.trained) for a in stats
         },
     }

@@ -2,10 +2,12 @@
 
 Each table exists twice: as numeric records for the CSV files (errors in percent, deltas in
 percentage points, blank = not available) and as a :class:`Table` of formatted strings that the
-HTML and Markdown renderers share. Only completed runs enter any mean or effect; the other
-statuses are counted and shown. Every effect vs the baseline is the paired statistic of
-:class:`~.compare.Comparisons` (the same object the paper-vs-measured table shows), formatted by
-:meth:`~..effects.Paired.text`.
+HTML and Markdown renderers share. Means and accuracy effects use completed runs only, and the
+row says which seeds were left out and why; time to target also counts collapsed and diverged
+runs, as never reaching the target (censored). Every effect vs the baseline is the paired
+statistic of :class:`~.compare.Comparisons` (the same object the paper-vs-measured table shows),
+formatted by :meth:`~..effects.Paired.text`; the findings table adds the Holm–Bonferroni verdict
+over its family of tests (:func:`~..effects.holm`).
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from typing import Any
 
 import pandas as pd
 
-from ..collect import ALL_STATUSES, Run, run_value
-from ..effects import Paired, Summary, Welch, resolution, summarize
-from .claims import ClaimRow
-from .compare import Comparisons
+from ..collect import ALL_STATUSES, TRAINED_STATUSES, Run, run_value
+from ..effects import ALPHA, Paired, Summary, Welch, holm, resolution, summarize
+from .claims import NULL_COLUMN, ClaimRow
+from .compare import Comparisons, LeftOut, left_out_text
 
 #: per-run metrics aggregated for each ablation
 AGG_METRICS = (
@@ -45,6 +47,8 @@ AGG_METRICS = (
     "num_params",
     "world_size",
 )
+#: the means over every trained run (completed, collapsed, diverged) of those that reached it
+TTT_METRICS = ("ttt_epoch", "ttt_seconds")
 
 
 @dataclass
@@ -73,10 +77,28 @@ class AblationStats:
     effects: dict[str, Paired] = field(default_factory=dict)
     #: Welch's unpaired val_top1 / val_top5 differences (secondary, labelled in the CSV)
     welch: dict[str, Welch] = field(default_factory=dict)
+    #: per accuracy metric, the seeds the paired Δ leaves out of each arm (the baseline row: of
+    #: its own mean) and why
+    left_out: dict[str, tuple[LeftOut, ...]] = field(default_factory=dict)
 
     @property
     def completed(self) -> list[Run]:
         return [r for r in self.runs if r.completed]
+
+    @property
+    def trained(self) -> list[Run]:
+        """The runs with a trained curve (completed, collapsed, diverged): time to target."""
+        return [r for r in self.runs if r.status in TRAINED_STATUSES]
+
+    def left_out_text(self, metric: str = "val_top1") -> str:
+        """``2 of 5 tanh seeds left out: collapsed (seeds 1, 3)`` (every arm of the Δ), or
+        ``none``; the top-5 Δ's own when it differs from the top-1 one."""
+        text = left_out_text(self.left_out.get(metric, ()))
+        if metric == "val_top1" and "val_top5" in self.left_out:
+            top5 = left_out_text(self.left_out["val_top5"])
+            if top5 != text:
+                text += f" (top-5: {top5})"
+        return text
 
     @property
     def n_runs(self) -> int:
@@ -124,7 +146,11 @@ def aggregate(
         mine = [r for r in runs if r.ablation == name]
         counts = {s: sum(r.status == s for r in mine) for s in ALL_STATUSES}
         done = [r for r in mine if r.completed]
-        summaries = {m: summarize(run_value(r, m) for r in done) for m in AGG_METRICS}
+        trained = [r for r in mine if r.status in TRAINED_STATUSES]
+        summaries = {
+            m: summarize(run_value(r, m) for r in (trained if m in TTT_METRICS else done))
+            for m in AGG_METRICS
+        }
         entry = _study_entry(study, name)
         family = str(entry.get("family") or ("baseline" if name == baseline else ""))
         a = AblationStats(
@@ -134,6 +160,13 @@ def aggregate(
             a.effects = comparisons.vs_baseline(name, baseline)
             a.welch = {
                 m: comparisons.welch(m, name, baseline, False) for m in ("val_top1", "val_top5")
+            }
+            a.left_out = {
+                m: comparisons.left_out(m, name, baseline, False) for m in ("val_top1", "val_top5")
+            }
+        else:
+            a.left_out = {
+                m: (comparisons.left_out_of_arm(name, m),) for m in ("val_top1", "val_top5")
             }
         out.append(a)
     return out
@@ -195,8 +228,10 @@ def effect_text(a: AblationStats, metric: str, baseline: str) -> str:
 
 
 def ttt_text(a: AblationStats) -> str:
+    """Mean epochs to the target over the runs that reached it, ``(k/n reached)`` out of every
+    trained run (a collapsed or diverged run counts as not reaching it)."""
     s = a.summaries["ttt_epoch"]
-    done = len(a.completed)
+    done = len(a.trained)
     if not done:
         return "–"
     if s.n == 0:
@@ -290,7 +325,7 @@ def _censoring(kind: str) -> str | None:
 
 def _effect_columns(prefix: str, p: Paired | None) -> dict[str, Any]:
     """CSV columns of one paired effect: the value (the bound when censored), its kind, the
-    95% interval and the number of pairs."""
+    95% interval, the number of pairs and the paired t-test's two-sided p-value."""
     p = p if p is not None and p.value is not None else None
     return {
         prefix: _rounded(p.value) if p else None,
@@ -298,6 +333,7 @@ def _effect_columns(prefix: str, p: Paired | None) -> dict[str, Any]:
         f"{prefix}_ci95_low": _rounded(p.ci_low) if p else None,
         f"{prefix}_ci95_high": _rounded(p.ci_high) if p else None,
         f"{prefix}_n_pairs": p.n if p else None,
+        f"{prefix}_p": _rounded(p.p_value) if p else None,
     }
 
 
@@ -328,10 +364,12 @@ def ablation_records(stats: Sequence[AblationStats], baseline: str) -> list[dict
             rec[f"{metric}_delta_welch_pts"] = _rounded(w.value) if w else None
             rec[f"{metric}_delta_welch_ci95_low"] = _rounded(w.ci_low) if w else None
             rec[f"{metric}_delta_welch_ci95_high"] = _rounded(w.ci_high) if w else None
+            rec[f"{metric}_left_out"] = left_out_text(a.left_out.get(metric, ()))
         rec["train_top1_err_pct_mean"] = _rounded(a.summaries["train_top1"].mean)
         rec["overfit_gap_pts_mean"] = _rounded(a.summaries["overfit_gap"].mean)
         rec["best_epoch_mean"] = _rounded(a.summaries["best_epoch"].mean)
         rec["ttt_reached"] = a.summaries["ttt_epoch"].n
+        rec["ttt_trained"] = len(a.trained)  # completed, collapsed and diverged runs
         rec["ttt_epoch_mean"] = _rounded(a.summaries["ttt_epoch"].mean)
         rec["ttt_seconds_mean"] = _rounded(a.summaries["ttt_seconds"].mean)
         rec.update(_effect_columns("ttt_epoch_ratio_vs_baseline", a.effects.get("ttt_epoch")))
@@ -365,6 +403,9 @@ def to_csv(records: Sequence[dict[str, Any]], columns: Sequence[str] | None = No
 # ----------------------------------------------------------------------------- display tables
 
 
+LEFT_OUT_COLUMN = "Seeds left out of Δ (why)"
+
+
 def accuracy_table(stats: Sequence[AblationStats], baseline: str) -> Table:
     cols = [
         "Ablation",
@@ -376,6 +417,7 @@ def accuracy_table(stats: Sequence[AblationStats], baseline: str) -> Table:
         "Val top-5 err % (mean ± sd)",
         "Top-5 95% CI",
         "Δ top-5 vs baseline (paired, 95% CI)",
+        LEFT_OUT_COLUMN,
         "Overfit gap (pts)",
         "Best epoch",
     ]
@@ -393,6 +435,7 @@ def accuracy_table(stats: Sequence[AblationStats], baseline: str) -> Table:
                 mean_sd(s5),
                 ci_text(s5),
                 effect_text(a, "val_top5", baseline),
+                a.left_out_text(),
                 fnum(a.summaries["overfit_gap"].mean, 2),
                 fnum(a.summaries["best_epoch"].mean, 1),
             ]
@@ -401,15 +444,18 @@ def accuracy_table(stats: Sequence[AblationStats], baseline: str) -> Table:
         title="Accuracy per ablation (completed runs only)",
         columns=cols,
         rows=rows,
-        numeric=[False, False, False, *([True] * 8)],
+        numeric=[False, False, False, *([True] * 6), False, True, True],
         note=(
             "Errors are final-epoch validation errors in percent. sd = sample standard deviation "
             "over seeds; 95% CI = t-interval of the mean (n/a for a single seed). Δ = mean over "
             "seeds of (ablation − baseline of the same seed) in percentage points, with its "
             "paired 95% t-interval (n = seeds with a learned run in both arms): the same number "
-            "as in Paper vs measured. Positive Δ = worse than baseline. Welch's unpaired "
-            "version is in tables/ablations.csv (*_welch_* columns). Overfit gap = val − train "
-            "top-1 error."
+            "as in Paper vs measured. Positive Δ = worse than baseline. Only completed runs "
+            f"enter; '{LEFT_OUT_COLUMN}' says, per arm, how many seeds the Δ leaves out and why "
+            "(the run's status, or that its partner of the same seed in the other arm has no "
+            "value; the baseline row: the seeds its own mean leaves out). A collapse rate is a "
+            "finding of its own, not averaged away. Welch's unpaired version is in "
+            "tables/ablations.csv (*_welch_* columns). Overfit gap = val − train top-1 error."
         ),
         row_classes=["baseline" if a.name == baseline else "" for a in stats],
     )
@@ -471,17 +517,25 @@ def speed_table(stats: Sequence[AblationStats], baseline: str) -> Table:
             ]
         )
     return Table(
-        title="Speed and resources per ablation (completed runs only, means over seeds)",
+        title=(
+            "Speed and resources per ablation (means over completed runs; time to target also "
+            "counts collapsed and diverged runs, as never reaching it)"
+        ),
         columns=cols,
         rows=rows,
         numeric=[False, False, *([True] * 12), False],
         note=(
             "Time to target = when the training top-1 error fell to "
             f"{tgt}, interpolated between epoch ends (epochs and training seconds); the mean is "
-            "over runs that reached it. TTT ratio = geometric mean over seeds of (ablation / "
+            "over runs that reached it, 'k/n reached' out of every trained run (completed, "
+            "collapsed, diverged). TTT ratio = geometric mean over seeds of (ablation / "
             "baseline of the same seed) with its paired 95% interval (> 1 = slower): the same "
-            "number as in Paper vs measured; a seed that never reached the target makes it a "
-            "bound ('>'). Throughput = median images/s over training; "
+            "number as in Paper vs measured. A seed that never reached the target makes it a "
+            "bound ('>'), and a run that never learned counts as such a seed: a collapsed run is "
+            "right-censored at its last epoch, a diverged one at its last epoch with a finite "
+            "loss (seconds: the training time up to then), so an arm that fails some seeds "
+            "cannot look as fast as one that never fails. Throughput = median images/s over "
+            "training; "
             "MFU = achieved / peak FLOP/s (GPU: spec-sheet peak; CPU: the host's matmul rate, "
             "measured once per study with nothing else running, peak_flops.json, for the job's "
             "thread count and processes). GPU columns are blank without GPU telemetry."
@@ -499,7 +553,7 @@ def claims_table(rows: Sequence[ClaimRow]) -> Table:
         "Measured (paired over seeds, 95% CI)",
         "Welch (unpaired)",
         "Same direction?",
-        "Exceeds seed spread?",
+        NULL_COLUMN,
         "What the seeds resolve",
         "Caveats",
     ]
@@ -517,7 +571,7 @@ def claims_table(rows: Sequence[ClaimRow]) -> Table:
                 r.measured,
                 r.welch or "–",
                 r.same_direction,
-                r.exceeds_spread,
+                r.ci_excludes_null,
                 r.resolves or "–",
                 "; ".join(r.caveats) or "–",
             ]
@@ -542,11 +596,59 @@ def claims_table(rows: Sequence[ClaimRow]) -> Table:
     )
 
 
+TestKey = tuple[str, str, str, bool]  # (metric, a, b, ratio): one paired test
+
+
+def _not_tested(p: Paired | None) -> str:
+    """Why a shown effect has no p-value (so it is not in the Holm family)."""
+    if p is None or p.value is None:
+        return "no effect measured"
+    if p.kind != "estimate":
+        return "not tested: a bound (censored seeds)"
+    return f"not tested: n={p.n}" if p.n < 2 else "not tested"
+
+
+def findings_tests(
+    stats: Sequence[AblationStats], rows: Sequence[ClaimRow], baseline: str
+) -> dict[str, list[tuple[str, TestKey, Paired | None]]]:
+    """Per ablation row of the findings table, the tests it shows: (label, key, effect), its
+    Δ val top-1 first, then each other measured effect (a paper-vs-measured comparison of it)."""
+    out: dict[str, list[tuple[str, TestKey, Paired | None]]] = {}
+    for a in stats:
+        if a.name == baseline:
+            continue
+        tests = [("Δ top-1", ("val_top1", a.name, baseline, False), a.effects.get("val_top1"))]
+        for r in rows:
+            if a.name not in (r.arm_a, r.arm_b) or r.effect is None:
+                continue
+            if r.metric == "val_top1" and {r.arm_a, r.arm_b} == {a.name, baseline}:
+                continue  # the Δ itself
+            assert r.arm_a is not None and r.arm_b is not None
+            tests.append((r.comparison, (r.metric, r.arm_a, r.arm_b, r.kind == "ratio"), r.effect))
+        out[a.name] = tests
+    return out
+
+
 def findings_table(
     stats: Sequence[AblationStats], rows: Sequence[ClaimRow], baseline: str
 ) -> Table:
     """One row per ablation, the README's summary: its paired Δ val top-1 (with what the seeds
-    resolve when it is null), the other effects the claims measure, the paper and others."""
+    resolve when it is null), which seeds it leaves out, the Holm–Bonferroni verdict of every
+    test in the row, the other effects the claims measure, the paper and others.
+
+    The Holm family is every distinct paired test the table shows with a p-value: each row's
+    Δ val top-1 and each of its other measured effects (one test counted once even when two
+    rows show it); bounds and single pairs have no p-value and stay out of it.
+    """
+    tests = findings_tests(stats, rows, baseline)
+    shown: dict[TestKey, Paired | None] = {}
+    for row_tests in tests.values():
+        for _, key, p in row_tests:
+            shown.setdefault(key, p)
+    verdicts = holm({k: (p.p_value if p is not None else None) for k, p in shown.items()})
+    m = len(verdicts)
+    raw = sum(bool(p is not None and p.excludes_null) for p in shown.values())
+    holds = sum(v.holds for v in verdicts.values())
     out = []
     for a in stats:
         if a.name == baseline:
@@ -556,6 +658,12 @@ def findings_table(
         res = resolution(p) if p is not None else None
         if res is not None and res.null:
             delta += f"; {res.text(False)}"
+        labelled = len(tests[a.name]) > 1
+        verdict = "; ".join(
+            (f"{label}: " if labelled else "")
+            + (verdicts[key].text() if key in verdicts else _not_tested(effect))
+            for label, key, effect in tests[a.name]
+        )
         mine = [r for r in rows if a.name in (r.arm_a, r.arm_b) and r.effect is not None]
         other = [
             f"{r.comparison}: {r.measured}" + (f"; {r.resolves}" if r.resolves else "")
@@ -566,25 +674,37 @@ def findings_table(
         paper = list(dict.fromkeys(f"{r.paper_value} ({r.comparison})" for r in claimed))
         others = list(dict.fromkeys(o.shown() for r in claimed for o in r.others))
         out.append(
-            [a.name, delta, "; ".join(other) or "–", "; ".join(paper) or "–",
-             "; ".join(others) or "–"]
+            [a.name, delta, a.left_out_text(), verdict, "; ".join(other) or "–",
+             "; ".join(paper) or "–", "; ".join(others) or "–"]
         )  # fmt: skip
     return Table(
         title="Findings",
         columns=[
             "Ablation",
             "Δ val top-1 vs baseline (paired, 95% CI)",
+            LEFT_OUT_COLUMN,
+            f"Holds after Holm (m = {m})?",
             "Other measured effects",
             "The paper",
             "Others found",
         ],
         rows=out,
-        numeric=[False] * 5,
+        numeric=[False] * 7,
         note=(
             "Every number here is the paired effect of the tables below (the same object). "
             "Δ > 0: the ablation is worse. Where the interval includes 0: |Δ| < X = the largest "
             "effect the data exclude at 95% confidence; detectable = the smallest effect these "
-            "seeds would detect (80% power)."
+            f"seeds would detect (80% power). Many comparisons: this table shows {len(shown)} "
+            f"paired effects, each with its own 95% interval; {raw} of them exclude no effect "
+            "on their own. Family-wise: the family is every test the table shows with a "
+            f"p-value (m = {m}: each row's Δ val top-1 and each of its other measured effects, "
+            "a test shown in two rows counted once; bounds from censored seeds and single pairs "
+            "have no p-value and are not in it). p = the two-sided paired t-test of no effect "
+            "(differences: mean 0; ratios: mean log ratio 0) on n − 1 degrees of freedom, the "
+            "same t as the interval, so p < 0.05 exactly when the 95% interval excludes no "
+            "effect. Holm–Bonferroni at a family-wise error rate of "
+            f"{ALPHA:g}: sorted p_(1) ≤ … ≤ p_(m), p_(j) holds while every p_(i ≤ j) ≤ "
+            f"{ALPHA:g}/(m − i + 1); Holm-adjusted p ≤ {ALPHA:g} ⇔ holds. {holds} of {m} hold."
         ),
     )
 
