@@ -73,11 +73,14 @@ class Throughput:
 @dataclass(frozen=True)
 class StepMs:
     median: float | None = None
+    p10: float | None = None
+    p90: float | None = None
 
 
 @dataclass(frozen=True)
 class StepTime:
     images_per_s_median: float | None = None
+    steps_timed: int | None = None
     step_ms: StepMs = field(default_factory=StepMs)
 
 
@@ -157,20 +160,52 @@ class Parallel:
 
 
 @dataclass(frozen=True)
+class Runtime:
+    """The fast-path switches as they took effect (``runtime``; the config says what was asked)."""
+
+    compile: str | None = None
+    cuda_graphs: str | None = None
+    amp: str | None = None
+    channels_last: bool | None = None
+    cudnn_benchmark: bool | None = None  # None off CUDA
+    fused_optimizer: bool | None = None
+    tf32: bool | None = None
+    deterministic: bool | None = None
+    data_on_device: bool | None = None
+
+
+@dataclass(frozen=True)
 class Environment:
     git_commit: str | None = None
     git_dirty: bool | None = None
     torch: str | None = None
+    torchvision: str | None = None
+    numpy: str | None = None
     torch_cuda: str | None = None
     cuda_gpus: list[Any] = field(default_factory=list, metadata=COND)
     nvml_gpus: list[Any] = field(default_factory=list, metadata=COND)
     driver_version: str | None = conditional()
     cudnn: str | None = None
     cpu_model: str | None = None
+    cpu_flags: list[str] = field(default_factory=list)  # vector-ISA flags (AVX2, AVX-512, ...)
+    cpu_capability: str | None = None  # the ISA torch's CPU kernels dispatch to
     logical_cpus: int | None = None
+    usable_cpus: int | None = None
+    torch_threads: int | None = None
     python: str | None = None
+    platform: str | None = None
     hostname: str | None = None
     timestamp_utc: str | None = None
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What the run's result depends on: its config hash, a digest of the data it read (None
+    when not computed) and their combined hash. Absent from older records."""
+
+    config_hash: str | None = None
+    data: Any = None
+    hash: str | None = None
 
 
 @dataclass(frozen=True)
@@ -179,6 +214,7 @@ class Labels:
 
     preset: str | None = conditional()
     ablation: str | None = conditional()
+    seed: int | None = conditional()
 
 
 @dataclass(frozen=True)
@@ -193,6 +229,7 @@ class RunRecord:
     run: Labels = field(default_factory=Labels)
     config: RecordConfig = field(default_factory=lambda: record_config(None))
     config_hash: str | None = None
+    identity: Identity = field(default_factory=Identity, metadata=COND)
     final: Final = field(default_factory=Final)
     best: Best = field(default_factory=Best)
     time_to_target: TimeToTarget = field(default_factory=TimeToTarget)
@@ -204,6 +241,7 @@ class RunRecord:
     model: ModelInfo = field(default_factory=ModelInfo)
     health: Health = field(default_factory=Health)
     device: Device = field(default_factory=Device)
+    runtime: Runtime = field(default_factory=Runtime)
     data: DataInfo = field(default_factory=DataInfo)
     gpu: Gpu = field(default_factory=Gpu)
     host: Host = field(default_factory=Host)
