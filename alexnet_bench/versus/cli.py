@@ -35,7 +35,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     result = compare(Path(args.base), Path(args.new), threshold, Margin.parse(args.margin))
     written = write_outputs(result, Path(args.out)) if args.out else []
     print(terminal(result, written))
-    return result.exit_status
+    return 0 if args.report_only else result.exit_status
 
 
 def add_compare_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -72,5 +72,11 @@ def add_compare_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore
         metavar="PTS|Nsd",
         help="equivalence margin of the numerics test: points of final validation top-1 error "
         f"(e.g. 2) or multiples of BASE's seed sd (e.g. 1sd; default {MARGIN})",
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="exit 0 even on a regression (the verdicts are still printed and written); bad "
+        "input still exits 2",
     )
     parser.set_defaults(func=cmd_compare)

@@ -8,6 +8,7 @@ Runs are read through :func:`~alexnet_bench.collect.load_run` (the typed record)
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,3 +160,16 @@ def ablations(pairs: Iterable[Pair], baseline: str = "baseline") -> list[str]:
     """The ablations of the pairs, the baseline first, then in name order."""
     names = sorted({p.key.ablation for p in pairs})
     return sorted(names, key=lambda a: (a != baseline, a))
+
+
+def results_fingerprint(*paths: Path) -> str:
+    """sha256 over every ``metrics.json`` and ``history.csv`` under ``paths`` (names and
+    contents): it changes when any result does (the workflow reruns its comparison then)."""
+    digest = hashlib.sha256()
+    for root in map(Path, paths):
+        files = sorted(root.rglob("metrics.json")) + sorted(root.rglob("history.csv"))
+        digest.update(str(root).encode())
+        for f in files:
+            digest.update(str(f.relative_to(root)).encode())
+            digest.update(hashlib.sha256(f.read_bytes()).digest())
+    return digest.hexdigest()
