@@ -34,7 +34,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     threshold = parse_threshold(args.threshold)
     result = compare(Path(args.base), Path(args.new), threshold, Margin.parse(args.margin))
     written = write_outputs(result, Path(args.out)) if args.out else []
-    print(terminal(result, written))
+    print(terminal(result, written, args.report_only))
     return 0 if args.report_only else result.exit_status
 
 

@@ -60,12 +60,13 @@ def how_to_read(c: Comparison) -> list[str]:
     ]
 
 
-def terminal(c: Comparison, written: list[Path] | None = None) -> str:
-    """What the command prints."""
+def terminal(c: Comparison, written: list[Path] | None = None, report_only: bool = False) -> str:
+    """What the command prints (``report_only``: a regression does not set the exit status)."""
     lines = [f"compare: {_side(c, 'BASE')} vs {_side(c, 'NEW')}"]
     lines.append(f"threshold ±{c.threshold:.0%}; numerics margin {c.margin.how}")
     s = tables.summary(c).frame.drop(columns=["Numerics: why"])
-    lines += ["", tabulate(s, headers="keys", tablefmt="simple", showindex=False), ""]
+    table = tabulate(s, headers="keys", tablefmt="simple", showindex=False, disable_numparse=True)
+    lines += ["", table, ""]
     for d in c.settings:
         what = "setting" if d.result_relevant else "provenance setting (not result-relevant)"
         lines.append(f"{what} differs: {d.key}: {d.base} -> {d.new} ({d.cells} cells)")
@@ -73,7 +74,8 @@ def terminal(c: Comparison, written: list[Path] | None = None) -> str:
         lines.append(f"environment differs: {e.label}: {e.base} -> {e.new}")
     lines += [f"insufficient data: {w}" for w in c.warnings]
     if c.regressions:
-        lines += ["", f"regression (exit 1): {'; '.join(c.regressions)}"]
+        status = "reported only, exit 0" if report_only else "exit 1"
+        lines += ["", f"regression ({status}): {'; '.join(c.regressions)}"]
     else:
         lines += ["", "no regression beyond the threshold (exit 0)"]
     if written:

@@ -21,6 +21,8 @@ from .pairing import Pair
 
 #: what a listed difference is
 RESULT, PROVENANCE, DATA = "result", "provenance", "data"
+#: how a difference in the records' data digests (their identity block) is listed
+DATA_KEY = "data digest (identity)"
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ def setting_diffs(pairs: Iterable[Pair]) -> list[SettingDiff]:
                     found.setdefault((kind, key), []).append((show(fb.get(key)), show(fn.get(key))))
         data_b, data_n = pair.base.record.identity.data, pair.new.record.identity.data
         if data_b is not None and data_n is not None and data_b != data_n:
-            found.setdefault((DATA, "identity.data"), []).append((show(data_b), show(data_n)))
+            found.setdefault((DATA, DATA_KEY), []).append((show(data_b), show(data_n)))
     rank = {RESULT: 0, DATA: 1, PROVENANCE: 2}
     ordered = sorted(found.items(), key=lambda kv: (rank[kv[0][0]], kv[0][1]))
     return [
