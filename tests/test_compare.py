@@ -154,14 +154,15 @@ def test_missing_cells_are_insufficient_data(
     studies: Studies, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The slowed study lacks seed 3; a BASE with an extra ablation has no counterpart for it."""
-    run_cli(capsys, str(studies.base), str(studies.slowed), "--out", str(tmp_path / "o"))
-    cells = {
-        c["Cell"]: c for c in json.loads((tmp_path / "o" / "compare.json").read_text())["cells"]
-    }
-    assert cells["baseline/seed3"]["NEW status"] == "missing"
-    assert (
-        cells["baseline/seed3"]["Speed"] == cells["baseline/seed3"]["Curves"] == "insufficient data"
+    _, out, _ = run_cli(
+        capsys, str(studies.base), str(studies.slowed), "--out", str(tmp_path / "o")
     )
+    cells = json.loads((tmp_path / "o" / "compare.json").read_text())["cells"]
+    seed3 = next(c for c in cells if c["cell"] == "baseline/seed3")
+    assert seed3["new_status"] == "missing" and seed3["problem"] == "NEW: no such cell"
+    assert seed3["numerics"] is None
+    assert {s["verdict"] for s in seed3["speed"]} == {"insufficient data"}
+    assert "insufficient data: baseline/seed3: NEW: no such cell" in out
     base = copy_study(studies.base, tmp_path / "base" / "tiny")
     shutil.copytree(base / "baseline" / "seed0", base / "tanh" / "seed0")
     result = compare(base, studies.base, 0.05, Margin.parse("1sd"))

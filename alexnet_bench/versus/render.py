@@ -16,6 +16,7 @@ from ..reports.html import CSS
 from . import tables
 from .comparison import Comparison
 from .curves import learning_curves
+from .speed import SpeedRatio, pct
 from .tables import View, verdict_class
 
 FIGURE = "curves.png"
@@ -39,7 +40,7 @@ def _side(c: Comparison, role: str) -> str:
 
 
 def how_to_read(c: Comparison) -> list[str]:
-    t = f"{c.threshold:.0%}"
+    t = f"{pct(c.threshold)}"
     return [
         f"Cells are paired by (ablation, seed). Speed ratios are NEW/BASE; a change by more "
         f"than a factor 1 + {t} either way counts. faster/slower: the 95% interval excludes 1 "
@@ -63,7 +64,7 @@ def how_to_read(c: Comparison) -> list[str]:
 def terminal(c: Comparison, written: list[Path] | None = None, report_only: bool = False) -> str:
     """What the command prints (``report_only``: a regression does not set the exit status)."""
     lines = [f"compare: {_side(c, 'BASE')} vs {_side(c, 'NEW')}"]
-    lines.append(f"threshold ±{c.threshold:.0%}; numerics margin {c.margin.how}")
+    lines.append(f"threshold ±{pct(c.threshold)}; numerics margin {c.margin.how}")
     s = tables.summary(c).frame.drop(columns=["Numerics: why"])
     table = tabulate(s, headers="keys", tablefmt="simple", showindex=False, disable_numparse=True)
     lines += ["", table, ""]
@@ -144,7 +145,7 @@ def html(c: Comparison, figure_png: bytes | None) -> str:
     ]
     return env.get_template("compare.html.j2").render(
         title=f"{c.base.path} vs {c.new.path}",
-        subtitle=f"{_side(c, 'BASE')} vs {_side(c, 'NEW')}; threshold ±{c.threshold:.0%}, "
+        subtitle=f"{_side(c, 'BASE')} vs {_side(c, 'NEW')}; threshold ±{pct(c.threshold)}, "
         f"numerics margin {c.margin.how}",
         nav=nav,
         css=CSS,
@@ -159,7 +160,7 @@ def html(c: Comparison, figure_png: bytes | None) -> str:
     )
 
 
-def _speed_json(s: Any) -> dict[str, Any]:
+def _speed_json(s: SpeedRatio) -> dict[str, Any]:
     return {
         "measure": s.metric.name,
         "base": s.base,
@@ -203,7 +204,24 @@ def to_json(c: Comparison) -> dict[str, Any]:
             }
             for g in c.groups
         ],
-        "cells": tables.cells(c).frame.to_dict(orient="records"),
+        "cells": [
+            {
+                "cell": row.pair.key.label,
+                "base_status": row.pair.base.status if row.pair.base else "missing",
+                "new_status": row.pair.new.status if row.pair.new else "missing",
+                "problem": row.pair.problem,
+                "speed": [_speed_json(s) for s in row.speed],
+                "numerics": None
+                if row.numerics is None
+                else {
+                    "identical": row.numerics.identical,
+                    "base_val_top1": row.numerics.base,
+                    "new_val_top1": row.numerics.new,
+                    "delta_pts": row.numerics.delta,
+                },
+            }
+            for row in c.cells
+        ],
         "settings": tables.settings(c).frame.to_dict(orient="records"),
         "environment": tables.environment(c).frame.to_dict(orient="records"),
     }
@@ -217,6 +235,8 @@ def write_outputs(c: Comparison, out: Path) -> list[Path]:
     if png is not None:
         write_bytes(out / FIGURE, png)
         written.append(out / FIGURE)
+    else:  # no figure this time: none from an earlier comparison either
+        (out / FIGURE).unlink(missing_ok=True)
     for name, text in (("compare.md", markdown(c, png is not None)), ("index.html", html(c, png))):
         write_text(out / name, text)
         written.append(out / name)

@@ -82,6 +82,11 @@ class SpeedRatio:
         return self.ratio if self.metric.higher_is_better else 1.0 / self.ratio
 
 
+def pct(t: float) -> str:
+    """0.05 -> ``5%``, 0.025 -> ``2.5%``."""
+    return f"{t * 100:g}%"
+
+
 def verdict(
     metric: SpeedMetric, ratio: float | None, low: float | None, high: float | None, t: float
 ) -> tuple[str, str]:
@@ -93,12 +98,12 @@ def verdict(
         gain, lo, hi = 1.0 / ratio, 1.0 / high, 1.0 / low
     band = (1.0 / (1.0 + t), 1.0 + t)
     if lo > 1.0 and gain > band[1]:
-        return FASTER, f"interval excludes 1, estimate beyond +{t:.0%}"
+        return FASTER, f"interval excludes 1, estimate beyond +{pct(t)}"
     if hi < 1.0 and gain < band[0]:
-        return SLOWER, f"interval excludes 1, estimate beyond −{t:.0%}"
+        return SLOWER, f"interval excludes 1, estimate beyond −{pct(t)}"
     if band[0] <= lo and hi <= band[1]:
-        return UNCHANGED, f"interval within ±{t:.0%}"
-    return INSUFFICIENT, f"interval reaches beyond ±{t:.0%}: more seeds would decide"
+        return UNCHANGED, f"interval within ±{pct(t)}"
+    return INSUFFICIENT, f"interval reaches beyond ±{pct(t)}: more seeds would decide"
 
 
 def _epoch_throughput(run: Run) -> list[float]:

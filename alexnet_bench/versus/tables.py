@@ -11,7 +11,7 @@ import pandas as pd
 from ..effects import fmt_number
 from .comparison import Comparison
 from .numerics import IDENTICAL
-from .speed import INSUFFICIENT, SpeedRatio
+from .speed import INSUFFICIENT, SpeedRatio, pct
 
 NA = "n/a"
 GOOD, BAD = ("faster", "unchanged", "bit-identical", "within noise"), ("slower", "different")
@@ -86,7 +86,7 @@ def summary(c: Comparison) -> View:
             }
         )
     note = (
-        f"Speed: training images/s, threshold ±{c.threshold:.0%}. Numerics: margin "
+        f"Speed: training images/s, threshold ±{pct(c.threshold)}. Numerics: margin "
         f"{c.margin.how}. These rows decide the exit status."
     )
     return View("Verdicts", pd.DataFrame(rows), {"Pairs"}, {"Speed", "Numerics"}, note)
