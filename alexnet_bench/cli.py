@@ -1,5 +1,5 @@
-"""Command-line interface: ``alexnet-bench train | report | figure1 | prepare-data | data-info |
-list-failed | preview-data``.
+"""Command-line interface: ``alexnet-bench train | report | figure1 | compare | prepare-data |
+data-info | list-failed | preview-data``.
 
 Every user-facing error is one line, ``error: <what is wrong>; <how to fix it>``, exit status 2;
 an interrupted command (SIGINT/SIGTERM, see launch.py) ends with one ``interrupted: ...`` line
@@ -313,9 +313,11 @@ def build_parser() -> argparse.ArgumentParser:
         add_calibration_parser(sub)
     from .data.cli import add_data_parsers
     from .figure1.cli import add_figure1_parser
+    from .versus.cli import add_compare_parser
 
     add_data_parsers(sub)
     add_figure1_parser(sub)
+    add_compare_parser(sub)
     return parser
 
 

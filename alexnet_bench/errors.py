@@ -27,3 +27,7 @@ class DiskFullError(BenchError, OSError):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.errno = errno.ENOSPC
+
+
+class ResultsError(BenchError):
+    """Results directories that cannot be compared: missing, empty or from different studies."""

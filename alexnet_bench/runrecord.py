@@ -73,11 +73,14 @@ class Throughput:
 @dataclass(frozen=True)
 class StepMs:
     median: float | None = None
+    p10: float | None = None
+    p90: float | None = None
 
 
 @dataclass(frozen=True)
 class StepTime:
     images_per_s_median: float | None = None
+    steps_timed: int | None = None
     step_ms: StepMs = field(default_factory=StepMs)
 
 
@@ -157,18 +160,40 @@ class Parallel:
 
 
 @dataclass(frozen=True)
+class Runtime:
+    """The fast-path switches as they took effect (``runtime``; the config says what was asked)."""
+
+    compile: str | None = None
+    cuda_graphs: str | None = None
+    amp: str | None = None
+    channels_last: bool | None = None
+    cudnn_benchmark: bool | None = None  # None off CUDA
+    fused_optimizer: bool | None = None
+    tf32: bool | None = None
+    deterministic: bool | None = None
+    data_on_device: bool | None = None
+
+
+@dataclass(frozen=True)
 class Environment:
     git_commit: str | None = None
     git_dirty: bool | None = None
     torch: str | None = None
+    torchvision: str | None = None
+    numpy: str | None = None
     torch_cuda: str | None = None
     cuda_gpus: list[Any] = field(default_factory=list, metadata=COND)
     nvml_gpus: list[Any] = field(default_factory=list, metadata=COND)
     driver_version: str | None = conditional()
     cudnn: str | None = None
     cpu_model: str | None = None
+    cpu_flags: list[str] = field(default_factory=list)  # vector-ISA flags (AVX2, AVX-512, ...)
+    cpu_capability: str | None = None  # the ISA torch's CPU kernels dispatch to
     logical_cpus: int | None = None
+    usable_cpus: int | None = None
+    torch_threads: int | None = None
     python: str | None = None
+    platform: str | None = None
     hostname: str | None = None
     timestamp_utc: str | None = None
 
@@ -206,6 +231,7 @@ class Labels:
 
     preset: str | None = conditional()
     ablation: str | None = conditional()
+    seed: int | None = conditional()
 
 
 @dataclass(frozen=True)
@@ -233,6 +259,7 @@ class RunRecord:
     model: ModelInfo = field(default_factory=ModelInfo)
     health: Health = field(default_factory=Health)
     device: Device = field(default_factory=Device)
+    runtime: Runtime = field(default_factory=Runtime)
     data: DataInfo = field(default_factory=DataInfo)
     gpu: Gpu = field(default_factory=Gpu)
     host: Host = field(default_factory=Host)

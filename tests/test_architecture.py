@@ -9,9 +9,9 @@ Layers, low to high (a module may import its own layer and the ones below):
    telemetry/, metrics, checkpoint, runrecord, collect, claims, study
 2. one run: record, train, launch
 3. features built on runs: figure1/
-4. views: reports/
-5. entry points: cli, reports/cli, figure1/cli, reports/__main__ (may import anything;
-   nothing else imports them)
+4. views: reports/, versus/ (one results directory against another)
+5. entry points: cli, reports/cli, figure1/cli, versus/cli, reports/__main__ (may import
+   anything; nothing else imports them)
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from .conftest import REPO
 PACKAGE = REPO / "alexnet_bench"
 ENTRY_POINTS = {
     "alexnet_bench.cli", "alexnet_bench.reports.cli", "alexnet_bench.figure1.cli",
-    "alexnet_bench.reports.__main__",
+    "alexnet_bench.versus.cli", "alexnet_bench.reports.__main__",
 }  # fmt: skip
 LAYERS: dict[str, int] = {
     **dict.fromkeys(
@@ -38,6 +38,7 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(["record", "train", "launch"], 2),
     "figure1": 3,
     "reports": 4,
+    "versus": 4,
 }  # fmt: skip
 
 

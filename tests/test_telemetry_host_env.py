@@ -53,6 +53,8 @@ ENV_KEYS = {
     "platform",
     "hostname",
     "cpu_model",
+    "cpu_flags",
+    "cpu_capability",
     "torch",
     "torchvision",
     "numpy",

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .host import cpu_model, logical_cpus, usable_cpus
+from .host import cpu_isa_flags, cpu_model, logical_cpus, usable_cpus
 
 __all__ = ["collect_environment", "git_state"]
 
@@ -65,6 +65,14 @@ def git_state(repo_dir: Path | None = None) -> dict[str, Any]:
         return {"commit": None, "dirty": None}
     status = git("status", "--porcelain", "--untracked-files=no")
     return {"commit": commit.strip(), "dirty": bool(status.strip()) if status is not None else None}
+
+
+def _cpu_capability() -> str | None:
+    """The instruction set torch's CPU kernels dispatch to (``AVX2``, ``AVX512``, ...)."""
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except Exception:
+        return None
 
 
 def _nvml_info() -> dict[str, Any]:
@@ -137,6 +145,8 @@ def collect_environment(
         "platform": platform.platform(),
         "hostname": socket.gethostname(),
         "cpu_model": cpu_model(),
+        "cpu_flags": cpu_isa_flags(),
+        "cpu_capability": _cpu_capability(),
         "logical_cpus": logical_cpus(),
         "usable_cpus": usable_cpus(),
         "torch": torch.__version__,

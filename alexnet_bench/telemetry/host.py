@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import resource
 import sys
 import time
@@ -25,7 +26,7 @@ from typing import Any
 
 import psutil
 
-__all__ = ["HostStats", "cpu_model", "logical_cpus", "usable_cpus"]
+__all__ = ["HostStats", "cpu_isa_flags", "cpu_model", "logical_cpus", "usable_cpus"]
 
 _MIB = float(1 << 20)
 
@@ -42,6 +43,25 @@ def cpu_model() -> str | None:
     except OSError:
         pass
     return platform.processor() or None
+
+
+#: /proc/cpuinfo flags that select the kernels torch and oneDNN run (their floating-point results)
+ISA_FLAG = re.compile(r"^(avx\w*|amx\w*|fma|f16c|sse4_[12]|ssse3|asimd\w*|sve\w*|neon)$")
+
+
+@cache
+def cpu_isa_flags() -> list[str] | None:
+    """The CPU's vector-ISA flags (AVX2, AVX-512, AMX, ...; NEON/SVE on ARM), sorted; None where
+    ``/proc/cpuinfo`` is unreadable."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return sorted({f for f in value.split() if ISA_FLAG.match(f)})
+    except OSError:
+        pass
+    return None
 
 
 def logical_cpus() -> int | None:

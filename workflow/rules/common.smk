@@ -14,6 +14,7 @@ from alexnet_bench.figure1.settings import ACTIVATIONS, INIT_RULES, Figure1Setti
 from alexnet_bench.gpu_lock import physical_gpu_count
 from alexnet_bench.reports import output_captions
 from alexnet_bench.identity import store_identity
+from alexnet_bench.versus.pairing import results_fingerprint
 from alexnet_bench.study import (
     calibration_cells,
     cells,
@@ -381,3 +382,29 @@ def figure1_run_config(stage, part):
 FIG1_TRAIN_FLAGS = f"--gpu-lock-dir {config['gpu_lock_dir']}" + (
     " --record-failures" if config["failed_runs"] == "record" else ""
 )
+
+
+# -- the comparison of two results directories (rules/compare.smk) ---------------------------
+COMPARE = config["compare"]
+
+
+def compare_side(role):
+    """Params function: the configured base or new directory (base has no default)."""
+
+    def side(wildcards):
+        path = COMPARE.get(role)
+        if not path:
+            raise WorkflowError(
+                f"config.yaml: compare.{role} is not set; pass --config "
+                f"'compare={{{role}: results-v1/default}}' (a results directory or one cell)"
+            )
+        return path
+
+    return side
+
+
+def compare_fingerprint(wildcards):
+    """Not inputs (results compared need not come from this workflow and are never retrained):
+    their fingerprint reruns the comparison when either side's results change."""
+    sides = [COMPARE.get(r) for r in ("base", "new")]
+    return results_fingerprint(*[Path(s) for s in sides if s and Path(s).exists()])
