@@ -1,5 +1,5 @@
-"""Command-line interface: ``alexnet-bench train | report | figure1 | prepare-data | data-info |
-list-failed | preview-data``.
+"""Command-line interface: ``alexnet-bench train | report | figure1 | plan | prepare-data |
+data-info | list-failed | preview-data``.
 
 Every user-facing error is one line, ``error: <what is wrong>; <how to fix it>``, exit status 2;
 an interrupted command (SIGINT/SIGTERM, see launch.py) ends with one ``interrupted: ...`` line
@@ -268,9 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
         add_calibration_parser(sub)
     from .data.cli import add_data_parsers
     from .figure1.cli import add_figure1_parser
+    from .plan.cli import add_plan_parser
 
     add_data_parsers(sub)
     add_figure1_parser(sub)
+    add_plan_parser(sub)
     return parser
 
 

@@ -1,0 +1,271 @@
+"""Measure this machine: start probe workers side by side and turn their timings into rates.
+
+As many workers as the study will run jobs at once (``--cores`` over the jobs' threads, capped
+by the CPUs this machine has), each with a job's thread count (``OMP_NUM_THREADS``, as
+Snakemake sets it) and, on a GPU host, its own device. The groups to measure are dealt out in
+turn; with fewer groups than workers a group is measured by several (the median is kept), so
+the contention is the study's whatever its size. See :mod:`.probe_worker` for what each
+measures and how.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import BenchError
+from .rates import GroupRates, HostRates
+
+THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "GOTO_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+#: the worker fields merged as medians when several workers measured one group
+NUMERIC = (
+    "setup_s",
+    "first_step_extra_s",
+    "step_s",
+    "eval_images_per_s",
+    "ten_crop_images_per_s",
+    "data_images_per_s",
+    "health_s",
+    "checkpoint_s",
+    "resume_load_s",
+    "history_row_bytes",
+    "history_header_bytes",
+    "power_w",
+)
+SAMPLE_IMAGES = 64  # images of a store's split sampled for its decoding rate
+
+
+@dataclass(frozen=True)
+class ProbeGroup:
+    """One group to measure: its key and the run config a probe process trains."""
+
+    key: str
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    workers: int
+    threads: int
+    host_gpus: int = 0
+    window_s: float = 1.0
+    repeats: int = 3
+    peak_threads: tuple[int, ...] = ()  # measure the peak-FLOP/s job for these thread counts
+    report: bool = False  # measure the report job's imports
+    timeout_s: float = 600.0
+
+
+def _deal(groups: list[ProbeGroup], workers: int) -> list[list[dict[str, Any]]]:
+    """Groups dealt to workers in turn; every worker gets at least one (repeating groups)."""
+    assign: list[list[dict[str, Any]]] = [[] for _ in range(workers)]
+    if not groups:
+        return assign
+    for i in range(max(len(groups), workers)):
+        g = groups[i % len(groups)]
+        assign[i % workers].append({"key": g.key, "config": g.config})
+    return assign
+
+
+def _env(threads: int, index: int, host_gpus: int) -> dict[str, str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.update({var: str(threads) for var in THREAD_VARS})
+    if host_gpus:
+        env["CUDA_VISIBLE_DEVICES"] = str(index % host_gpus)
+    return env
+
+
+def _run_workers(tmp: Path, settings: ProbeSettings) -> list[dict[str, Any]]:
+    procs: list[tuple[subprocess.Popen[bytes], Path]] = []
+    spec = tmp / "spec.json"
+    try:
+        for i in range(settings.workers):
+            log = tmp / f"worker-{i}.log"
+            with open(log, "wb") as fh:
+                spawned = time.time()
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "alexnet_bench.plan.probe_worker",
+                    str(spec),
+                    str(i),
+                    repr(spawned),
+                ]
+                procs.append(
+                    (
+                        subprocess.Popen(
+                            cmd,
+                            stdout=fh,
+                            stderr=subprocess.STDOUT,
+                            env=_env(settings.threads, i, settings.host_gpus),
+                        ),
+                        log,
+                    )
+                )
+        deadline = time.monotonic() + settings.timeout_s
+        while any(p.poll() is None for p, _ in procs):
+            for i, (p, log) in enumerate(procs):
+                if p.returncode not in (None, 0):
+                    raise BenchError(f"probe worker {i} failed: {_last_line(log)}")
+            if time.monotonic() > deadline:
+                raise BenchError(
+                    f"the probe took longer than {settings.timeout_s:.0f} s; lower --window-s "
+                    "or plan from earlier results (--from-results DIR)"
+                )
+            time.sleep(0.05)
+        for i, (p, log) in enumerate(procs):
+            if p.returncode != 0:
+                raise BenchError(f"probe worker {i} failed: {_last_line(log)}")
+    finally:
+        for p, _ in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return [json.loads((tmp / f"result-{i}.json").read_text()) for i in range(settings.workers)]
+
+
+def _last_line(log: Path) -> str:
+    lines = [x for x in log.read_text(errors="replace").splitlines() if x.strip()]
+    return lines[-1].strip() if lines else "(no output)"
+
+
+def store_sample(store: str, root: str, val_fraction: float, size: int, fmt: str) -> dict:
+    """What a worker needs to time one store's build: evenly spaced paths of its split."""
+    from ..imagefolder import scan_tree
+
+    split = Path(store).name.split("-", 1)[0]
+    paths = scan_tree(root, val_fraction, seed=0).splits[split].paths
+    step = max(1, len(paths) // SAMPLE_IMAGES)
+    return {
+        "store": store,
+        "sample": paths[::step][:SAMPLE_IMAGES],
+        "size": size,
+        "format": fmt,
+        "images": len(paths),
+    }
+
+
+def probe(
+    groups: list[ProbeGroup], settings: ProbeSettings, stores: list[dict[str, Any]] = ()
+) -> tuple[dict[str, GroupRates], HostRates]:
+    """Run the workers; per-group rates (medians over the workers that measured a group) and
+    the host's."""
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="alexnet-bench-plan-") as name:
+        tmp = Path(name)
+        spec = {
+            "workers": settings.workers,
+            "assign": _deal(groups, settings.workers),
+            "window_s": settings.window_s,
+            "repeats": settings.repeats,
+            "peak_threads": list(settings.peak_threads),
+            "report": settings.report,
+            "stores": list(stores),
+        }
+        (tmp / "spec.json").write_text(json.dumps(spec))
+        results = _run_workers(tmp, settings)
+    wall = time.monotonic() - start
+    return _group_rates(results), _host_rates(results, settings, wall)
+
+
+def _group_rates(results: list[dict[str, Any]]) -> dict[str, GroupRates]:
+    by_key: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        for g in r["groups"]:
+            by_key.setdefault(g["key"], []).append(g)
+    rates: dict[str, GroupRates] = {}
+    for key, measured in by_key.items():
+        merged = {f: _median([m.get(f) for m in measured]) for f in NUMERIC}
+        first = measured[0]
+        power = merged["power_w"]
+        rates[key] = GroupRates(
+            key=key,
+            source=f"probed on this host ({first['device']})",
+            batch_size=int(first["batch_size"]),
+            step_s=merged["step_s"],
+            setup_s=merged["setup_s"],
+            first_step_extra_s=merged["first_step_extra_s"],
+            eval_images_per_s=merged["eval_images_per_s"],
+            ten_crop_images_per_s=merged["ten_crop_images_per_s"],
+            checkpoint_s=merged["checkpoint_s"],
+            resume_load_s=merged["resume_load_s"],
+            health_s=merged["health_s"],
+            data_images_per_s=merged["data_images_per_s"],
+            checkpoint_bytes=int(first["checkpoint_bytes"]),
+            final_weights_bytes=int(first["final_weights_bytes"]),
+            history_header_bytes=merged["history_header_bytes"],
+            history_row_bytes=merged["history_row_bytes"],
+            power_w=power,
+            energy_source=(
+                "NVML power during the probe's steps"
+                if power is not None
+                else f"no power reading ({first.get('power_reason') or 'CPU'})"
+            ),
+            step_windows_s=[w for m in measured for w in m["step_windows_s"]],
+            runs=len(measured),
+        )
+    return rates
+
+
+def _median(values: list[Any]) -> Any:
+    xs = [float(v) for v in values if v is not None]
+    return statistics.median(xs) if xs else None
+
+
+def _host_rates(results: list[dict[str, Any]], settings: ProbeSettings, wall: float) -> HostRates:
+    lead = results[0]
+    host = HostRates(
+        source="probed on this host",
+        startup_train_s=_median([r["startup_train_s"] for r in results]),
+        startup_cli_s=_median([r["startup_cli_s"] for r in results]),
+        environment_s=_median([r.get("environment_s") for r in results]) or 0.0,
+        workers=settings.workers,
+        peak_flops_s=lead.get("peak_flops_s"),
+        probe_wall_s=wall,
+    )
+    solo = lead.get("solo")
+    if solo:
+        loaded = next(g["step_s"] for g in lead["groups"] if g["key"] == solo["key"])
+        host.contention = loaded / solo["step_s"]
+        host.contention_note = (
+            f"a step took {host.contention:.2f}x as long with {settings.workers} probe jobs side "
+            f"by side as alone ({loaded * 1e3:.1f} vs {solo['step_s'] * 1e3:.1f} ms)"
+        )
+    else:
+        host.contention_note = "one job at a time: no contention to measure"
+    if settings.report:
+        host.report_s = _median([r.get("report_import_s") for r in results])
+        host.report_note = (
+            "the report's imports only (measured); rendering is not probed: it needs results"
+        )
+    host.prepare = {p["store"]: p for p in lead.get("prepare", [])}
+    return host
+
+
+def worker_count(cores: int, threads: int, cpus: int, jobs: int) -> int:
+    """Jobs the study runs side by side here: cores over threads, capped by the CPUs and the
+    number of jobs (at least 1)."""
+    per = max(1, threads)
+    return max(1, min(cores // per, max(1, cpus // per), max(1, jobs)))
+
+
+def default_window(groups: int, workers: int, budget_s: float) -> float:
+    """A step window that keeps the probe within ``budget_s`` of worker time: 1 s where the
+    budget allows, never below 0.25 s (about 6 s of fixed cost per group)."""
+    per_worker = math.ceil(max(groups, 1) / max(workers, 1))
+    return max(0.25, min(1.0, (budget_s / per_worker - 3.0) / 3.5))
