@@ -105,6 +105,8 @@ def compare(plan: dict[str, Any], results_dir: Path) -> dict[str, Any]:
         "job_ratio": actual_sum / predicted_sum if predicted_sum else None,
         "predicted_wall_s": plan["totals"]["train_wall_s"] if complete else None,
         "actual_wall_s": max(ends) - min(starts) if complete else None,
+        "first_start_unix": min(starts) if starts else None,
+        "last_end_unix": max(ends) if ends else None,
     }
     if totals["predicted_wall_s"] and totals["actual_wall_s"] is not None:
         totals["wall_ratio"] = totals["actual_wall_s"] / totals["predicted_wall_s"]

@@ -52,7 +52,7 @@ def train_job(cell: Cell, rates: GroupRates | None, host: HostRates) -> JobCost:
     n_eval = cell.n_val + min(cfg.eval.train_images, cell.n_train)
     parts = {
         "start-up": host.startup_train_s,
-        "set-up": rates.setup_s + rates.first_step_extra_s,
+        "set-up": host.first_setup_s + rates.setup_s + rates.first_step_extra_s,
         "train steps": epochs * cell.steps_per_epoch * rates.step_s,
         "evaluation": epochs * n_eval / rates.eval_images_per_s if rates.eval_images_per_s else 0.0,
         "checkpoints": epochs * rates.checkpoint_s if cfg.train.checkpoint else 0.0,

@@ -234,6 +234,7 @@ def _host_rates(results: list[dict[str, Any]], settings: ProbeSettings, wall: fl
         startup_train_s=_median([r["startup_train_s"] for r in results]),
         startup_cli_s=_median([r["startup_cli_s"] for r in results]),
         environment_s=_median([r.get("environment_s") for r in results]) or 0.0,
+        first_setup_s=_median([r.get("first_setup_extra_s") for r in results]) or 0.0,
         workers=settings.workers,
         peak_flops_s=lead.get("peak_flops_s"),
         probe_wall_s=wall,

@@ -56,6 +56,7 @@ class HostRates:
     source: str
     startup_train_s: float  # a training job: interpreter + imports before it trains
     startup_cli_s: float  # a job that only starts the CLI (a skipped cell, peak-flops, prepare)
+    first_setup_s: float = 0.0  # set-up a fresh process pays once (lazy initialisation)
     environment_s: float = 0.0  # the record's environment probe at the end of a job
     contention: float = 1.0  # a step's time with `workers` jobs side by side over its time alone
     workers: int = 1  # jobs side by side during the measurement

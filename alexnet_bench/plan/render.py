@@ -85,25 +85,39 @@ def cell_rows(plan: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-GROUP_COLUMNS = ["ablations", "step", "train img/s", "eval img/s", "data img/s", "set-up", "source"]
+GROUP_COLUMNS = [
+    "ablations",
+    "step",
+    "train img/s",
+    "eval img/s",
+    "data img/s",
+    "set-up",
+    "rest per epoch",
+    "source",
+]
 
 
 def group_rows(plan: dict[str, Any]) -> list[list[str]]:
     def rate(x: float | None) -> str:
         return f"{x:.0f}" if x else "n/a"
 
-    return [
-        [
-            ", ".join(g["ablations"]),
-            f"{g['step_s'] * 1e3:.1f} ms",
-            rate(g["images_per_s"]),
-            rate(g["eval_images_per_s"]),
-            rate(g["data_images_per_s"]),
-            f"{g['setup_s']:.2f} s",
-            g["source"],
-        ]
-        for g in plan["groups"]
-    ]
+    rows = []
+    for g in plan["groups"]:
+        probed = g["source"].startswith("probed")
+        rest = g["other_s_per_epoch"]
+        rows.append(
+            [
+                ", ".join(g["ablations"]),
+                f"{g['step_s'] * 1e3:.1f} ms",
+                rate(g["images_per_s"]),
+                rate(g["eval_images_per_s"]),
+                rate(g["data_images_per_s"]),
+                f"{g['setup_s']:.2f} s" if probed else "in the rest",
+                f"{rest:.2f} s" if rest else "measured apart",
+                g["source"],
+            ]
+        )
+    return rows
 
 
 POWER_COLUMNS = [
