@@ -9,8 +9,9 @@ Layers, low to high (a module may import its own layer and the ones below):
    telemetry/, metrics, checkpoint, runrecord, collect, claims, study
 2. one run: record, train, launch
 3. features built on runs: figure1/
-4. views: reports/
-5. entry points: cli, reports/cli, figure1/cli, reports/__main__ (may import anything;
+4. views: reports/; plan/ (it trains probe runs and renders a report section, and the report
+   shows it)
+5. entry points: cli, reports/cli, figure1/cli, plan/cli, reports/__main__ (may import anything;
    nothing else imports them)
 """
 
@@ -26,7 +27,7 @@ from .conftest import REPO
 PACKAGE = REPO / "alexnet_bench"
 ENTRY_POINTS = {
     "alexnet_bench.cli", "alexnet_bench.reports.cli", "alexnet_bench.figure1.cli",
-    "alexnet_bench.reports.__main__",
+    "alexnet_bench.reports.__main__", "alexnet_bench.plan.cli",
 }  # fmt: skip
 LAYERS: dict[str, int] = {
     **dict.fromkeys(
@@ -38,6 +39,7 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(["record", "train", "launch"], 2),
     "figure1": 3,
     "reports": 4,
+    "plan": 4,
 }  # fmt: skip
 
 
