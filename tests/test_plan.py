@@ -485,3 +485,42 @@ def test_plan_target_dry_run_and_lint(workdir: Path) -> None:
     assert "--cores 2 --gpu-resource 1 --out reports/plan" in dry.stdout
     lint = snakemake(workdir, "--lint", "--cores", "1")
     assert lint.returncode == 0 and "plan.smk" not in lint.stdout + lint.stderr, lint.stdout
+
+
+def test_image_folder_study_plans_its_store_builds(
+    workdir: Path, image_folder: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An image-folder preset: the prepare_data jobs still to run (one store per split, with its
+    images), and the probe's stand-in: a store built by the real builder from a sample of the
+    tree, timed (the prepare jobs' rate), with the full store's in-memory choice."""
+    from alexnet_bench.config import deep_merge
+    from alexnet_bench.plan.build import _probe_config, _store_jobs
+    from alexnet_bench.plan.probe import ProbeGroup, sample_stores
+
+    monkeypatch.chdir(workdir)
+    run = (
+        f"run={{data: {{root: {image_folder}, image_size: 32, stored_size: 36, workers: 0}}, "
+        "train: {batch_size: 4}, eval: {batch_size: 4}, "
+        "runtime: {compile: false, amp: 'off', device: cpu}}"
+    )
+    study = load_study("config.yaml", ["preset=imagenet", "seeds=[0]", "ablations=[baseline]", run])
+    cells = plan_cells(study, CPU_HOST)
+    stores = _store_jobs(study, cells)
+    assert [Path(s["store"]).name for s in stores] == ["train-36px", "val-36px"]
+    assert sum(s["images"] for s in stores) == 18 and {s["size"] for s in stores} == {36}
+    group = ProbeGroup(cells[0].group, _probe_config(cells[0]))
+    [sampled], rates = sample_stores([group], tmp_path)
+    data = sampled.config["data"]
+    assert data["in_memory"] == "yes" and Path(data["cache"]).is_relative_to(tmp_path)
+    assert all((Path(s) / "manifest.json").is_file() for s in prepared_stores_of(sampled))
+    assert set(rates) == {s["store"] for s in stores}
+    assert all(r["s_per_image"] > 0 and r["bytes_per_image"] >= 3 * 36**2 for r in rates.values())
+    assert not Path("data-cache").exists()  # the study's cache is left alone
+    assert deep_merge(group.config, {"data": data}) == sampled.config
+
+
+def prepared_stores_of(group: Any) -> list[str]:
+    from alexnet_bench.config import RunConfig
+    from alexnet_bench.study import prepared_stores
+
+    return prepared_stores(RunConfig(group.config))

@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import ConfigError
 from .cells import Cell, Host, missing_stores, plan_cells, usable_threads
 from .cost import JobCost, device_seconds, disk, train_job
-from .probe import ProbeGroup, ProbeSettings, default_window, probe, store_sample, worker_count
+from .probe import ProbeGroup, ProbeSettings, default_window, probe, worker_count
 from .rates import GroupRates, HostRates
 from .schedule import Job, Placed, contention, simulate
 
@@ -54,20 +54,22 @@ def _peak_threads(study: dict[str, Any], cells: list[Cell]) -> tuple[int, ...]:
 
 
 def _store_jobs(study: dict[str, Any], cells: list[Cell]) -> list[dict[str, Any]]:
-    """The prepared-data stores still to build, with a decode sample for the probe."""
-    out = []
-    by_store = {}
+    """The prepared-data stores still to build: their directory, images and stored size."""
+    from ..imagefolder import scan_tree
+    from ..study import prepared_stores
+
+    by_store: dict[str, Cell] = {}
     for c in cells:
         if c.trains:
-            from ..study import prepared_stores
-
             for store in prepared_stores(c.cfg):
                 by_store.setdefault(store, c)
+    out = []
     for store in missing_stores(study, cells):
-        c = by_store[store]
+        d = by_store[store].cfg.data
+        split = Path(store).name.split("-", 1)[0]
+        images = len(scan_tree(d.root, d.val_fraction, seed=0).splits[split].paths)
         size = int(Path(store).name.split("-", 1)[1].split("px", 1)[0])
-        fmt = c.cfg.raw["data"].get("cache_format") or "raw"
-        out.append(store_sample(store, c.cfg.data.root, c.cfg.data.val_fraction, size, fmt))
+        out.append({"store": store, "images": images, "size": size})
     return out
 
 
@@ -101,16 +103,27 @@ def _rates(
         peak_threads=need["peak_threads"],
         report=need["report"],
     )
-    rates, host = probe(list(groups.values()), settings, need["stores"])
+    rates, host = probe(list(groups.values()), settings)
     metrics = sorted(opts.results_dir.glob("*/seed*/metrics.json"))
     if metrics:
         host.metrics_bytes = float(metrics[-1].stat().st_size)
     return rates, host
 
 
+#: parts of a job the probe measured with the machine to itself (the rest: side by side)
+SOLO_PARTS = ("matmul probe", "decode")
+
+
 def _schedule_jobs(costs: list[JobCost], host: HostRates) -> list[Job]:
+    """The jobs with their work in seconds alone: parts measured side by side over the
+    contention factor, the ones measured alone as they are."""
     factor = max(1.0, host.contention)
-    return [Job(c.name, c.seconds / factor, c.threads, c.gpu, c.devices, c.deps) for c in costs]
+    jobs = []
+    for c in costs:
+        solo = sum(v for k, v in c.parts.items() if k in SOLO_PARTS)
+        work = solo + (c.seconds - solo) / factor
+        jobs.append(Job(c.name, work, c.threads, c.gpu, c.devices, c.deps))
+    return jobs
 
 
 def _simulate(costs: list[JobCost], host: HostRates, opts: Options) -> dict[str, Placed]:
@@ -150,6 +163,12 @@ def build_plan(study: dict[str, Any], opts: Options) -> dict[str, Any]:
                 {"start-up": host.startup_cli_s, "matmul probe": peak_s},
             )
         )
+    unmeasured = [s["store"] for s in stores if s["store"] not in host.prepare]
+    if unmeasured:
+        host.notes.append(
+            f"{len(unmeasured)} prepared-data build(s) without a measured decoding rate "
+            "(recorded results hold none): start-up only"
+        )
     store_bytes: dict[str, int] = {}
     prepare_threads = min(int(study.get("prepare_threads", 1)), opts.cores)
     for s in stores:
@@ -165,7 +184,7 @@ def build_plan(study: dict[str, Any], opts: Options) -> dict[str, Any]:
                 {"start-up": host.startup_cli_s, "decode": work},
             )
         )
-        per = measured.get("jpeg_bytes_per_image") or 3 * s["size"] ** 2
+        per = measured.get("bytes_per_image") or 3 * s["size"] ** 2
         store_bytes[s["store"]] = int(s["images"] * per)
     upstream = tuple(c.name for c in costs)
     for cell in to_run:

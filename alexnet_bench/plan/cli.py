@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from .cells import Host
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -48,7 +52,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _recorded_host(results: Path, here: object) -> object:
+def _recorded_host(results: Path, here: Host) -> Host:
     """The host an earlier results directory ran on: its GPUs and CPUs, as recorded."""
     import json
     import statistics

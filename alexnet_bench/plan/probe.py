@@ -11,6 +11,7 @@ measures and how.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import statistics
@@ -48,7 +49,6 @@ NUMERIC = (
     "history_header_bytes",
     "power_w",
 )
-SAMPLE_IMAGES = 64  # images of a store's split sampled for its decoding rate
 
 
 @dataclass(frozen=True)
@@ -144,30 +144,93 @@ def _last_line(log: Path) -> str:
     return lines[-1].strip() if lines else "(no output)"
 
 
-def store_sample(store: str, root: str, val_fraction: float, size: int, fmt: str) -> dict:
-    """What a worker needs to time one store's build: evenly spaced paths of its split."""
+def _sample_tree(root: str, val_fraction: float, out: Path, per_split: dict[str, int]) -> Any:
+    """A tree of links to evenly spaced images of each split of ``root`` (train/ and val/),
+    and its scan."""
     from ..imagefolder import scan_tree
 
-    split = Path(store).name.split("-", 1)[0]
-    paths = scan_tree(root, val_fraction, seed=0).splits[split].paths
-    step = max(1, len(paths) // SAMPLE_IMAGES)
-    return {
-        "store": store,
-        "sample": paths[::step][:SAMPLE_IMAGES],
-        "size": size,
-        "format": fmt,
-        "images": len(paths),
-    }
+    scan = scan_tree(root, val_fraction, seed=0)
+    for split, count in per_split.items():
+        paths = scan.splits[split].paths
+        for p in paths[:: max(1, len(paths) // max(1, count))][:count]:
+            link = out / split / Path(p).parent.name / Path(p).name
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.exists():
+                link.symlink_to(Path(p).resolve())
+    return scan, scan_tree(out, val_fraction, seed=0)
+
+
+def sample_stores(
+    groups: list[ProbeGroup], tmp: Path
+) -> tuple[list[ProbeGroup], dict[str, dict[str, Any]]]:
+    """Groups that read a prepared-data store not built yet read, instead, a store built here
+    (with the real builder) from a sample of the tree: same format, same in-memory choice as
+    the full store. The builds' seconds per image are the prepare jobs' decoding rate, keyed
+    by the full store's directory."""
+    from ..config import RunConfig, deep_merge, effective_stored_size
+    from ..data import IN_MEMORY_LIMIT_BYTES
+    from ..data.store import build_store
+    from ..imagefolder import SPLITS, parse_cache_format, store_dir, tree_dir
+    from ..study import prepared_stores
+
+    logging.getLogger("alexnet_bench.data.store").setLevel(logging.WARNING)  # no build chatter
+    out: list[ProbeGroup] = []
+    rates: dict[str, dict[str, Any]] = {}
+    built: dict[tuple[str, int, str], dict[str, Any]] = {}
+    for g in groups:
+        cfg = RunConfig(g.config)
+        stores = prepared_stores(cfg)
+        if not stores or all((Path(s) / "manifest.json").is_file() for s in stores):
+            out.append(g)
+            continue
+        d = cfg.data
+        stored = effective_stored_size(d.image_size, d.stored_size)
+        fmt = cfg.raw["data"].get("cache_format") or "raw"
+        key = (str(Path(d.root).expanduser()), stored, fmt)
+        if key not in built:
+            sample = tmp / f"sample-{len(built)}"
+            per_split = {
+                "train": max(16 * cfg.train.batch_size, 256),
+                "val": max(2 * cfg.eval.batch_size, 64),
+            }
+            full, scan = _sample_tree(key[0], d.val_fraction, sample / "tree", per_split)
+            cache = tree_dir(sample / "cache", scan)
+            encoding, quality = parse_cache_format(fmt)
+            for split, store in zip(SPLITS, stores, strict=True):
+                began = time.perf_counter()
+                manifest = build_store(
+                    scan,
+                    split,
+                    stored,
+                    store_dir(cache, split, stored, fmt),
+                    encoding=encoding,
+                    quality=quality or 0,
+                    on_bad_image="skip",
+                    workers=1,
+                )
+                n = max(1, manifest["num_images"])
+                rates[store] = {
+                    "s_per_image": (time.perf_counter() - began) / n,
+                    "bytes_per_image": manifest["images"]["bytes"] / n,
+                    "images_timed": n,
+                }
+            total = len(full.train.paths) + len(full.val.paths)
+            fits = total * 3 * stored**2 <= IN_MEMORY_LIMIT_BYTES
+            in_memory = d.in_memory if d.in_memory != "auto" else ("yes" if fits else "no")
+            built[key] = {"root": str(sample / "tree"), "cache": str(cache), "in_memory": in_memory}
+        out.append(ProbeGroup(g.key, deep_merge(g.config, {"data": built[key]})))
+    return out, rates
 
 
 def probe(
-    groups: list[ProbeGroup], settings: ProbeSettings, stores: list[dict[str, Any]] = ()
+    groups: list[ProbeGroup], settings: ProbeSettings
 ) -> tuple[dict[str, GroupRates], HostRates]:
     """Run the workers; per-group rates (medians over the workers that measured a group) and
     the host's."""
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="alexnet-bench-plan-") as name:
         tmp = Path(name)
+        groups, prepare = sample_stores(groups, tmp)
         spec = {
             "workers": settings.workers,
             "assign": _deal(groups, settings.workers),
@@ -175,12 +238,13 @@ def probe(
             "repeats": settings.repeats,
             "peak_threads": list(settings.peak_threads),
             "report": settings.report,
-            "stores": list(stores),
         }
         (tmp / "spec.json").write_text(json.dumps(spec))
         results = _run_workers(tmp, settings)
     wall = time.monotonic() - start
-    return _group_rates(results), _host_rates(results, settings, wall)
+    host = _host_rates(results, settings, wall)
+    host.prepare = prepare
+    return _group_rates(results), host
 
 
 def _group_rates(results: list[dict[str, Any]]) -> dict[str, GroupRates]:
@@ -254,7 +318,6 @@ def _host_rates(results: list[dict[str, Any]], settings: ProbeSettings, wall: fl
         host.report_note = (
             "the report's imports only (measured); rendering is not probed: it needs results"
         )
-    host.prepare = {p["store"]: p for p in lead.get("prepare", [])}
     return host
 
 

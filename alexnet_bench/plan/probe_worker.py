@@ -16,8 +16,7 @@ repeats:
 When its own windows are done it keeps training, untimed, until every worker is done, so no
 timed window runs with fewer neighbours than the study has. Worker 0 then measures alone: one
 more step window of its first group (against the loaded one: the contention factor), the
-peak-FLOP/s job and the report's imports when the study needs them, and the decoding rate of a
-prepared-data build.
+peak-FLOP/s job when the study needs it; the last worker times the report's imports.
 
 Run: ``python -m alexnet_bench.plan.probe_worker SPEC_JSON INDEX SPAWN_TIME``; writes
 ``result-INDEX.json`` beside the spec.
@@ -205,37 +204,6 @@ def _solo(trainer: Any, spec: dict[str, Any]) -> float:
     )
 
 
-def _decode_rate(store: dict[str, Any], window_s: float) -> dict[str, Any]:
-    """Seconds per image of a prepared-data build: decode (and re-encode, jpeg) a sample."""
-    import io
-
-    from PIL import Image
-
-    from ..data.sources import BadImage, decode_image
-
-    done, nbytes, start = 0, 0, time.perf_counter()
-    for path in store["sample"]:
-        try:
-            array = decode_image(path, int(store["size"]))
-        except BadImage:
-            continue
-        if store["format"] != "raw":
-            buffer = io.BytesIO()
-            quality = int(store["format"].removeprefix("jpeg"))
-            Image.fromarray(array.transpose(1, 2, 0)).save(buffer, "JPEG", quality=quality)
-            nbytes += buffer.tell()
-        done += 1
-        if time.perf_counter() - start >= window_s and done >= 3:
-            break
-    seconds = time.perf_counter() - start
-    return {
-        "store": store["store"],
-        "s_per_image": seconds / done if done else None,
-        "jpeg_bytes_per_image": nbytes / done if done and store["format"] != "raw" else None,
-        "images_timed": done,
-    }
-
-
 def _import_report() -> float:
     """Seconds to import the report's modules (what the report job adds to the CLI's)."""
     start = time.perf_counter()
@@ -264,7 +232,7 @@ def _others_gone(tmp: Path, index: int, workers: int) -> bool:
 
 def main(argv: list[str]) -> int:
     spec_path, index, spawned = Path(argv[1]), int(argv[2]), float(argv[3])
-    importlib.import_module("alexnet_bench.cli")  # what the job's console script imports
+    importlib.import_module("alexnet_bench.cli").build_parser()  # what every command does first
     cli_at = time.time()
     importlib.import_module("alexnet_bench.train")  # what the job imports before training
     train_at = time.time()
@@ -339,7 +307,6 @@ def main(argv: list[str]) -> int:
         start = time.perf_counter()
         measure_cpu_peaks(list(spec["peak_threads"]))
         result["peak_flops_s"] = time.perf_counter() - start
-    result["prepare"] = [_decode_rate(s, float(spec["window_s"])) for s in spec.get("stores", [])]
     write_json(tmp / f"result-{index}.json", result)
     return 0
 
