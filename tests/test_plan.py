@@ -524,3 +524,23 @@ def prepared_stores_of(group: Any) -> list[str]:
     from alexnet_bench.study import prepared_stores
 
     return prepared_stores(RunConfig(group.config))
+
+
+def test_groups_are_dealt_so_every_worker_has_neighbours() -> None:
+    """Fewer groups than workers: groups repeat, so the probe runs as many jobs side by side as
+    the study; a model-parallel group on a GPU host goes to worker 0, which sees every GPU."""
+    from alexnet_bench.plan.probe import ProbeGroup, _deal, _env
+
+    one, two = ProbeGroup("one", {}), ProbeGroup("two", {})
+    towers = ProbeGroup("towers", {"runtime": {"gpus": 2, "parallel": "model"}})
+
+    def keys(assign: list[list[dict]]) -> list[list[str]]:
+        return [[g["key"] for g in w] for w in assign]
+
+    assert keys(_deal([one], 3)) == [["one"], ["one"], ["one"]]
+    assert keys(_deal([one, two, towers], 2)) == [["one", "towers"], ["two"]]
+    assert keys(_deal([one, two, towers], 2, host_gpus=2)) == [["towers", "one"], ["two"]]
+    env0, env1 = _env(2, 0, host_gpus=2), _env(2, 1, host_gpus=2)
+    assert env0["OMP_NUM_THREADS"] == "2" and env1["MKL_NUM_THREADS"] == "2"
+    if "CUDA_VISIBLE_DEVICES" not in os.environ:
+        assert (env0["CUDA_VISIBLE_DEVICES"], env1["CUDA_VISIBLE_DEVICES"]) == ("0,1", "1")

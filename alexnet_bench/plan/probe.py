@@ -71,22 +71,39 @@ class ProbeSettings:
     timeout_s: float = 600.0
 
 
-def _deal(groups: list[ProbeGroup], workers: int) -> list[list[dict[str, Any]]]:
-    """Groups dealt to workers in turn; every worker gets at least one (repeating groups)."""
+def _multi_device(group: ProbeGroup) -> bool:
+    """A model-parallel group: one process that needs several GPUs."""
+    rt = group.config.get("runtime", {})
+    return int(rt.get("gpus", 1)) > 1 and rt.get("parallel") == "model"
+
+
+def _deal(groups: list[ProbeGroup], workers: int, host_gpus: int = 0) -> list[list[dict[str, Any]]]:
+    """Groups dealt to workers in turn; every worker gets at least one (repeating groups). On a
+    GPU host a model-parallel group goes to worker 0, the one that sees every GPU."""
     assign: list[list[dict[str, Any]]] = [[] for _ in range(workers)]
     if not groups:
         return assign
-    for i in range(max(len(groups), workers)):
-        g = groups[i % len(groups)]
+    pinned = [g for g in groups if host_gpus and _multi_device(g)]
+    dealt = [g for g in groups if g not in pinned]
+    for g in pinned:
+        assign[0].append({"key": g.key, "config": g.config})
+    for i in range(max(len(dealt), workers) if dealt else 0):
+        g = dealt[i % len(dealt)]
         assign[i % workers].append({"key": g.key, "config": g.config})
     return assign
 
 
 def _env(threads: int, index: int, host_gpus: int) -> dict[str, str]:
+    """A worker's environment: the job's threads; on a GPU host its own device (worker 0 sees
+    them all and trains one-device groups on the first)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.update({var: str(threads) for var in THREAD_VARS})
     if host_gpus:
-        env["CUDA_VISIBLE_DEVICES"] = str(index % host_gpus)
+        given = os.environ.get("CUDA_VISIBLE_DEVICES")
+        visible = given.split(",") if given else [str(i) for i in range(host_gpus)]
+        env["CUDA_VISIBLE_DEVICES"] = (
+            ",".join(visible) if index == 0 else visible[index % len(visible)]
+        )
     return env
 
 
@@ -233,7 +250,7 @@ def probe(
         groups, prepare = sample_stores(groups, tmp)
         spec = {
             "workers": settings.workers,
-            "assign": _deal(groups, settings.workers),
+            "assign": _deal(groups, settings.workers, settings.host_gpus),
             "window_s": settings.window_s,
             "repeats": settings.repeats,
             "peak_threads": list(settings.peak_threads),
