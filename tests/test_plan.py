@@ -20,6 +20,7 @@ from alexnet_bench.plan import actual, schedule
 from alexnet_bench.plan.build import Options, build_plan
 from alexnet_bench.plan.cells import Host, load_study, plan_cells
 from alexnet_bench.plan.power import paired_power, pilot_power, seeds_needed
+from alexnet_bench.plan.render import terminal
 from alexnet_bench.study import resolve_run
 from alexnet_bench.train import Trainer
 
@@ -544,3 +545,27 @@ def test_groups_are_dealt_so_every_worker_has_neighbours() -> None:
     assert env0["OMP_NUM_THREADS"] == "2" and env1["MKL_NUM_THREADS"] == "2"
     if "CUDA_VISIBLE_DEVICES" not in os.environ:
         assert (env0["CUDA_VISIBLE_DEVICES"], env1["CUDA_VISIBLE_DEVICES"]) == ("0,1", "1")
+
+
+def test_a_finished_study_costs_nothing_and_probes_nothing(
+    study: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import alexnet_bench.plan.build as build
+
+    monkeypatch.setattr(build, "probe", lambda *a, **k: pytest.fail("probed"))
+    for cell in plan_cells(study, CPU_HOST):
+        _finish(
+            study,
+            cell.ablation,
+            cell.seed,
+            status="skipped" if cell.state == "skip" else "completed",
+        )
+    for name in ("index.html", "summary.md"):
+        (Path("reports") / name).parent.mkdir(exist_ok=True)
+        (Path("reports") / name).write_text("")
+    plan = build_plan(
+        study, Options(cores=2, gpu_limit=None, host=CPU_HOST, results_dir=Path("results/tiny"))
+    )
+    assert plan["totals"]["cells_done"] == 6 and plan["totals"]["wall_s"] == 0
+    assert plan["jobs"] == [] and plan["totals"]["epochs"] == 0
+    assert "Cells: 6 (0 to train, 6 done" in terminal(plan)

@@ -150,7 +150,10 @@ def build_plan(study: dict[str, Any], opts: Options) -> dict[str, Any]:
         "report": need_report,
         "stores": stores,
     }
-    rates, host = _rates(study, cells, opts, len(to_run), need)
+    if to_run or need_report or opts.pilot is not None:
+        rates, host = _rates(study, cells, opts, len(to_run), need)
+    else:  # nothing to run: nothing to measure
+        rates, host = {}, HostRates("nothing to measure: every cell is done", 0.0, 0.0)
     costs: list[JobCost] = []
     if need_peak:
         peak_s = host.peak_flops_s or 0.0
