@@ -135,25 +135,33 @@ def _run_workers(tmp: Path, settings: ProbeSettings) -> list[dict[str, Any]]:
                     )
                 )
         deadline = time.monotonic() + settings.timeout_s
+        exited: dict[int, float] = {}
         while any(p.poll() is None for p, _ in procs):
             for i, (p, log) in enumerate(procs):
                 if p.returncode not in (None, 0):
                     raise BenchError(f"probe worker {i} failed: {_last_line(log)}")
+                if p.returncode == 0 and i not in exited:
+                    exited[i] = time.time()
             if time.monotonic() > deadline:
                 raise BenchError(
                     f"the probe took longer than {settings.timeout_s:.0f} s; lower --window-s "
                     "or plan from earlier results (--from-results DIR)"
                 )
-            time.sleep(0.05)
+            time.sleep(0.01)
         for i, (p, log) in enumerate(procs):
             if p.returncode != 0:
                 raise BenchError(f"probe worker {i} failed: {_last_line(log)}")
+            exited.setdefault(i, time.time())
     finally:
         for p, _ in procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    return [json.loads((tmp / f"result-{i}.json").read_text()) for i in range(settings.workers)]
+    results = [json.loads((tmp / f"result-{i}.json").read_text()) for i in range(settings.workers)]
+    for i, r in enumerate(results):
+        bye = tmp / f"bye-{i}"
+        r["exit_s"] = max(0.0, exited[i] - float(bye.read_text())) if bye.is_file() else None
+    return results
 
 
 def _last_line(log: Path) -> str:
@@ -310,10 +318,11 @@ def _median(values: list[Any]) -> Any:
 
 def _host_rates(results: list[dict[str, Any]], settings: ProbeSettings, wall: float) -> HostRates:
     lead = results[0]
+    exit_s = _median([r.get("exit_s") for r in results]) or 0.0
     host = HostRates(
         source="probed on this host",
-        startup_train_s=_median([r["startup_train_s"] for r in results]),
-        startup_cli_s=_median([r["startup_cli_s"] for r in results]),
+        startup_train_s=_median([r["startup_train_s"] for r in results]) + exit_s,
+        startup_cli_s=_median([r["startup_cli_s"] for r in results]) + exit_s,
         environment_s=_median([r.get("environment_s") for r in results]) or 0.0,
         first_setup_s=_median([r.get("first_setup_extra_s") for r in results]) or 0.0,
         workers=settings.workers,

@@ -54,8 +54,8 @@ class HostRates:
     """Per-host rates: process start-up, contention, and the jobs besides training."""
 
     source: str
-    startup_train_s: float  # a training job: interpreter + imports before it trains
-    startup_cli_s: float  # a job that only starts the CLI (a skipped cell, peak-flops, prepare)
+    startup_train_s: float  # a training job: interpreter and imports before, exit after
+    startup_cli_s: float  # the same for a job that only starts the CLI (skipped cell, peak, ...)
     first_setup_s: float = 0.0  # set-up a fresh process pays once (lazy initialisation)
     environment_s: float = 0.0  # the record's environment probe at the end of a job
     contention: float = 1.0  # a step's time with `workers` jobs side by side over its time alone
