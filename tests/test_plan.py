@@ -239,6 +239,10 @@ def test_plan_from_recorded_results_gives_their_throughput_back(
     startup = np.median([10.0 - 6.0, 12.0 - 7.5, 16.0 - 11.0])
     assert tanh["work_s"] == pytest.approx(startup + 8.0 + 3.0)  # start-up, steps, rest
     assert plan["totals"]["epochs"] == 8 and plan["host_rates"]["contention"] == 1.0
+    # as the workflow's job, Snakemake's measured start-up comes first
+    later = build_plan(study, opts, workflow_startup_s=5.0)
+    assert later["totals"]["wall_s"] == pytest.approx(plan["totals"]["wall_s"] + 5.0)
+    assert later["totals"]["train_wall_s"] == pytest.approx(plan["totals"]["train_wall_s"])
 
 
 def test_plan_from_results_scales_an_unrecorded_arm_by_flops(study: dict, tmp_path: Path) -> None:

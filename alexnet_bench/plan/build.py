@@ -133,8 +133,12 @@ def _simulate(costs: list[JobCost], host: HostRates, opts: Options) -> dict[str,
     )
 
 
-def build_plan(study: dict[str, Any], opts: Options) -> dict[str, Any]:
-    """The plan of ``study`` on ``opts.host`` (see the module docstring)."""
+def build_plan(
+    study: dict[str, Any], opts: Options, workflow_startup_s: float | None = None
+) -> dict[str, Any]:
+    """The plan of ``study`` on ``opts.host`` (see the module docstring). ``workflow_startup_s``:
+    Snakemake's own start-up, measured when the plan runs as the workflow's job; the jobs start
+    after it."""
     started = time.time()
     cells = plan_cells(study, opts.host, opts.results_dir)
     preset = study["preset"]
@@ -209,6 +213,17 @@ def build_plan(study: dict[str, Any], opts: Options) -> dict[str, Any]:
         )
     placed = _simulate(costs, host, opts) if costs else {}
     plan = _document(study, opts, cells, rates, host, costs, placed)
+    plan["totals"]["workflow_startup_s"] = workflow_startup_s
+    if workflow_startup_s is not None and costs:
+        plan["totals"]["wall_s"] += workflow_startup_s
+        plan["notes"].append(
+            f"Snakemake's own start-up ({workflow_startup_s:.1f} s, measured before this plan "
+            "job in the same workflow) is in the wall time; job start and end times are after it"
+        )
+    else:
+        plan["notes"].append(
+            "Snakemake's own start-up is not in the wall time (run `snakemake plan` to measure it)"
+        )
     plan["disk"] = disk(cells, rates, host, host.workers, store_bytes)
     if opts.pilot is not None:
         from .power import pilot_power
@@ -347,7 +362,7 @@ def _notes(study: dict[str, Any], cells: list[Cell], host: HostRates, opts: Opti
             "DDP cells are timed as one rank at its share of the batch: gradient communication "
             "is not measured"
         )
-    notes.append("Snakemake's own start-up and per-job scheduling are not measured")
+    notes.append("Snakemake's per-job scheduling is not measured")
     if opts.gpu_limit is None and opts.host.gpus:
         notes.append("no --resources gpu: GPU jobs queue on the GPU locks, holding their cores")
     if not opts.cores:

@@ -44,12 +44,26 @@ def cmd_plan(args: argparse.Namespace) -> int:
     )
     if options.pilot is not None and not options.pilot.is_dir():
         raise ConfigError(f"--pilot '{options.pilot}' is not a directory; pass results/<preset>")
-    plan = build_plan(study, options)
+    plan = build_plan(study, options, workflow_startup_s=_snakemake_startup())
     sys.stdout.write(terminal(plan))
     if not args.no_write:
         paths = write(plan, Path(args.out))
         print(f"wrote {', '.join(map(str, paths))}")
     return 0
+
+
+def _snakemake_startup() -> float | None:
+    """When this runs as the workflow's ``plan`` job: the seconds Snakemake took from its start
+    to starting this job (parsing the workflow, checking the cells, building the DAG), from
+    the outermost Snakemake ancestor's process start time; else None."""
+    import psutil
+
+    try:
+        me = psutil.Process()
+        ancestors = [p for p in me.parents() if "snakemake" in " ".join(p.cmdline()[:3])]
+        return me.create_time() - ancestors[-1].create_time() if ancestors else None
+    except (psutil.Error, OSError):
+        return None
 
 
 def _recorded_host(results: Path, here: Host) -> Host:

@@ -48,8 +48,14 @@ def summary_lines(plan: dict[str, Any]) -> list[str]:
         f"Cells: {t['cells']} ({t['cells_to_train']} to train, {t['cells_done']} done, "
         f"{t['cells_skipped']} recorded as skipped, {t['cells_failing']} failing); "
         f"{t['epochs']} epochs, {t['images'] / 1e6:.2f} M training images.",
-        f"Predicted: {duration(t['wall_s'])} of wall time (training done after "
-        f"{duration(t['train_wall_s'])}), {t['device_s'] / 3600:.2f} {_unit_hours(plan)} of "
+        f"Predicted: {duration(t['wall_s'])} of wall time ("
+        + (
+            f"Snakemake's start-up {duration(t['workflow_startup_s'])}, then "
+            if t.get("workflow_startup_s") is not None and t["wall_s"]
+            else ""
+        )
+        + f"training done after {duration(t['train_wall_s'])}), "
+        f"{t['device_s'] / 3600:.2f} {_unit_hours(plan)} of "
         f"device time, energy {_energy(t['energy_j'])} ({plan['energy_source']}).",
     ]
     d = plan.get("disk")
