@@ -214,3 +214,31 @@ def retire_checkpoints(out_dir: Path, keep_final: bool = True) -> list[Path]:
             path.unlink()
             removed.append(path)
     return removed
+
+
+def resumable_epoch(out_dir: Path, identity_hash: str) -> int:
+    """The epoch a rerun of the run ``identity_hash`` (:func:`~alexnet_bench.identity.
+    run_identity`) in ``out_dir`` would resume after (0: a fresh start).
+
+    Read-only and the same choice as :func:`load_latest`: ``checkpoint.pt``, else (unusable)
+    ``checkpoint.prev.pt``; the first usable one counts only if it was written by that run. Nothing is renamed; the tensors are memory-mapped, not read. (A checkpoint
+    whose parameter shapes differ from this code's model would still restart: not checked.)
+    """
+    for name in (CHECKPOINT, PREVIOUS):
+        path = Path(out_dir) / name
+        if not path.is_file():
+            continue
+        try:
+            sidecar = _sidecar(path)
+            if sidecar.exists() and sidecar.read_text().strip() != _sha256(path):
+                continue
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # unusable, as load_latest would find it: try the older one
+            continue
+        if not isinstance(state, dict) or any(
+            not isinstance(state.get(k), kind) or isinstance(state.get(k), bool)
+            for k, kind in REQUIRED.items()
+        ):
+            continue
+        return int(state["epoch"]) if state.get("identity_hash") == identity_hash else 0
+    return 0

@@ -1,4 +1,4 @@
-"""Command-line interface: ``alexnet-bench train | report | figure1 | compare | prepare-data |
+"""Command-line interface: ``alexnet-bench train | report | figure1 | compare | plan | prepare-data |
 data-info | list-failed | preview-data``.
 
 Every user-facing error is one line, ``error: <what is wrong>; <how to fix it>``, exit status 2;
@@ -313,11 +313,13 @@ def build_parser() -> argparse.ArgumentParser:
         add_calibration_parser(sub)
     from .data.cli import add_data_parsers
     from .figure1.cli import add_figure1_parser
+    from .plan.cli import add_plan_parser
     from .versus.cli import add_compare_parser
 
     add_data_parsers(sub)
     add_figure1_parser(sub)
     add_compare_parser(sub)
+    add_plan_parser(sub)
     return parser
 
 

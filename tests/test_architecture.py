@@ -9,9 +9,10 @@ Layers, low to high (a module may import its own layer and the ones below):
    telemetry/, metrics, checkpoint, runrecord, collect, claims, study
 2. one run: record, train, launch
 3. features built on runs: figure1/
-4. views: reports/, versus/ (one results directory against another)
-5. entry points: cli, reports/cli, figure1/cli, versus/cli, reports/__main__ (may import
-   anything; nothing else imports them)
+4. views: reports/, versus/ (one results directory against another), plan/ (it trains probe
+   runs and renders a report section, and the report shows it)
+5. entry points: cli, reports/cli, figure1/cli, versus/cli, plan/cli, reports/__main__ (may
+   import anything; nothing else imports them)
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from .conftest import REPO
 PACKAGE = REPO / "alexnet_bench"
 ENTRY_POINTS = {
     "alexnet_bench.cli", "alexnet_bench.reports.cli", "alexnet_bench.figure1.cli",
-    "alexnet_bench.versus.cli", "alexnet_bench.reports.__main__",
+    "alexnet_bench.versus.cli", "alexnet_bench.reports.__main__", "alexnet_bench.plan.cli",
 }  # fmt: skip
 LAYERS: dict[str, int] = {
     **dict.fromkeys(
@@ -39,6 +40,7 @@ LAYERS: dict[str, int] = {
     "figure1": 3,
     "reports": 4,
     "versus": 4,
+    "plan": 4,
 }  # fmt: skip
 
 

@@ -20,6 +20,8 @@ from ..collect import (
 )
 from ..effects import t_crit
 from ..io import write_bytes, write_text
+from ..plan.actual import PLAN_FILE
+from ..plan.actual import report_section as plan_section
 from . import claims, tables
 from . import figure1 as figure1_mod
 from . import html as html_mod
@@ -437,7 +439,7 @@ def build_report(
         environment=env,
         environment_notes=env_notes,
         warnings=_warnings(runs, stats, baseline, extras, study.get("preset") if study else None),
-        extras=[figure1] if figure1 is not None else [],
+        extras=[x for x in (figure1, plan_section(out_dir / PLAN_FILE, results_dir)) if x],
     )
     write_text(out_dir / "summary.md", md_mod.render(page))
     write_text(out_dir / "index.html", html_mod.render(page))

@@ -408,3 +408,33 @@ def compare_fingerprint(wildcards):
     their fingerprint reruns the comparison when either side's results change."""
     sides = [COMPARE.get(r) for r in ("base", "new")]
     return results_fingerprint(*[Path(s) for s in sides if s and Path(s).exists()])
+
+
+# -- the plan (rules/plan.smk) ---------------------------------------------------------------
+def plan_gpu_option():
+    """`--gpu-resource N` when Snakemake was given --resources gpu=N."""
+    limit = workflow.global_resources.get("gpu")
+    limit = getattr(limit, "value", limit)
+    return f"--gpu-resource {int(limit)}" if limit is not None else ""
+
+
+def plan_state(wildcards):
+    """A fingerprint of what the plan reads besides the config: this host's GPUs, the cells'
+    records and checkpoints, the peak-FLOP/s file and the report (sizes and times)."""
+    results = Path("results") / PRESET
+    paths = [results / "peak_flops.json", *(Path(p) for p in REPORT_FILES)]
+    paths += [
+        results / a / f"seed{s}" / name
+        for a, s in cells(config)
+        for name in (
+            "metrics.json",
+            "history.csv",
+            "checkpoint.pt",
+            "checkpoint.prev.pt",
+        )
+    ]
+    parts = [f"gpus:{physical_gpu_count()}"]
+    for path in paths:
+        st = path.stat() if path.exists() else None
+        parts.append(f"{path}:{st.st_size}:{st.st_mtime_ns}" if st else f"{path}:-")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
