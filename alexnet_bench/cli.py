@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import RunConfig, deep_merge, parse_override
+from .config import RunConfig, deep_merge, parse_override, provenance_only
 from .errors import BenchError
 from .launch import (
     EXIT_USER_ERROR,
@@ -97,7 +97,7 @@ def load_run_config(args: argparse.Namespace) -> tuple[RunConfig, dict[str, Any]
         data = deep_merge(data, _json_object(args.config_json, "--config-json"))
     if args.provenance_json:
         data = deep_merge(
-            data, _provenance(_json_object(args.provenance_json, "--provenance-json"))
+            data, provenance_only(_json_object(args.provenance_json, "--provenance-json"))
         )
     for text in args.set or []:
         data = deep_merge(data, parse_override(text))
@@ -111,24 +111,9 @@ def _json_object(text: str, flag: str) -> dict[str, Any]:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise BenchError(f"{flag} is not valid JSON ({exc.msg}); pass a JSON object") from None
-    if flag != "--expect-data" and not isinstance(value, dict):
+    if not isinstance(value, dict) and (flag != "--expect-data" or value is not None):
         raise BenchError(f"{flag} must be a JSON object, got {type(value).__name__}")
     return value
-
-
-def _provenance(settings: dict[str, Any]) -> dict[str, Any]:
-    """``--provenance-json``: provenance keys only (locations, the progress interval), so the
-    channel the workflow does not track as a rerun trigger cannot change a result."""
-    from .config import KEY_CLASSES
-
-    for name, values in settings.items():
-        for key in values if isinstance(values, dict) else [None]:
-            if KEY_CLASSES.get((name, key)) != "provenance":
-                raise BenchError(
-                    f"--provenance-json sets '{name}.{key}', which is not a provenance key; "
-                    "pass it in --config-json"
-                )
-    return settings
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from .effects import NO_DATA, Crossing, time_to_target
 from .history import History, read_csv_noted, read_history
-from .runrecord import RunRecord, as_float, from_metrics
+from .numbers import as_float
+from .runrecord import RunRecord, from_metrics
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -88,6 +88,19 @@ def split_identity(cfg: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]
     return result, provenance
 
 
+def provenance_only(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` if it sets provenance keys only, else a one-line :class:`ConfigError`: the
+    channel a workflow does not track as a rerun trigger must not change a result."""
+    for name, values in settings.items():
+        for key in values if isinstance(values, dict) else [None]:
+            if KEY_CLASSES.get((name, key)) != "provenance":
+                raise ConfigError(
+                    f"--provenance-json sets '{name}.{key}', which is not a provenance key; "
+                    "pass it in --config-json"
+                )
+    return settings
+
+
 def provenance_keys() -> list[str]:
     """Dotted names of every provenance key (``data.root``, ...)."""
     return [f"{s}.{k}" for (s, k), cls in KEY_CLASSES.items() if cls == "provenance"]

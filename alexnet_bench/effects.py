@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Protocol
 
+from .numbers import finite, fmt_number
+
 CONFIDENCE = 0.95
 ALPHA = round(1.0 - CONFIDENCE, 12)  # 0.05: the level of a single test and of a Holm family
 POWER = 0.80
@@ -75,21 +77,6 @@ def t_test_p(mean: float, sd: float, n: int) -> float:
     from scipy import stats
 
     return float(2.0 * stats.t.sf(abs(mean) / (sd / math.sqrt(n)), n - 1))
-
-
-def finite(values: Iterable[Any]) -> list[float]:
-    """The finite floats among ``values`` (None, NaN, inf, booleans and non-numbers dropped)."""
-    out = []
-    for v in values:
-        if v is None or isinstance(v, bool):
-            continue
-        try:
-            f = float(v)
-        except (TypeError, ValueError):
-            continue
-        if math.isfinite(f):
-            out.append(f)
-    return out
 
 
 # ----------------------------------------------------------------------------- one arm
@@ -579,12 +566,6 @@ def resolution(p: Paired, confidence: float = CONFIDENCE, power: float = POWER) 
 
 
 # ----------------------------------------------------------------------------- formatting
-
-
-def fmt_number(x: float, digits: int = 2, signed: bool = False) -> str:
-    """``+1.25`` / ``1.25`` with U+2212 for minus."""
-    text = f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
-    return text.replace("-", "−")
 
 
 def fmt_interval(low: float | None, high: float | None, ratio: bool, digits: int = 2) -> str:

@@ -9,9 +9,9 @@ The fingerprint hashes the layout, the split rule and every image's relative pat
 modification time: it changes when an image is added, removed, renamed or rewritten (or merely
 touched), and nothing else changes it; moving the tree elsewhere leaves it as it is. It decides
 when the prepared-data cache (:mod:`alexnet_bench.data.store`) must rebuild a store. The *key*
-hashes the layout, the split rule, the class names and the relative paths only: it names the
-tree's data in a study (the workflow's prepared-data tokens) wherever the tree lies and
-whatever its files' times.
+hashes the layout, the split rule, the class names, the relative paths and the sizes, not the
+times: it names the tree's data in a study (the workflow's prepared-data tokens) wherever the
+tree lies and whatever its files' times.
 
 Torch- and PIL-free: the Snakemake workflow imports this module to plan the cache before any
 job starts.
@@ -54,7 +54,7 @@ class TreeScan:
     splits: dict[str, FolderSplit]
     ignored: list[str]
     fingerprint: str
-    key: str = ""  # layout, split rule, class names and relative paths (no sizes or times)
+    key: str = ""  # layout, split rule, class names, relative paths and sizes (no times)
 
     @property
     def train(self) -> FolderSplit:
@@ -153,8 +153,8 @@ def _hold_out(found: _ClassFiles, val_fraction: float, seed: int) -> dict[str, F
     return {"train": train, "val": val}
 
 
-def _fingerprint(root: str, header: str, parts: Sequence[_ClassFiles], stat: bool = True) -> str:
-    """sha256 of the header and every image's relative path (with ``stat``: and its size and
+def _fingerprint(root: str, header: str, parts: Sequence[_ClassFiles], times: bool = True) -> str:
+    """sha256 of the header and every image's relative path and size (with ``times``: and its
     modification time)."""
     digest = hashlib.sha256(header.encode())
     skip = len(root.rstrip(os.sep)) + 1
@@ -162,7 +162,7 @@ def _fingerprint(root: str, header: str, parts: Sequence[_ClassFiles], stat: boo
         for name, per_class in zip(found.classes, found.files, strict=True):
             digest.update(f"class\0{name}\n".encode())
             lines = (
-                f"{path[skip:]}\0{size}\0{mtime}\n" if stat else f"{path[skip:]}\n"
+                f"{path[skip:]}\0{size}\0{mtime}\n" if times else f"{path[skip:]}\0{size}\n"
                 for path, size, mtime in per_class
             )
             digest.update("".join(lines).replace(os.sep, "/").encode(errors="surrogateescape"))
@@ -218,6 +218,24 @@ def scan_tree(root: str | Path, val_fraction: float, seed: int = 0) -> TreeScan:
 
 
 # -- where the prepared-data cache keeps a tree (alexnet_bench.data.store writes it) ----------
+#: the store format version (alexnet_bench.data.store.manifest; 2: the content digest and the
+#: reader lease). Here so that planning reads it without importing torch.
+STORE_VERSION = 2
+
+
+def decoder_versions() -> dict[str, str | None]:
+    """The libraries that decide a store's decoded pixels (and a JPEG store's bytes)."""
+    import PIL
+    from PIL import features
+
+    return {
+        "pillow": PIL.__version__,
+        "libjpeg": features.version("jpg"),
+        "libjpeg_turbo": features.version("libjpeg_turbo"),
+        "zlib": features.version("zlib"),
+    }
+
+
 def tree_dir(cache_dir: str | Path, scan: TreeScan) -> Path:
     """The directory of a tree state's stores: the cache's ``*-<fingerprint[:12]>`` directory
     if there is one (the tree may have been moved or renamed since it was built: the

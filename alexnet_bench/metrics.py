@@ -7,11 +7,11 @@ import math
 from typing import Any
 
 from . import effects
+from .numbers import as_float
 
 
 def is_finite_row(row: dict[str, Any]) -> bool:
-    loss = row.get("train_loss")
-    return loss is not None and math.isfinite(loss)
+    return as_float(row.get("train_loss")) is not None
 
 
 def time_to_target(

@@ -23,19 +23,11 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+from .numbers import fmt_duration
+
 log = logging.getLogger(__name__)
 
 BAR_WIDTH = 24
-
-
-def format_duration(seconds: float) -> str:
-    """``45s``, ``3m26s``, ``12h3m``."""
-    s = max(0, round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60}m"
 
 
 class Progress:
@@ -143,7 +135,7 @@ class Progress:
         )
         epoch_eta, run_eta = self.etas(now)
         if epoch_eta is not None and run_eta is not None:
-            text += f" | ETA epoch {format_duration(epoch_eta)}, run {format_duration(run_eta)}"
+            text += f" | ETA epoch {fmt_duration(epoch_eta)}, run {fmt_duration(run_eta)}"
         return text
 
     def bar_text(self, now: float) -> str:
@@ -156,8 +148,8 @@ class Progress:
         epoch_eta, run_eta = self.etas(now)
         return (
             f"{head} |{'#' * filled}{'.' * (BAR_WIDTH - filled)}| {self._step}/"
-            f"{self.steps_per_epoch} {rate:.0f} img/s ETA {format_duration(epoch_eta or 0)}"
-            f" (run {format_duration(run_eta or 0)})"
+            f"{self.steps_per_epoch} {rate:.0f} img/s ETA {fmt_duration(epoch_eta or 0)}"
+            f" (run {fmt_duration(run_eta or 0)})"
         )
 
     def _draw_bar(self, now: float) -> None:
@@ -203,5 +195,5 @@ class CountProgress:
             self.total,
             100 * done / self.total,
             rate,
-            format_duration(eta),
+            fmt_duration(eta),
         )

@@ -12,7 +12,6 @@ other field for a trained run and that a trained run's record holds them. The re
 from __future__ import annotations
 
 import dataclasses
-import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from functools import cache
 from typing import Any
 
 from .config import RecordConfig, record_config
+from .numbers import as_float
 
 #: field metadata of a value a trained run's record need not hold
 COND = {"conditional": True}
@@ -28,17 +28,6 @@ COND = {"conditional": True}
 def conditional() -> Any:
     """A scalar field (default None) a trained run's record need not hold."""
     return field(default=None, metadata=COND)
-
-
-def as_float(value: Any) -> float | None:
-    """A finite float, or None (for None, NaN, inf, booleans and non-numbers)."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 @dataclass(frozen=True)

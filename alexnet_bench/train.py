@@ -280,7 +280,6 @@ class Trainer:
         self.peak_flops_file = peak_flops_file
         self.out_dir = Path(out_dir)
         self.dist = dist or DistContext()
-        rt = cfg.runtime
         self.device = prepare_device(cfg, self.dist)
         options = data_options or DataOptions()
         self.data: DataBundle = build_data(
@@ -291,6 +290,15 @@ class Trainer:
             expect=options.expect,
             rebuild_missing=options.rebuild_missing,
         )
+        try:
+            self._set_up(cfg)
+        except BaseException:
+            self.data.close()  # the prepared stores' leases go with a failed set-up
+            raise
+
+    def _set_up(self, cfg: RunConfig) -> None:
+        """Everything after the data: model, optimiser, schedule, timers."""
+        rt = cfg.runtime
         #: what this run computes: its config hash and data identity (identity.py)
         self.identity = identity_record(cfg, self.data.info.get("identity"))
         self.compile_status = "off"
@@ -305,8 +313,12 @@ class Trainer:
             self.device, cfg.telemetry.warmup_steps, sync=cfg.telemetry.sync_timing
         )
         self.state = RunState()
-        self.progress = Progress(cfg.train.epochs, len(self.data.train),
-                                 cfg.telemetry.progress_interval_s, enabled=self.dist.is_main)  # fmt: skip
+        self.progress = Progress(
+            cfg.train.epochs,
+            len(self.data.train),
+            cfg.telemetry.progress_interval_s,
+            enabled=self.dist.is_main,
+        )
 
     # -- set-up -----------------------------------------------------------------------------
     @property
@@ -641,7 +653,7 @@ def _train_and_record(
             "available": False,
             "reason": "telemetry disabled in config (telemetry.enabled: false)",
         }
-    stores = {s.manifest["split"]: str(s.path) for s in trainer.data.stores}
+    stores = dict(trainer.data.info.get("prepared_stores") or {})
     metrics = finish_record(
         metrics,
         cfg,

@@ -8,6 +8,7 @@ import csv
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -21,10 +22,14 @@ import torch
 import yaml
 from PIL import Image
 
-from .conftest import REPO
+from alexnet_bench.cli import main
+from alexnet_bench.imagefolder import scan_tree, tree_dir
+
+from .conftest import REPO, tiny_run
 
 FAULTINJECT = REPO / "tests" / "faultinject"
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+STORED = 36  # the stored size of the prepared-data tests' stores
 METRIC_COLUMNS = (
     "epoch",
     "train_loss",
@@ -194,3 +199,52 @@ def job_counts(output: str) -> dict[str, int]:
         if match and match.group(1) != "total":
             counts[match.group(1)] = int(match.group(2))
     return counts
+
+
+# ------------------------------------------------------------ the prepared-data cache
+
+
+def prepare(root: Path, cache: Path, *extra: str, val_fraction: float = 0.1) -> Path:
+    """``alexnet-bench prepare-data`` in process; the tree directory it prepared."""
+    code = main(["prepare-data", "--root", str(root), "--stored-size", str(STORED),
+                 "--cache-dir", str(cache), "--workers", "1",
+                 "--val-fraction", str(val_fraction), *extra])  # fmt: skip
+    assert code == 0
+    return tree_dir(cache, scan_tree(root, val_fraction))
+
+
+def folder_run(root: Path, cache: Path | None = None, **data: object) -> dict:
+    run = tiny_run(
+        data={"source": "imagefolder", "root": str(root), "image_size": 32, "stored_size": STORED,
+              "val_fraction": 0.34, **data},
+        train={"batch_size": 4},
+        eval={"batch_size": 5, "train_images": 6},
+    )  # fmt: skip
+    if cache is not None:
+        run["data"]["cache"] = str(cache)
+    return run
+
+
+def start_held_build(root: Path, cache: Path, hold_at: int, *extra: str) -> subprocess.Popen:
+    """``prepare-data`` in a subprocess that stops in its ``hold_at``-th decode, says so on
+    stdout and waits for its stdin to close: the test controls the event it races against."""
+    script = (
+        "import sys\n"
+        "import alexnet_bench.data.store.builder as builder\n"
+        "decode, calls = builder.decode_image, [0]\n"
+        "def held(path, size):\n"
+        "    calls[0] += 1\n"
+        f"    if calls[0] == {hold_at}:\n"
+        "        print('decoding', flush=True)\n"
+        "        sys.stdin.read()\n"
+        "    return decode(path, size)\n"
+        "builder.decode_image = held\n"
+        "from alexnet_bench.cli import main\n"
+        f"sys.exit(main(['prepare-data', '--root', {str(root)!r}, '--stored-size', '{STORED}',"
+        f" '--cache-dir', {str(cache)!r}, '--workers', '1', *{list(extra)!r}]))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    ready, _, _ = select.select([proc.stdout], [], [], 120)
+    assert ready and proc.stdout.readline().strip() == "decoding", "the build never started"
+    return proc

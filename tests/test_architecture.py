@@ -31,7 +31,7 @@ ENTRY_POINTS = {
 }  # fmt: skip
 LAYERS: dict[str, int] = {
     **dict.fromkeys(
-        ["alexnet_bench", "errors", "io", "config", "datadirs", "imagefolder", "identity", "effects", "history", "runtime",
+        ["alexnet_bench", "errors", "io", "numbers", "config", "datadirs", "imagefolder", "identity", "effects", "history", "runtime",
          "distributed", "gpu_lock", "progress", "train_result"], 0),
     **dict.fromkeys(
         ["data", "model", "cifar_net", "lsuv", "diagnostics", "parallel", "telemetry", "metrics",

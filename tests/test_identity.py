@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -237,3 +238,40 @@ def test_moving_or_touching_data_retrains_nothing_and_changed_pixels_retrain(
     assert all(m["status"] == "completed" for m in after.values())
     current = tree_dir(workdir / "moved-cache", scan_tree(moved_tree, 0.34))
     assert current.is_dir() and not touched.exists()  # the older state of the same tree: gone
+
+    # a token whose Snakemake metadata is gone is not renewed for a new state of the tree (an
+    # edit that keeps every size would not retrain): said, never silently stale
+    key = scan_tree(moved_tree, 0.34).key[:16]
+    tokens = [f"results/.prepared/{key}/{split}-36px.json" for split in ("train", "val")]
+    forgot = snakemake(workdir, "--cleanup-metadata", *tokens)
+    assert forgot.returncode == 0, forgot.stderr
+    (moved_tree / "dog" / "1.png").touch()  # a new state, the same names and sizes
+    stale = snakemake(workdir, "-n", *_study(moved_tree, "moved-cache"))
+    assert stale.returncode != 0
+    assert "rerun with --forcerun prepare_data" in stale.stdout + stale.stderr
+
+
+@pytest.mark.slow
+def test_two_copies_of_one_tree_in_two_states_are_refused_at_planning(
+    image_folder: Path, workdir: Path, tmp_path: Path
+) -> None:
+    """An ablation reading a copy of the tree (same names and sizes, other times) cannot share
+    the first tree's token: planning says so in one line; a copy with other content (other
+    sizes) gets stores of its own."""
+    copy = tmp_path / "copy"
+    shutil.copytree(image_folder, copy)  # copy2 keeps mtimes: set new ones
+    for path in copy.rglob("*.png"):
+        os.utime(path, (1_000_000_000, 1_000_000_000))
+    study = yaml.safe_load((workdir / "config.yaml").read_text())
+    study["ablation_defs"]["copy"] = {"family": "data", "overrides": {"data": {"root": str(copy)}}}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(study, sort_keys=False))
+    args = _study(image_folder)
+    args[args.index("ablations=[baseline,tanh]")] = "ablations=[baseline,copy]"
+    refused = snakemake(workdir, "-n", *args)
+    assert refused.returncode != 0, refused.stdout[-3000:]
+    said = refused.stdout + refused.stderr
+    assert "hold the same files (names and sizes) in another state" in said, said[-2000:]
+    Image.fromarray(np.zeros((30, 24, 3), np.uint8)).save(copy / "dog" / "0.png")  # new size
+    planned = snakemake(workdir, "-n", *args)
+    assert planned.returncode == 0, planned.stderr[-2000:]
+    assert job_counts(planned.stdout)["prepare_data"] == 4

@@ -7,7 +7,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import select
 import shlex
 import shutil
 import signal
@@ -37,32 +36,11 @@ from alexnet_bench.errors import DataError, DiskFullError
 from alexnet_bench.imagefolder import scan_tree, store_dir, tree_dir
 from alexnet_bench.train import Trainer, run_training
 
-from .conftest import fit_killed_in_epoch, tiny_run
+from .conftest import fit_killed_in_epoch
+from .helpers import STORED, folder_run, prepare, start_held_build
 
 CPU = torch.device("cpu")
-STORED = 36
 TIMING = ("epoch_time_s", "elapsed_s", "images_per_s")
-
-
-def prepare(root: Path, cache: Path, *extra: str, val_fraction: float = 0.1) -> Path:
-    """``alexnet-bench prepare-data`` in process; the tree directory it prepared."""
-    code = main(["prepare-data", "--root", str(root), "--stored-size", str(STORED),
-                 "--cache-dir", str(cache), "--workers", "1",
-                 "--val-fraction", str(val_fraction), *extra])  # fmt: skip
-    assert code == 0
-    return tree_dir(cache, scan_tree(root, val_fraction))
-
-
-def folder_run(root: Path, cache: Path | None = None, **data: object) -> dict:
-    run = tiny_run(
-        data={"source": "imagefolder", "root": str(root), "image_size": 32, "stored_size": STORED,
-              "val_fraction": 0.34, **data},
-        train={"batch_size": 4},
-        eval={"batch_size": 5, "train_images": 6},
-    )  # fmt: skip
-    if cache is not None:
-        run["data"]["cache"] = str(cache)
-    return run
 
 
 def batches(loader: TensorBatchLoader | MappedBatchLoader, epoch: int) -> list[tuple]:
@@ -259,31 +237,6 @@ def test_unchanged_tree_is_reused_and_a_changed_one_rebuilt(
     assert new_tree != tree and (new_tree / f"train-{STORED}px" / MANIFEST).is_file()
     assert not (tree / f"train-{STORED}px").exists()  # the older state's store is gone
     assert (tree / "train-40px").exists()  # (not rebuilt here: only what was asked for)
-
-
-def start_held_build(root: Path, cache: Path, hold_at: int, *extra: str) -> subprocess.Popen:
-    """``prepare-data`` in a subprocess that stops in its ``hold_at``-th decode, says so on
-    stdout and waits for its stdin to close: the test controls the event it races against."""
-    script = (
-        "import sys\n"
-        "import alexnet_bench.data.store.builder as builder\n"
-        "decode, calls = builder.decode_image, [0]\n"
-        "def held(path, size):\n"
-        "    calls[0] += 1\n"
-        f"    if calls[0] == {hold_at}:\n"
-        "        print('decoding', flush=True)\n"
-        "        sys.stdin.read()\n"
-        "    return decode(path, size)\n"
-        "builder.decode_image = held\n"
-        "from alexnet_bench.cli import main\n"
-        f"sys.exit(main(['prepare-data', '--root', {str(root)!r}, '--stored-size', '{STORED}',"
-        f" '--cache-dir', {str(cache)!r}, '--workers', '1', *{list(extra)!r}]))\n"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)  # fmt: skip
-    ready, _, _ = select.select([proc.stdout], [], [], 120)
-    assert ready and proc.stdout.readline().strip() == "decoding", "the build never started"
-    return proc
 
 
 def test_interrupted_build_is_not_trusted_and_is_rebuilt(

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from alexnet_bench.config import RunConfig
-from alexnet_bench.progress import Progress, format_duration
+from alexnet_bench.numbers import fmt_duration
+from alexnet_bench.progress import Progress
 from alexnet_bench.train import run_training
 
 from .conftest import tiny_run
@@ -147,8 +148,8 @@ def test_unknown_epoch_length_has_no_eta() -> None:
 @pytest.mark.parametrize(
     ("seconds", "text"), [(0.4, "0s"), (59.6, "1m00s"), (206, "3m26s"), (43380, "12h3m")]
 )
-def test_format_duration(seconds: float, text: str) -> None:
-    assert format_duration(seconds) == text
+def test_fmt_duration(seconds: float, text: str) -> None:
+    assert fmt_duration(seconds) == text
 
 
 def test_training_logs_progress_lines(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

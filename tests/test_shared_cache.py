@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +36,17 @@ from alexnet_bench.errors import DataError
 from alexnet_bench.imagefolder import scan_tree, store_dir, tree_dir
 from alexnet_bench.train import run_training
 
-from .helpers import metric_rows, release, train_cmd, wait_for_hold, with_faults
-from .test_prepared_data import STORED, folder_run, prepare, start_held_build
+from .helpers import (
+    STORED,
+    folder_run,
+    metric_rows,
+    prepare,
+    release,
+    start_held_build,
+    train_cmd,
+    wait_for_hold,
+    with_faults,
+)
 
 CPU = torch.device("cpu")
 
@@ -68,6 +80,15 @@ def test_concurrent_builds_of_two_split_rules_keep_both_stores(
                 assert store.num_images > 0
 
 
+def _blocked_on_a_lock(pid: int) -> bool:
+    """Whether process ``pid`` waits for a flock (a ``->`` line of /proc/locks)."""
+    return any(
+        "->" in line and line.split()[5] == str(pid)
+        for line in Path("/proc/locks").read_text().splitlines()
+        if len(line.split()) > 5
+    )
+
+
 def test_concurrent_builds_of_one_store_build_it_once(image_folder: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     held = start_held_build(image_folder, cache, 3, "--split", "train")
@@ -91,9 +112,14 @@ def test_concurrent_builds_of_one_store_build_it_once(image_folder: Path, tmp_pa
         stderr=subprocess.PIPE,
         text=True,
     )
+    deadline = time.monotonic() + 120  # until the second build waits on the first one's lock
+    while not _blocked_on_a_lock(waiting.pid):
+        assert waiting.poll() is None and time.monotonic() < deadline, "it never waited"
+        time.sleep(0.02)
     assert finish(held) == 0
     _, err = waiting.communicate(timeout=120)
     assert waiting.returncode == 0, err
+    assert "is up to date" in err  # it found the store the first build made
     tree = tree_dir(cache, scan_tree(image_folder, 0.1))
     assert [p.name for p in tree.iterdir()] == [f"train-{STORED}px"]
 
@@ -148,6 +174,71 @@ def test_removal_needs_the_lease_and_a_reader_removes_what_it_outlived(
     assert not path.exists() and not tree.exists()  # the last store of its tree: dir gone too
 
 
+def test_a_tree_back_in_a_state_keeps_that_state_s_store(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    """A file added (a new store supersedes the one a job reads) and removed again: the first
+    store is current again, and neither its reader's close nor data-gc removes it."""
+    cache = tmp_path / "cache"
+    tree = prepare(image_folder, cache)
+    first = store_dir(tree, "train", STORED)
+    reader = ImageStore.open(first)
+    extra = image_folder / "cat" / "extra.png"
+    Image.fromarray(np.zeros((20, 24, 3), np.uint8)).save(extra)
+    other = prepare(image_folder, cache)
+    assert (first / SUPERSEDED).exists()
+    extra.unlink()
+    assert prepare(image_folder, cache) == tree  # found again: current, unmarked
+    assert not (first / SUPERSEDED).exists() and not other.exists()
+    reader.close()
+    assert (first / MANIFEST).is_file()
+    assert find_garbage(cache) == []
+
+
+def test_the_store_of_a_moved_and_changed_tree_is_listed(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    before = store_dir(prepare(image_folder, cache), "train", STORED)
+    moved = tmp_path / "moved"
+    image_folder.rename(moved)
+    assert prepare(moved, cache) == before.parent  # moved alone: the same store
+    (moved / "cat" / "0.png").touch()
+    after = store_dir(prepare(moved, cache), "train", STORED)
+    listed = {g.path: g.why for g in find_garbage(cache)}
+    assert after != before and before in listed and after not in listed
+    assert listed[before].startswith(f"its tree {image_folder} is gone, and {after}")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to read as another user")
+def test_another_user_reads_a_shared_store(image_folder: Path) -> None:
+    """A store built by one user is opened (leased) and read by another: a forked child that
+    drops to the unprivileged uid 65534 before it opens the store."""
+    shared = Path(tempfile.mkdtemp(prefix="shared-cache-", dir="/tmp"))
+    try:
+        shared.chmod(0o755)
+        store = store_dir(prepare(image_folder, shared), "train", STORED)
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: another user, nothing but this test's code already loaded
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                with ImageStore.open(store) as opened:
+                    answer = f"{opened.num_images} {opened.read([0]).shape[0]}"
+            except BaseException as exc:  # reported to the parent, which asserts
+                answer = f"error {type(exc).__name__}: {exc}"
+            os.write(write_end, answer.encode())
+            os._exit(0)
+        os.close(write_end)
+        answer = os.read(read_end, 4096).decode()
+        os.waitpid(pid, 0)
+        assert not answer.startswith("error"), answer
+        assert answer.split()[1] == "1"
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
 def test_build_lock_file_is_removed_and_a_waiter_takes_the_current_one(tmp_path: Path) -> None:
     lock = tmp_path / ".store.build.lock"
     with locks.exclusive(lock):
@@ -198,6 +289,7 @@ def test_data_gc_lists_what_it_would_free_then_deletes_what_is_not_in_use(
     manifest.update(fingerprint="0" * 64)
     manifest["build"]["finished_utc"] = "2000-01-01T00:00:00.000000Z"
     (older / MANIFEST).write_text(json.dumps(manifest))
+    os.utime(older / ".current", (946684800, 946684800))  # confirmed current in 2000
     size = sum(p.stat().st_size for p in older.iterdir())
     assert main(["data-gc", "--cache-dir", str(cache)]) == 0
     out = capsys.readouterr().out

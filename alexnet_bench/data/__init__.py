@@ -117,6 +117,7 @@ class _Splits:
     prepared_format: str | None = None  # its format: raw or jpeg<quality>
     identity: DataIdentity = None  # what the data is (identity.py), wherever it lies
     stores: list[ImageStore] = field(default_factory=list)  # stores still mapped (leased)
+    read_stores: list[ImageStore] = field(default_factory=list)  # every store read (provenance)
 
 
 def _fits_in_memory(d: Any, num_images: int, stored: int) -> bool:
@@ -227,9 +228,15 @@ def _open_prepared(
         train.cache_format,
         identity,
         [train, val],
+        [train, val],
     )
     if _fits_in_memory(d, train.num_images + val.num_images, stored):
-        splits.train, splits.val = train.load(d.max_train), val.load(d.max_val)
+        try:
+            splits.train, splits.val = train.load(d.max_train), val.load(d.max_val)
+        except BaseException:
+            train.close()
+            val.close()
+            raise
         for store in splits.stores:
             store.close()  # in memory now: the stores may go
         splits.stores = []
@@ -368,6 +375,7 @@ def _bundle(
         "stored_size": stored,
         "in_memory": isinstance(train, TensorBatchLoader),
         "prepared_cache": splits.prepared,
+        "prepared_stores": {s.manifest["split"]: str(s.path) for s in splits.read_stores},
         "prepared_format": splits.prepared_format,
         "identity": splits.identity,
         "ignored_files": splits.ignored,

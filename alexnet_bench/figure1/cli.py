@@ -46,7 +46,8 @@ def _labels(items: list[str] | None) -> dict[str, Any]:
 def cmd_train(args: argparse.Namespace) -> int:
     """Train one seed of one arm (a sweep point, or a final arm at the selected rate) through
     the same launcher as every study cell (launch.train_cell)."""
-    from ..config import RunConfig, deep_merge
+    from ..config import RunConfig, deep_merge, provenance_only
+    from ..data import DataOptions
     from ..launch import LaunchOptions, train_cell
     from .results import chosen_lr
 
@@ -55,15 +56,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     def resolve() -> tuple[RunConfig, dict[str, Any]]:
         base = _json_arg(args.config_json, "--config-json")
-        if args.provenance_json:
-            base = deep_merge(base, _json_arg(args.provenance_json, "--provenance-json"))
+        if getattr(args, "provenance_json", None):
+            provenance = _json_arg(args.provenance_json, "--provenance-json")
+            base = deep_merge(base, provenance_only(provenance))
         if args.lr_from:
             lr = chosen_lr(Path(args.lr_from), args.activation)
             base = deep_merge(base, {"train": {"lr": lr}})
         cfg = RunConfig(deep_merge(base, {"train": {"seed": args.seed}}))
         return cfg, {"seed": cfg.train.seed, "lr": cfg.train.lr}
 
-    options = LaunchOptions(gpu_lock_dir=args.gpu_lock_dir)
+    expect = json.loads(args.expect_data) if getattr(args, "expect_data", None) else None
+    options = LaunchOptions(gpu_lock_dir=args.gpu_lock_dir, data=DataOptions(expect=expect))
     return train_cell(
         resolve, Path(args.out), _labels(args.label), options, record_failures=args.record_failures
     )

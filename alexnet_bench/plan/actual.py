@@ -16,8 +16,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from ..numbers import fmt_duration
 from .recorded import benchmark_dir, read_benchmark_s
-from .render import duration
 
 PLAN_FILE = Path("plan") / "plan.json"
 
@@ -131,8 +131,8 @@ def explain(plan: dict[str, Any], result: dict[str, Any]) -> list[str]:
     notes = list(result["notes"])
     for name, p in result["parts"].items():
         notes.append(
-            f"{name} per job: predicted {duration(p['predicted_median_s'])}, took "
-            f"{duration(p['actual_median_s'])} (medians)"
+            f"{name} per job: predicted {fmt_duration(p['predicted_median_s'])}, took "
+            f"{fmt_duration(p['actual_median_s'])} (medians)"
         )
     ratios = sorted((r for r in result["rows"] if r["ratio"]), key=lambda r: r["ratio"])
     if len(ratios) >= 2:
@@ -165,14 +165,14 @@ def report_section(plan_path: Path, results_dir: Path) -> Any:
     t = result["totals"]
     if t["actual_wall_s"] is not None:
         lead = (
-            f"Training wall time: predicted {duration(t['predicted_wall_s'])}, took "
-            f"{duration(t['actual_wall_s'])} (actual/predicted {_ratio(t['wall_ratio'])}); "
+            f"Training wall time: predicted {fmt_duration(t['predicted_wall_s'])}, took "
+            f"{fmt_duration(t['actual_wall_s'])} (actual/predicted {_ratio(t['wall_ratio'])}); "
             f"job time summed over {t['cells']} cells: ratio {_ratio(t['job_ratio'])}."
         )
     else:
         lead = (
             f"{t['cells']} cell(s) ran since the plan: job time predicted "
-            f"{duration(t['predicted_job_s'])}, took {duration(t['actual_job_s'])} "
+            f"{fmt_duration(t['predicted_job_s'])}, took {fmt_duration(t['actual_job_s'])} "
             f"(ratio {_ratio(t['job_ratio'])})."
         )
     table = Table(
@@ -182,8 +182,8 @@ def report_section(plan_path: Path, results_dir: Path) -> Any:
             [
                 r["cell"],
                 str(r["state"]),
-                duration(r["predicted_s"]),
-                duration(r["actual_s"]),
+                fmt_duration(r["predicted_s"]),
+                fmt_duration(r["actual_s"]),
                 _ratio(r["ratio"]),
                 "job wall time" if r["source"] == "job" else "in-process",
             ]

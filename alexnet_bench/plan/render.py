@@ -7,17 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import human_bytes, write_json, write_text
-
-
-def duration(seconds: float | None) -> str:
-    """``42 s``, ``9 min 12 s``, ``3.4 h``."""
-    if seconds is None or not math.isfinite(seconds):
-        return "n/a"
-    if seconds < 60:
-        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)} min {int(seconds % 60)} s"
-    return f"{seconds / 3600:.1f} h"
+from ..numbers import fmt_duration
 
 
 def _energy(joules: float | None) -> str:
@@ -40,7 +30,7 @@ def summary_lines(plan: dict[str, Any]) -> list[str]:
         f"({host['gpus']} GPU(s), {host['cpus']} CPU(s)), --cores {plan['cores']}, "
         f"gpu resource {gpu if gpu is not None else 'not set'}; rates {plan['source']}"
         + (
-            f" (probe: {duration(plan['host_rates']['probe_wall_s'])})"
+            f" (probe: {fmt_duration(plan['host_rates']['probe_wall_s'])})"
             if plan["host_rates"].get("probe_wall_s")
             else ""
         )
@@ -48,13 +38,13 @@ def summary_lines(plan: dict[str, Any]) -> list[str]:
         f"Cells: {t['cells']} ({t['cells_to_train']} to train, {t['cells_done']} done, "
         f"{t['cells_skipped']} recorded as skipped, {t['cells_failing']} failing); "
         f"{t['epochs']} epochs, {t['images'] / 1e6:.2f} M training images.",
-        f"Predicted: {duration(t['wall_s'])} of wall time ("
+        f"Predicted: {fmt_duration(t['wall_s'])} of wall time ("
         + (
-            f"Snakemake's start-up {duration(t['workflow_startup_s'])}, then "
+            f"Snakemake's start-up {fmt_duration(t['workflow_startup_s'])}, then "
             if t.get("workflow_startup_s") is not None and t["wall_s"]
             else ""
         )
-        + f"training done after {duration(t['train_wall_s'])}), "
+        + f"training done after {fmt_duration(t['train_wall_s'])}), "
         f"{t['device_s'] / 3600:.2f} {_unit_hours(plan)} of "
         f"device time, energy {_energy(t['energy_j'])} ({plan['energy_source']}).",
     ]
@@ -82,10 +72,10 @@ def cell_rows(plan: dict[str, Any]) -> list[list[str]]:
                 r["state"],
                 str(r["epochs"]),
                 str(r["images"]),
-                duration(r["job_s"]),
+                fmt_duration(r["job_s"]),
                 f"{r['device_s']:.0f} {unit}-s" if r["job_s"] else "0",
-                duration(r["start_s"]) if r["start_s"] is not None else "",
-                duration(r["end_s"]) if r["end_s"] is not None else "",
+                fmt_duration(r["start_s"]) if r["start_s"] is not None else "",
+                fmt_duration(r["end_s"]) if r["end_s"] is not None else "",
             ]
         )
     return rows
@@ -161,7 +151,9 @@ def power_rows(plan: dict[str, Any]) -> list[list[str]]:
         cost = "n/a"
         if p["cost_device_s"] is not None:
             unit = p["device_unit"].removesuffix("-s")
-            cost = f"{p['cost_device_s'] / 3600:.2f} {unit}-h, {duration(p['cost_wall_s'])} wall"
+            cost = (
+                f"{p['cost_device_s'] / 3600:.2f} {unit}-h, {fmt_duration(p['cost_wall_s'])} wall"
+            )
         rows.append(
             [
                 p["name"],
@@ -196,7 +188,8 @@ def terminal(plan: dict[str, Any]) -> str:
     if plan["jobs"]:
         out += [
             "",
-            "Other jobs: " + "; ".join(f"{j['job']} {duration(j['job_s'])}" for j in plan["jobs"]),
+            "Other jobs: "
+            + "; ".join(f"{j['job']} {fmt_duration(j['job_s'])}" for j in plan["jobs"]),
         ]
     if plan["groups"]:
         out += ["", "Measured rates per group of cells:"]
@@ -233,8 +226,8 @@ def markdown(plan: dict[str, Any]) -> str:
                 [
                     j["job"],
                     str(j["threads"]),
-                    duration(j["job_s"]),
-                    ", ".join(f"{k} {duration(v)}" for k, v in j["parts"].items()),
+                    fmt_duration(j["job_s"]),
+                    ", ".join(f"{k} {fmt_duration(v)}" for k, v in j["parts"].items()),
                 ]
                 for j in plan["jobs"]
             ],

@@ -24,7 +24,8 @@ from matplotlib.patches import Patch
 
 from ..collect import Run, run_value
 from ..io import write_bytes
-from .tables import AblationStats, Table, fnum, format_sig
+from ..numbers import fmt_number
+from .tables import AblationStats, Table, format_sig
 
 DPI = 110
 RC: dict[str, Any] = {
@@ -292,7 +293,7 @@ def relu_vs_tanh(
     if target is not None:
         ax.axhline(target, color="black", linestyle="--", linewidth=0.9)
         ax.annotate(
-            f"target {fnum(target, 0)}%",
+            f"target {fmt_number(target, 0)}%",
             xy=(1, target),
             xycoords=("axes fraction", "data"),
             ha="right",
@@ -330,14 +331,16 @@ def _ttt_bars(ax: Any, stats: Sequence[AblationStats], metric: str, colors: dict
             ax.barh(y, s.mean, color=color, alpha=0.85, height=0.6)
             ax.plot(s.values, [y] * s.n, "o", color="black", markersize=3.5)
             xmax = max(xmax, max(s.values))
-            label = fnum(s.mean, 1) + (f"  ({s.n}/{len(done)} reached)" if s.n < len(done) else "")
+            label = fmt_number(s.mean, 1) + (
+                f"  ({s.n}/{len(done)} reached)" if s.n < len(done) else ""
+            )
             _label(ax, max(s.values), y, label)
         else:
             b = a.summaries[bound]
             if b.n:
                 ax.barh(y, b.mean, color="white", edgecolor=color, hatch="///", height=0.6)
                 xmax = max(xmax, b.mean)
-                _label(ax, b.mean, y, f"not reached in {fnum(b.mean, 0)}")
+                _label(ax, b.mean, y, f"not reached in {fmt_number(b.mean, 0)}")
             else:
                 ax.text(0, y, "  not reached", va="center", fontsize=8)
     ax.set_yticks(ys, [a.name for a in stats])
@@ -455,14 +458,14 @@ def scaling(
                 a.name,
                 f"{round(ws)} ({mode})",
                 format_sig(thr.mean),
-                fnum(speed) + "×",
-                fnum(100 * eff, 0) + "%",
+                fmt_number(speed) + "×",
+                fmt_number(100 * eff, 0) + "%",
             ]
         )
         labels.append(f"{a.name}\n{round(ws)} devices ({mode})")
         values.append(thr.mean if thr.n else 0.0)
         seeds.append(thr.values)
-        texts.append(f"{fnum(speed)}× (eff. {fnum(100 * eff, 0)}%)")
+        texts.append(f"{fmt_number(speed)}× (eff. {fmt_number(100 * eff, 0)}%)")
     rows.insert(0, [baseline, "1", format_sig(b_thr), "1.00×", "100%"])
     fig = Figure(figsize=(8, 0.55 * len(labels) + 1.4), layout="constrained")
     ax = fig.subplots()

@@ -22,6 +22,7 @@ import pandas as pd
 
 from ..collect import ALL_STATUSES, TRAINED_STATUSES, Run, run_value
 from ..effects import ALPHA, Paired, Summary, Welch, holm, resolution, summarize
+from ..numbers import as_float, fmt_number
 from .claims import NULL_COLUMN, ClaimRow
 from .compare import Comparisons, LeftOut, left_out_text
 
@@ -175,26 +176,17 @@ def aggregate(
 # ----------------------------------------------------------------------------- formatting
 
 
-def _ok(x: float | None) -> bool:
-    return x is not None and math.isfinite(x)
-
-
-def fnum(x: float | None, digits: int = 2, signed: bool = False) -> str:
-    """Format a number for display; '–' when unavailable; U+2212 for minus."""
-    if not _ok(x):
-        return "–"
-    assert x is not None
-    text = f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
-    return text.replace("-", "−")
+def _present(x: float | None) -> bool:
+    return as_float(x) is not None
 
 
 def fint(x: float | None) -> str:
-    return f"{round(x):,}" if _ok(x) else "–"  # type: ignore[arg-type]
+    return f"{round(x):,}" if _present(x) else "–"  # type: ignore[arg-type]
 
 
 def format_sig(x: float | None, sig: int = 3) -> str:
     """Significant-figure format for quantities spanning orders of magnitude."""
-    if not _ok(x):
+    if not _present(x):
         return "–"
     assert x is not None
     if x != 0 and (abs(x) >= 1e5 or abs(x) < 1e-3):
@@ -207,8 +199,8 @@ def mean_sd(s: Summary, digits: int = 2) -> str:
     if not s.n:
         return "–"
     if s.n < 2:
-        return fnum(s.mean, digits)
-    return f"{fnum(s.mean, digits)} ± {fnum(s.std, digits)}"
+        return fmt_number(s.mean, digits)
+    return f"{fmt_number(s.mean, digits)} ± {fmt_number(s.std, digits)}"
 
 
 def ci_text(s: Summary, digits: int = 2) -> str:
@@ -216,7 +208,7 @@ def ci_text(s: Summary, digits: int = 2) -> str:
         return "–"
     if not s.has_ci:
         return "n/a (n=1)"
-    return f"[{fnum(s.ci_low, digits)}, {fnum(s.ci_high, digits)}]"
+    return f"[{fmt_number(s.ci_low, digits)}, {fmt_number(s.ci_high, digits)}]"
 
 
 def effect_text(a: AblationStats, metric: str, baseline: str) -> str:
@@ -237,7 +229,7 @@ def ttt_text(a: AblationStats) -> str:
     if s.n == 0:
         ep = a.summaries["epochs_completed"]
         return f"not reached ({fint(ep.mean)} ep)" if ep.n else "not reached"
-    text = fnum(s.mean, 1)
+    text = fmt_number(s.mean, 1)
     if s.n < done:
         text += f" ({s.n}/{done} reached)"
     return text
@@ -248,7 +240,7 @@ def ttt_text(a: AblationStats) -> str:
 
 def _rounded(x: float | None, digits: int = 10) -> float | None:
     """Round for CSV stability; None for unavailable values."""
-    if not _ok(x):
+    if not _present(x):
         return None
     assert x is not None
     return float(f"{x:.{digits}g}")
@@ -436,8 +428,8 @@ def accuracy_table(stats: Sequence[AblationStats], baseline: str) -> Table:
                 ci_text(s5),
                 effect_text(a, "val_top5", baseline),
                 a.left_out_text(),
-                fnum(a.summaries["overfit_gap"].mean, 2),
-                fnum(a.summaries["best_epoch"].mean, 1),
+                fmt_number(a.summaries["overfit_gap"].mean, 2),
+                fmt_number(a.summaries["best_epoch"].mean, 1),
             ]
         )
     return Table(
@@ -471,7 +463,7 @@ def speed_table(stats: Sequence[AblationStats], baseline: str) -> Table:
         ),
         None,
     )
-    tgt = f"{fnum(target, 0)}%" if target is not None else "target"
+    tgt = f"{fmt_number(target, 0)}%" if target is not None else "target"
     cols = [
         "Ablation",
         "Runs",
@@ -502,13 +494,13 @@ def speed_table(stats: Sequence[AblationStats], baseline: str) -> Table:
                 a.name,
                 status_summary(a.counts),
                 ttt_text(a),
-                fnum(sm["ttt_seconds"].mean, 1),
+                fmt_number(sm["ttt_seconds"].mean, 1),
                 effect_text(a, "ttt_epoch", baseline),
                 effect_text(a, "ttt_seconds", baseline),
                 format_sig(sm["throughput"].mean),
-                fnum(sm["step_ms"].mean, 1),
-                fnum(sm["mfu"].mean, 3),
-                fnum(sm["gpu_util"].mean, 0),
+                fmt_number(sm["step_ms"].mean, 1),
+                fmt_number(sm["mfu"].mean, 3),
+                fmt_number(sm["gpu_util"].mean, 0),
                 fint(sm["gpu_mem_peak_mib"].mean),
                 fint(sm["peak_rss_mib"].mean),
                 format_sig(sm["energy_per_image_j"].mean),
@@ -746,14 +738,14 @@ def runs_table(runs: Sequence[Run]) -> Table:
                 str(r.seed) if r.seed is not None else "–",
                 r.status,
                 fint(v("epochs_completed")) if v("epochs_completed") is not None else "–",
-                fnum(v("train_top1")),
-                fnum(v("val_top1")),
-                fnum(v("val_top5")),
-                fnum(v("ttt_epoch")),
-                fnum(v("ttt_seconds"), 1),
+                fmt_number(v("train_top1")),
+                fmt_number(v("val_top1")),
+                fmt_number(v("val_top5")),
+                fmt_number(v("ttt_epoch")),
+                fmt_number(v("ttt_seconds"), 1),
                 format_sig(v("throughput")),
-                fnum(v("train_time_s"), 1),
-                fnum(v("dead_relu_max"), 1),
+                fmt_number(v("train_time_s"), 1),
+                fmt_number(v("dead_relu_max"), 1),
                 f"{v('lrn_load'):.1e}" if v("lrn_load") is not None else "–",
                 str(r.record.config_hash or "–"),
             ]

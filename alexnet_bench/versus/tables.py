@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ..effects import fmt_number
+from ..numbers import fmt_number
 from .comparison import Comparison
 from .numerics import IDENTICAL
 from .speed import INSUFFICIENT, SpeedRatio, pct

@@ -25,7 +25,7 @@ rule calibration_train:
         out=subpath(output.metrics, parent=True),
         on_gpus=config["on_insufficient_gpus"],
         standins=config["cpu_standins"],
-        lock_dir=lambda wc, input: config["gpu_lock_dir"],
+        lock_dir=untracked(lambda wc: config["gpu_lock_dir"]),
     shell:
         "alexnet-bench train --config-json {params.run_config:q}"
         " --provenance-json {params.provenance:q} --expect-data {params.data:q}"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
-from alexnet_bench.config import effective_stored_size, split_identity
-from alexnet_bench.data.store.manifest import VERSION as STORE_VERSION, decoder_versions
+from alexnet_bench.config import RunConfig, effective_stored_size, split_identity
+from alexnet_bench.imagefolder import STORE_VERSION, decoder_versions
 from alexnet_bench.errors import BenchError
 from alexnet_bench.figure1.results import final_dir, init_dir, sweep_dir
 from alexnet_bench.figure1.settings import ACTIVATIONS, INIT_RULES, Figure1Settings
@@ -27,7 +27,7 @@ from alexnet_bench.study import (
     study_identity,
 )
 
-min_version("8.0")
+min_version("9.2")  # params derived from input are not rerun triggers: locations stay provenance
 
 
 validate(config, workflow.source_path("../schemas/config.schema.yaml"))
@@ -75,17 +75,37 @@ def _json(value):
 
 # A cell's identity is what it computes (alexnet_bench/identity.py): the run config's result
 # keys and the content of its data. Both are params, which Snakemake tracks: a change reruns the
-# cell. Its provenance (data.root, data.cache, the progress interval) reaches the job through a
-# params function that takes `input`: Snakemake counts such params as derived from the input
-# files and does not track them, so moving the data or the cache never reruns a cell.
+# cell. Its provenance (data.root, data.cache, the progress interval, the lock directory) reaches
+# the job untracked, twice over: through params functions that take `input` (Snakemake counts
+# them as derived from the input files and does not track them) returning an Untracked value
+# (not a plain value, so Snakemake could not record it even if it tracked it). Moving the data
+# or the cache therefore never reruns a cell; tests/test_identity.py checks it end to end.
+class Untracked:
+    """A params value Snakemake formats into the command but cannot record as a rerun trigger."""
+
+    def __init__(self, text):
+        self.text = str(text)
+
+    def __str__(self):
+        return self.text
+
+
+def untracked(function):
+    """A params function whose value reaches the job but never reruns it."""
+    return lambda wildcards, input: Untracked(function(wildcards))
+
+
 def run_config(wildcards):
     """The result keys of one cell's validated run config, as JSON for the CLI (tracked)."""
     return _json(split_identity(cell_config(wildcards).to_dict())[0])
 
 
-def run_provenance(wildcards, input):
-    """The provenance keys of one cell's run config, as JSON for the CLI (not tracked)."""
+def _provenance(wildcards):
     return _json(split_identity(cell_config(wildcards).to_dict())[1])
+
+
+#: the provenance keys of one cell's run config, as JSON for the CLI (not tracked)
+run_provenance = untracked(_provenance)
 
 
 def run_data(wildcards):
@@ -102,11 +122,33 @@ def run_data(wildcards):
     for key, split, stored, suffix in stores:
         path = Path(token_path(key, split, stored, suffix))
         token = _read_token(path)
-        if token is None or token.get("state") != prepare_state_of(key):
-            checkpoints.prepare_data.get(key=key, split=split, stored=stored, fmt=suffix)
+        stale = token is None or token.get("state") != prepare_state_of(key)
+        if (
+            stale and not workflow.remote_exec
+        ):  # a cluster job reads what its planner wrote
+            checkpoints.prepare_data.get(
+                key=key, split=split, stored=stored, fmt=suffix
+            )
             token = _read_token(path)
+            if token is None or token.get("state") != prepare_state_of(key):
+                raise WorkflowError(
+                    f"the prepared-data token {path} was written for another state of the "
+                    "tree, and no prepare_data job is planned to renew it (its Snakemake "
+                    "metadata was removed?); rerun with --forcerun prepare_data"
+                )
+        if token is None:
+            raise WorkflowError(
+                f"no prepared-data token {path}; run the workflow's prepare"
+            )
         digests[split] = token["digest"]
     return _json(store_identity(digests))
+
+
+def rebuild_missing(wildcards):
+    """A cell reading the study's own stores rebuilds one that is missing (the cache was
+    emptied or re-pointed without it) instead of failing; a store the run names itself
+    (its own data.cache) is the user's to build."""
+    return "--rebuild-missing-data" if cell_stores(cell_config(wildcards)) else ""
 
 
 def _read_token(path):
@@ -147,6 +189,11 @@ def _prepared_trees():
         if tree is None:
             continue
         entry = trees.setdefault(tree.key, {"tree": tree, "on_bad_image": "skip"})
+        if entry["tree"].fingerprint != tree.fingerprint:
+            raise WorkflowError(
+                f"data.root '{entry['tree'].root}' and '{tree.root}' hold the same files (names "
+                "and sizes) in another state (times); give the cells one copy, or change one"
+            )
         if cfg.data.on_bad_image == "fail":
             entry["on_bad_image"] = "fail"
     return trees
@@ -192,7 +239,9 @@ def prepared_entry(key):
 def prepared_inputs(wildcards):
     """The cell's tokens, ancient: a token rewritten by a rebuild (or a prepare job that found
     the store in place) reruns no cell; only a changed digest does (run_data)."""
-    return [ancient(token_path(*store)) for store in cell_stores(cell_config(wildcards))]
+    return [
+        ancient(token_path(*store)) for store in cell_stores(cell_config(wildcards))
+    ]
 
 
 def prepare_state_of(key):
@@ -229,14 +278,10 @@ def prepare_on_bad_image(wildcards):
     return on_bad_image_of(wildcards.key)
 
 
-def prepare_root(wildcards, input):
-    """Where the tree lies now (provenance: not tracked)."""
-    return prepared_entry(wildcards.key)["tree"].root
-
-
-def prepare_cache_dir(wildcards, input):
-    """Where the cache lies now (provenance: not tracked)."""
-    return DATA_CACHE
+#: where the tree lies now (provenance: not tracked)
+prepare_root = untracked(lambda wildcards: prepared_entry(wildcards.key)["tree"].root)
+#: where the cache lies now (provenance: not tracked)
+prepare_cache_dir = untracked(lambda wildcards: DATA_CACHE)
 
 
 def cell_gpus(ablation, seed):
@@ -322,7 +367,14 @@ FIG1_REPORTS = "reports/figure1"
 FIG1_SETTINGS = json.dumps(config["figure1"], sort_keys=True, separators=(",", ":"))
 # what decides the figure1 study's results: its settings without the CIFAR-10 copy's location
 FIG1_IDENTITY = _json(
-    {k: v for k, v in config["figure1"].items() if k != "cifar10_root"}
+    {
+        **{
+            k: v
+            for k, v in config["figure1"].items()
+            if k not in ("cifar10_root", "run")
+        },
+        "run": split_identity(config["figure1"].get("run") or {})[0],
+    }
 )
 
 
@@ -358,9 +410,9 @@ def figure1_selections():
 
 
 def figure1_run_config(stage, part):
-    """Params function: one part (0 = result keys, tracked; 1 = provenance keys, passed by an
-    untracked params function) of the run config (JSON, without seed) of one sweep point or
-    final arm."""
+    """Params function: one part (0 = result keys, tracked; 1 = provenance keys, untracked;
+    "data" = the data identity, tracked) of the run config (JSON, without seed) of one sweep
+    point or final arm."""
 
     def config_part(wildcards):
         try:
@@ -370,13 +422,13 @@ def figure1_run_config(stage, part):
                 else None  # a final run reads its rate from the selection
             )
             cfg = FIG1.run_config(wildcards.init, wildcards.activation, lr)
+            if part == "data":
+                return _json(planned_data_identity(RunConfig(cfg)))
         except BenchError as exc:
             raise WorkflowError(str(exc)) from None
         return _json(split_identity(cfg)[part])
 
-    if part == 0:
-        return config_part
-    return lambda wildcards, input: config_part(wildcards)
+    return untracked(config_part) if part == 1 else config_part
 
 
 FIG1_TRAIN_FLAGS = f"--gpu-lock-dir {config['gpu_lock_dir']}" + (

@@ -28,11 +28,12 @@ rule figure1_sweep:
     params:
         run_config=figure1_run_config("sweep", 0),
         provenance=figure1_run_config("sweep", 1),
+        data=figure1_run_config("sweep", "data"),
         out=subpath(output[0], parent=True),
-        flags=lambda wc, input: FIG1_TRAIN_FLAGS,
+        flags=untracked(lambda wc: FIG1_TRAIN_FLAGS),
     shell:
         "alexnet-bench figure1 train --config-json {params.run_config:q}"
-        " --provenance-json {params.provenance:q}"
+        " --provenance-json {params.provenance:q} --expect-data {params.data:q}"
         " --seed {wildcards.seed} --out {params.out} {params.flags}"
         " --label study=figure1 --label stage=sweep --label init={wildcards.init}"
         " --label activation={wildcards.activation}"
@@ -53,7 +54,7 @@ rule figure1_select:
         "../envs/alexnet-bench.yaml"
     params:
         identity=FIG1_IDENTITY,
-        settings=lambda wc, input: FIG1_SETTINGS,
+        settings=untracked(lambda wc: FIG1_SETTINGS),
         results=subpath(output.selection, ancestor=2),
     shell:
         "alexnet-bench figure1 select --settings-json {params.settings:q}"
@@ -77,11 +78,12 @@ rule figure1_final:
     params:
         run_config=figure1_run_config("final", 0),
         provenance=figure1_run_config("final", 1),
+        data=figure1_run_config("final", "data"),
         out=subpath(output[0], parent=True),
-        flags=lambda wc, input: FIG1_TRAIN_FLAGS,
+        flags=untracked(lambda wc: FIG1_TRAIN_FLAGS),
     shell:
         "alexnet-bench figure1 train --config-json {params.run_config:q}"
-        " --provenance-json {params.provenance:q}"
+        " --provenance-json {params.provenance:q} --expect-data {params.data:q}"
         " --lr-from {input.selection} --activation {wildcards.activation}"
         " --seed {wildcards.seed} --out {params.out} {params.flags}"
         " --label study=figure1 --label stage=final --label init={wildcards.init}"
@@ -111,7 +113,7 @@ rule figure1_summary:
         "../envs/alexnet-bench.yaml"
     params:
         identity=FIG1_IDENTITY,
-        settings=lambda wc, input: FIG1_SETTINGS,
+        settings=untracked(lambda wc: FIG1_SETTINGS),
         results=subpath(output.summary, parent=True),
         out=subpath(output.figure, parent=True),
     shell:

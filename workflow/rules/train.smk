@@ -21,17 +21,18 @@ rule train:
         run_config=run_config,
         data=run_data,
         provenance=run_provenance,
+        rebuild=rebuild_missing,
         out=subpath(output.metrics, parent=True),
         record=lambda wc: (
             "--record-failures" if config["failed_runs"] == "record" else ""
         ),
         on_gpus=config["on_insufficient_gpus"],
         standins=config["cpu_standins"],
-        lock_dir=lambda wc, input: config["gpu_lock_dir"],
+        lock_dir=untracked(lambda wc: config["gpu_lock_dir"]),
     shell:
         "alexnet-bench train --config-json {params.run_config:q}"
         " --provenance-json {params.provenance:q} --expect-data {params.data:q}"
-        " --rebuild-missing-data --out {params.out}"
+        " {params.rebuild} --out {params.out}"
         " --label preset={wildcards.preset} --label ablation={wildcards.ablation}"
         " --label seed={wildcards.seed} --gpu-lock-dir {params.lock_dir}"
         " --on-insufficient-gpus {params.on_gpus} --cpu-standins {params.standins} {params.record}"

@@ -95,7 +95,10 @@ def _decode_chunk(task: tuple[int, list[str]]) -> Chunk:
             continue
         if encoding == "raw":
             offset = _worker["offset"] + row * 3 * size * size
-            os.pwrite(_worker["fd"], memoryview(array).cast("B"), offset)
+            data = memoryview(array).cast("B")
+            while data:  # pwrite may write less than asked
+                written = os.pwrite(_worker["fd"], data, offset)
+                data, offset = data[written:], offset + written
             digests.append((row, image_digest(array)))
         else:
             buffer = io.BytesIO()
@@ -206,6 +209,9 @@ def build_store(
             reason = stale_reason(existing, scan.fingerprint)
             if reason is None:
                 log.info("prepared data at %s is up to date", dest)
+                from .maintenance import remove_superseded_by
+
+                remove_superseded_by(dest, existing)  # the tree may have come back to it
                 return existing
             log.info("rebuilding %s: %s", dest, reason)
         for leftover in dest.parent.glob(f"{dest.name}.tmp-*"):
@@ -350,6 +356,7 @@ def _build(
         "stored_size": size,
         "resize": RESIZE_RULE.format(s=size),
         "fingerprint": scan.fingerprint,
+        "key": scan.key,
         "classes": scan.classes,
         "num_files": n,
         "num_images": len(rows),

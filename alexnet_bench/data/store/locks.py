@@ -4,7 +4,9 @@ Both are ``flock`` locks, released by the kernel when a process dies (NFSv4 and 
 ``-o flock`` carry them across nodes). A lock file may be removed by whoever holds its lock
 exclusively, so every acquisition checks, once it holds the lock, that the path still names the
 file it locked, and otherwise starts again: a waiter never ends up holding the lock of a file
-nobody else can see.
+nobody else can see. Lock files are opened read-only and created world-writable (0666), so the
+studies of other users sharing a cache can take them too. A file system without working
+``flock`` raises :class:`LockUnsupported`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,23 @@ def _same_file(path: Path, fd: int) -> bool:
         return False
 
 
+class LockUnsupported(OSError):
+    """The file system of the cache does not support ``flock``."""
+
+
+def _open(path: Path, create: bool) -> int:
+    """A read-only descriptor of ``path`` (created 0666 if asked: other users lock it too)."""
+    if not create:
+        return os.open(path, os.O_RDONLY)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+        return os.open(path, os.O_RDONLY)
+    with contextlib.suppress(OSError):
+        os.fchmod(fd, 0o666)  # whatever the umask
+    return fd
+
+
 def acquire(
     path: Path, *, exclusive: bool, blocking: bool = True, create: bool = True
 ) -> int | None:
@@ -31,16 +50,20 @@ def acquire(
     mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if blocking else fcntl.LOCK_NB)
     while True:
         try:
-            fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o666)
+            fd = _open(path, create)
         except FileNotFoundError:
-            if create:  # the directory itself went away
-                raise
+            if create:  # the directory went away (a tidy-up removed an empty one): recreate it
+                path.parent.mkdir(parents=True, exist_ok=True)
+                continue
             return None
         try:
             fcntl.flock(fd, mode)
         except BlockingIOError:
             os.close(fd)
             return None
+        except OSError as exc:  # ENOLCK, ENOSYS, EINVAL: no flock on this file system
+            os.close(fd)
+            raise LockUnsupported(exc.errno, f"cannot lock {path}: {exc.strerror}") from None
         if _same_file(path, fd):
             return fd
         os.close(fd)  # removed (or replaced) while we waited for it: try the current one

@@ -22,7 +22,7 @@ from typing import Any
 from ...errors import DataError
 from ...io import human_bytes
 from . import locks
-from .manifest import LEASE, SUPERSEDED, read_manifest
+from .manifest import CURRENT, LEASE, SUPERSEDED, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +44,17 @@ def _group(manifest: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def remove_store(path: Path) -> bool:
-    """Remove the store at ``path`` unless a job reads it (then mark it superseded, for the
-    last reader to remove). True when it was removed."""
+    """Remove the store at ``path`` unless a job reads it (then it stays marked superseded, for
+    the last reader to remove). True when it was removed."""
     lease = path / LEASE
-    fd = locks.try_exclusive(lease)
-    if fd is None and lease.exists():
-        with contextlib.suppress(OSError):
+    if lease.exists():
+        with contextlib.suppress(OSError):  # the mark first: a reader closing now sees it
             (path / SUPERSEDED).touch()
+    try:
+        fd = locks.try_exclusive(lease)
+    except locks.LockUnsupported:
+        fd = None  # no flock here: nobody can hold it, remove it
+    if fd is None and lease.exists() and _lockable(lease):
         return False
     try:
         aside = path.with_name(f".{path.name.lstrip('.')}.deleting-{os.getpid()}")
@@ -66,10 +70,40 @@ def remove_store(path: Path) -> bool:
     return True
 
 
+def _lockable(lease: Path) -> bool:
+    """False on a file system without flock (where a held lease cannot be told)."""
+    try:
+        locks.is_held(lease)
+    except locks.LockUnsupported:
+        return False
+    return True
+
+
 def remove_if_superseded(path: Path) -> None:
-    """After a reader closed ``path``: remove it if a newer build marked it superseded."""
+    """After a reader closed ``path``: remove it if a newer build marked it superseded, and the
+    older stores a rebuild moved aside from its place, unless other jobs still read them."""
     if (path / SUPERSEDED).exists() and remove_store(path):
         log.info("removed %s: superseded by a newer build while this job read it", path)
+    for aside in path.parent.glob(f".{path.name}.replaced-*"):
+        if remove_store(aside):
+            log.info("removed %s: replaced by a rebuild while this job read it", aside)
+
+
+def mark_current(path: Path) -> None:
+    """Record that the store at ``path`` stands for its tree's current state (a build, or a
+    later build that found it up to date): clears a superseded mark, dates the confirmation."""
+    with contextlib.suppress(FileNotFoundError):
+        (path / SUPERSEDED).unlink()
+    with contextlib.suppress(OSError):
+        (path / CURRENT).touch()
+
+
+def _confirmed(store: Path, manifest: dict[str, Any]) -> float:
+    """When a build last confirmed the store as its tree's current state (epoch seconds)."""
+    try:
+        return (store / CURRENT).stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _remove_if_empty(tree: Path) -> None:
@@ -83,14 +117,18 @@ def _stores(cache_dir: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
         return
     for tree in sorted(p for p in cache_dir.iterdir() if p.is_dir()):
         for store in sorted(p for p in tree.iterdir() if p.is_dir()):
+            if store.name.startswith(".") or ".tmp-" in store.name:
+                continue  # moved aside, or a build not yet renamed into place
             manifest = read_manifest(store)
-            if manifest is not None and not store.name.startswith("."):
+            if manifest is not None:
                 yield store, manifest
 
 
 def remove_superseded_by(dest: Path, manifest: dict[str, Any]) -> None:
-    """After building ``dest``: remove the stores of older states of the same tree in the same
-    cache (those in use are marked, and removed by their last reader)."""
+    """After building ``dest`` (or finding it up to date): mark it current, and remove the
+    stores of other states of the same tree in the same cache (those in use are marked, and
+    removed by their last reader)."""
+    mark_current(dest)
     group = _group(manifest)
     for store, other in _stores(dest.parent.parent):
         if store == dest or _group(other) != group:
@@ -134,29 +172,53 @@ def _size(path: Path) -> int:
 
 
 def find_garbage(cache_dir: str | Path) -> list[Garbage]:
-    """Superseded stores and leftovers of the cache at ``cache_dir`` (nothing is removed)."""
+    """Superseded stores and leftovers of the cache at ``cache_dir`` (nothing is removed).
+
+    In a group of stores (:func:`_group`) the one a build confirmed current last stands; the
+    others are superseded. A store whose tree no longer exists where it was built (moved or
+    deleted) is listed too once another store of the same files (the tree's key) was built
+    later: the tree moved and changed since."""
     cache = Path(cache_dir)
     found: list[Garbage] = []
-    newest: dict[tuple[Any, ...], tuple[str, Path, dict[str, Any]]] = {}
-    stores = list(_stores(cache))
-    for store, manifest in stores:
-        built = str((manifest.get("build") or {}).get("finished_utc", ""))
+    stores = [(s, m, _confirmed(s, m)) for s, m in _stores(cache)]
+    newest: dict[tuple[Any, ...], tuple[float, Path, dict[str, Any]]] = {}
+    for store, manifest, when in stores:
         key = _group(manifest)
-        if key not in newest or built > newest[key][0]:
-            newest[key] = (built, store, manifest)
-    for store, manifest in stores:
+        if key not in newest or when > newest[key][0]:
+            newest[key] = (when, store, manifest)
+    for store, manifest, when in stores:
         _, winner, latest = newest[_group(manifest)]
+        moved_on = [
+            other
+            for other, m, w in stores
+            if w > when
+            and m.get("key")
+            and m.get("key") == manifest.get("key")
+            and _group(m)[1:] == _group(manifest)[1:]
+        ]
         if store != winner and manifest.get("fingerprint") != latest.get("fingerprint"):
             why = f"superseded by {winner} (a newer build of {manifest.get('source_root')})"
         elif (store / SUPERSEDED).exists():
             why = "superseded by a newer build while a job read it"
+        elif moved_on and not Path(str(manifest.get("source_root"))).exists():
+            why = (
+                f"its tree {manifest.get('source_root')} is gone, and {moved_on[0]} holds a "
+                "later build of the same files"
+            )
         else:
             continue
-        found.append(Garbage(store, why, _size(store), locks.is_held(store / LEASE)))
+        found.append(Garbage(store, why, _size(store), _held(store / LEASE)))
     if cache.is_dir():
         for tree in sorted(p for p in cache.iterdir() if p.is_dir()):
             found.extend(_leftovers(tree))
     return found
+
+
+def _held(lock: Path) -> bool:
+    try:
+        return locks.is_held(lock)
+    except locks.LockUnsupported:
+        return False
 
 
 def _leftovers(tree: Path) -> Iterator[Garbage]:
@@ -165,12 +227,12 @@ def _leftovers(tree: Path) -> Iterator[Garbage]:
         name = entry.name
         if entry.is_dir() and ".tmp-" in name:
             lock = tree / f".{name.split('.tmp-')[0]}.build.lock"
-            if not locks.is_held(lock):
+            if not _held(lock):
                 yield Garbage(entry, "left by a build that did not finish", _size(entry))
         elif entry.is_dir() and any(mark in name for mark in _MOVED_ASIDE):
-            held = locks.is_held(entry / LEASE)
+            held = _held(entry / LEASE)
             yield Garbage(entry, "an older store moved aside by a rebuild", _size(entry), held)
-        elif entry.is_file() and name.endswith(".lock") and not locks.is_held(entry):
+        elif entry.is_file() and name.endswith(".lock") and not _held(entry):
             yield Garbage(entry, "a lock file nobody holds", 0)
     if not entries:
         yield Garbage(tree, "an empty tree directory", 0)

@@ -30,12 +30,15 @@ from typing import Any
 
 import numpy as np
 
+from ...imagefolder import STORE_VERSION, decoder_versions
+
 FORMAT = "alexnet-bench-image-store"
-VERSION = 2  # 2: the content digest and the reader lease
+VERSION = STORE_VERSION  # 2: the content digest and the reader lease
 MANIFEST, IMAGES, ROWS, LABELS = "manifest.json", "images.npy", "rows.npy", "labels.npy"
 JPEG_BLOBS, JPEG_INDEX = "images.jpg.bin", "index.npy"
 LEASE = ".lease"  # readers hold a shared lock on it; removal needs the exclusive one
 SUPERSEDED = ".superseded"  # a newer build replaced this store while a reader held it
+CURRENT = ".current"  # touched whenever a build finds (or makes) this store current
 DIGEST_VERSION = "alexnet-bench-data-digest/1"
 JPEG_QUALITY = 90
 RESIZE_RULE = "RGB; shorter side to {s} (Pillow bilinear, antialiased); centre crop {s} x {s}"
@@ -50,19 +53,6 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         return None
     return manifest
-
-
-def decoder_versions() -> dict[str, str | None]:
-    """The libraries that decide the decoded pixels (and a JPEG store's bytes)."""
-    import PIL
-    from PIL import features
-
-    return {
-        "pillow": PIL.__version__,
-        "libjpeg": features.version("jpg"),
-        "libjpeg_turbo": features.version("libjpeg_turbo"),
-        "zlib": features.version("zlib"),
-    }
 
 
 def stale_reason(manifest: dict[str, Any], fingerprint: str) -> str | None:

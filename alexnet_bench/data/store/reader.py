@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,44 @@ def _check_rows(rows: np.ndarray, count: int, where: Path) -> None:
         raise IndexError(f"row {bad} is outside prepared data '{where}' ({count} rows)")
 
 
+_warned_no_flock: set[str] = set()
+
+
+def _take_lease(path: Path) -> int | bool | None:
+    """The store's shared lease (a descriptor); False when the store has no lease file (not
+    there, or being removed); None when the file system has no ``flock`` (read unleased)."""
+    try:
+        lease = locks.acquire(path / LEASE, exclusive=False, create=False)
+    except locks.LockUnsupported as exc:
+        if str(path.parent) not in _warned_no_flock:
+            _warned_no_flock.add(str(path.parent))
+            log.warning(
+                "%s: stores are read without a lease, so a build or data-gc may remove "
+                "one in use; mount the cache's file system with flock support",
+                exc,
+            )
+        return None
+    except PermissionError as exc:
+        raise DataError(
+            f"cannot open the lease of prepared data '{path}' ({exc.strerror}); make the cache "
+            "readable to this user (chmod -R a+rX)"
+        ) from None
+    return False if lease is None else lease
+
+
+def _holds(path: Path, lease: int) -> bool:
+    """Whether ``lease`` is still the lease file of the store at ``path``."""
+    try:
+        return os.stat(path / LEASE).st_ino == os.fstat(lease).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _drop(lease: int | bool | None) -> None:
+    if isinstance(lease, int) and not isinstance(lease, bool):
+        locks.release(lease)
+
+
 class RawRows:
     """Rows of a mapped N x 3 x S x S uint8 array."""
 
@@ -54,7 +93,7 @@ class RawRows:
         _check_rows(rows, len(self.images), self.where)
         try:  # bounds checked above: "clip" avoids the buffered copy of mode="raise"
             return np.take(self.images, rows, axis=0, mode="clip", out=out)
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
             row = next((int(r) for r in rows if not _readable(self.images, int(r))), rows[0])
             raise DataError(
                 f"cannot read row {row} of prepared data '{self.where}' ({exc}); delete the "
@@ -65,7 +104,7 @@ class RawRows:
 def _readable(images: np.ndarray, row: int) -> bool:
     try:
         np.array(images[row])
-    except (OSError, ValueError):
+    except OSError:
         return False
     return True
 
@@ -107,6 +146,7 @@ class ImageStore:
     rows: np.ndarray
     labels: np.ndarray
     _lease: int | None = field(default=None, repr=False)
+    _closed: bool = field(default=False, repr=False)
 
     @classmethod
     def open(
@@ -116,27 +156,31 @@ class ImageStore:
         (``root`` only names the tree in the hint of that message: a store is found by its
         location and checked by its content, wherever the tree lies now.)"""
         path = Path(path)
-        lease = locks.acquire(path / LEASE, exclusive=False, create=False)
-        manifest = read_manifest(path) if lease is not None else None
-        if manifest is None:
-            if lease is not None:
-                locks.release(lease)
-            raise DataError(
-                f"no prepared data at '{path}' (never built, removed, or its build did not "
-                "finish); " + prepare_hint(root, stored_size)
-            )
-        try:
-            return cls._checked(path, manifest, lease, root, stored_size)
-        except BaseException:
-            locks.release(lease)
-            raise
+        for _ in range(3):  # a rebuild swapping the store in meanwhile: open the new one
+            lease = _take_lease(path)
+            manifest = read_manifest(path) if lease is not False else None
+            if manifest is None:
+                _drop(lease)
+                raise DataError(
+                    f"no prepared data at '{path}' (never built, removed, or its build did not "
+                    "finish); " + prepare_hint(root, stored_size)
+                )
+            try:
+                store = cls._checked(path, manifest, lease, root, stored_size)
+            except BaseException:
+                _drop(lease)
+                raise
+            if lease is None or _holds(path, lease):
+                return store
+            _drop(lease)  # the files just read may be another store's than the one leased
+        raise DataError(f"prepared data at '{path}' keeps being replaced; rerun the job")
 
     @classmethod
     def _checked(
         cls,
         path: Path,
         manifest: dict[str, Any],
-        lease: int,
+        lease: int | None,
         root: str | Path | None,
         stored_size: int | None,
     ) -> ImageStore:
@@ -176,10 +220,11 @@ class ImageStore:
 
     def close(self) -> None:
         """Drop the lease; remove the store if a newer build superseded it and no other
-        process reads it."""
-        if self._lease is None:
+        process reads it (and any older store a rebuild moved aside from its place)."""
+        if self._closed:
             return
-        locks.release(self._lease)
+        self._closed = True
+        _drop(self._lease)
         self._lease = None
         from .maintenance import remove_if_superseded
 
