@@ -65,7 +65,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = RunConfig(deep_merge(base, {"train": {"seed": args.seed}}))
         return cfg, {"seed": cfg.train.seed, "lr": cfg.train.lr}
 
-    expect = json.loads(args.expect_data) if getattr(args, "expect_data", None) else None
+    given = getattr(args, "expect_data", None)
+    expect = None if given in (None, "null") else _json_arg(given, "--expect-data")
     options = LaunchOptions(gpu_lock_dir=args.gpu_lock_dir, data=DataOptions(expect=expect))
     return train_cell(
         resolve, Path(args.out), _labels(args.label), options, record_failures=args.record_failures
@@ -121,6 +122,9 @@ def add_figure1_parser(subparsers: Any) -> None:
     train.add_argument(
         "--provenance-json",
         help="the run config's provenance keys (data.root, ...), merged over it",
+    )
+    train.add_argument(
+        "--expect-data", help="the data identity the run was planned for (JSON; null: generated)"
     )
     train.add_argument("--seed", type=int, required=True)
     train.add_argument("--out", required=True, help="the run directory (…/seed<N>)")
