@@ -109,20 +109,29 @@ def parse_claims(entries: Any, where: str) -> tuple[Claim, ...]:
                 )
             comparisons.append(
                 Comparison(
-                    label=cmp["label"], metric=cmp["metric"], kind=cmp["kind"],
-                    a=tuple(cmp["a"]), b=tuple(cmp["b"]), paper_effect=cmp.get("paper_effect"),
-                    paper_text=cmp["paper_text"], expect=int(cmp["expect"]),
+                    label=cmp["label"],
+                    metric=cmp["metric"],
+                    kind=cmp["kind"],
+                    a=tuple(cmp["a"]),
+                    b=tuple(cmp["b"]),
+                    paper_effect=cmp.get("paper_effect"),
+                    paper_text=cmp["paper_text"],
+                    expect=int(cmp["expect"]),
                     note=cmp.get("note"),
                     others=tuple(Finding(**o) for o in cmp.get("others") or ()),
                 )
-            )  # fmt: skip
+            )
         claims.append(
             Claim(
-                id=entry["id"], statement=entry["statement"], reference=entry["reference"],
-                paper_setting=entry["paper_setting"], paper_source=entry["paper_source"],
-                paper_image_size=entry.get("paper_image_size"), comparisons=tuple(comparisons),
+                id=entry["id"],
+                statement=entry["statement"],
+                reference=entry["reference"],
+                paper_setting=entry["paper_setting"],
+                paper_source=entry["paper_source"],
+                paper_image_size=entry.get("paper_image_size"),
+                comparisons=tuple(comparisons),
             )
-        )  # fmt: skip
+        )
     return tuple(claims)
 
 

@@ -75,8 +75,11 @@ def _study_base(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any
     if not explicit:
         log.info(
             "no --config given: using preset '%s', ablation '%s', seed %d from %s",
-            preset, ablation, seed, study_path,
-        )  # fmt: skip
+            preset,
+            ablation,
+            seed,
+            study_path,
+        )
     return cfg.to_dict(), {"preset": preset, "ablation": ablation, "seed": seed}
 
 
@@ -129,9 +132,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         data=DataOptions(expect=expect, rebuild_missing=args.rebuild_missing_data),
     )
     return train_cell(
-        lambda: load_run_config(args), Path(args.out), _parse_labels(args.label or []), options,
-        record_failures=args.record_failures, on_insufficient_gpus=args.on_insufficient_gpus,
-    )  # fmt: skip
+        lambda: load_run_config(args),
+        Path(args.out),
+        _parse_labels(args.label or []),
+        options,
+        record_failures=args.record_failures,
+        on_insufficient_gpus=args.on_insufficient_gpus,
+    )
 
 
 def cmd_list_failed(args: argparse.Namespace) -> int:
@@ -191,9 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     train.add_argument(
-        "--study", metavar="CONFIG_YAML",
+        "--study",
+        metavar="CONFIG_YAML",
         help="study config holding presets and ablation_defs (default: ./config.yaml if present)",
-    )  # fmt: skip
+    )
     train.add_argument(
         "--preset", help="start from this preset of the study, e.g. default, tiny, cifar10"
     )
@@ -224,40 +232,53 @@ def build_parser() -> argparse.ArgumentParser:
         "failing (the workflow's cells)",
     )
     train.add_argument(
-        "--set", action="append", metavar="SECTION.KEY=VALUE",
+        "--set",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
         help="override one setting, value parsed as YAML (repeatable), e.g. --set train.epochs=5",
-    )  # fmt: skip
+    )
     train.add_argument("--out", required=True, help="output directory of this run")
     train.add_argument(
-        "--label", action="append", metavar="KEY=VALUE",
+        "--label",
+        action="append",
+        metavar="KEY=VALUE",
         help="label stored under 'run' in metrics.json (repeatable), e.g. --label ablation=tanh",
-    )  # fmt: skip
+    )
     train.add_argument(
-        "--record-failures", action="store_true",
+        "--record-failures",
+        action="store_true",
         help="on a user error write metrics.json with status 'failed' and exit 0 (workflow mode)",
-    )  # fmt: skip
+    )
     train.add_argument(
-        "--on-insufficient-gpus", choices=["fail", "skip"], default="fail",
+        "--on-insufficient-gpus",
+        choices=["fail", "skip"],
+        default="fail",
         help="when the job needs more GPUs than visible: fail (exit 2) or record status 'skipped'",
-    )  # fmt: skip
+    )
     train.add_argument(
-        "--cpu-standins", choices=["run", "skip"], default="run",
+        "--cpu-standins",
+        choices=["run", "skip"],
+        default="run",
         help="a multi-device run on a host without GPUs: train it on CPU processes/threads "
         "(run, the default) or record it as skipped (skip, what the workflow does by default)",
-    )  # fmt: skip
+    )
     train.add_argument(
-        "--gpu-lock-dir", metavar="DIR",
+        "--gpu-lock-dir",
+        metavar="DIR",
         help="acquire runtime.gpus free GPUs via lock files in DIR and set CUDA_VISIBLE_DEVICES to them",
-    )  # fmt: skip
+    )
     train.add_argument(
-        "--gpu-wait-s", type=float, default=None,
+        "--gpu-wait-s",
+        type=float,
+        default=None,
         help="give up waiting for free GPUs after this many seconds (default: wait)",
-    )  # fmt: skip
+    )
     train.add_argument(
-        "--peak-flops", metavar="PEAK_JSON",
+        "--peak-flops",
+        metavar="PEAK_JSON",
         help="the host's CPU peak FLOP/s per thread count, measured once per study by "
         "'alexnet-bench peak-flops' (default: probe it in this job)",
-    )  # fmt: skip
+    )
     train.set_defaults(func=cmd_train)
 
     peak = sub.add_parser(

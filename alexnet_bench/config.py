@@ -109,9 +109,14 @@ def provenance_keys() -> list[str]:
 #: the run config's sections, in schema order (model, data, augment, eval, train, runtime, ...)
 SECTIONS: tuple[str, ...] = tuple(run_schema()["properties"])
 _JSON_TYPES: dict[str, type] = {
-    "integer": int, "number": float, "boolean": bool, "string": str, "null": type(None),
-    "object": dict, "array": list,
-}  # fmt: skip
+    "integer": int,
+    "number": float,
+    "boolean": bool,
+    "string": str,
+    "null": type(None),
+    "object": dict,
+    "array": list,
+}
 
 
 def _python_type(prop: dict[str, Any]) -> Any:
@@ -428,10 +433,12 @@ class RecordConfig:
 def record_config(raw: dict[str, Any] | None) -> RecordConfig:
     """The sections of a recorded config (``metrics.json`` ``config``; None: all empty)."""
     raw = raw if isinstance(raw, dict) else {}
-    return RecordConfig(**{
-        name: section(name, raw.get(name) if isinstance(raw.get(name), dict) else None)
-        for name in SECTIONS
-    })  # fmt: skip
+    return RecordConfig(
+        **{
+            name: section(name, raw.get(name) if isinstance(raw.get(name), dict) else None)
+            for name in SECTIONS
+        }
+    )
 
 
 @dataclass

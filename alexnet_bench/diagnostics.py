@@ -37,10 +37,15 @@ def forward_with_hooks(
 def _layer_names(model: AlexNet) -> dict[nn.Module, str]:
     """Activation modules -> 'conv1'..'conv5', 'fc6', 'fc7' (the slot after each layer)."""
     names: dict[nn.Module, str] = {}
-    slots = [("conv1", model.features[1]), ("conv2", model.features[4]),
-             ("conv3", model.features[7]), ("conv4", model.features[9]),
-             ("conv5", model.features[11]), ("fc6", model.classifier[2]),
-             ("fc7", model.classifier[5])]  # fmt: skip
+    slots = [
+        ("conv1", model.features[1]),
+        ("conv2", model.features[4]),
+        ("conv3", model.features[7]),
+        ("conv4", model.features[9]),
+        ("conv5", model.features[11]),
+        ("fc6", model.classifier[2]),
+        ("fc7", model.classifier[5]),
+    ]
     for name, slot in slots:
         act = slot[0] if isinstance(slot, nn.Sequential) else slot
         names[act] = name

@@ -133,9 +133,15 @@ def torchrun_command(nprocs: int) -> list[str]:
     """This very command (``sys.argv``) under torchrun with ``nprocs`` processes."""
     argv = list(sys.argv[1:])
     return [
-        sys.executable, "-m", "torch.distributed.run", "--standalone",
-        f"--nproc_per_node={nprocs}", "-m", "alexnet_bench.cli", *argv,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nprocs}",
+        "-m",
+        "alexnet_bench.cli",
+        *argv,
+    ]
 
 
 def install_signal_handlers() -> dict[int, Any]:
@@ -196,8 +202,14 @@ CPU_STANDIN_SKIPPED = (
     "cpu_standins: run in config.yaml (or pass --cpu-standins run) to train it anyway"
 )
 
-THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                   "GOTO_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")  # fmt: skip
+THREAD_ENV_VARS = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "GOTO_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
 
 
 def rank_thread_env(env: dict[str, str], nprocs: int) -> dict[str, str]:

@@ -58,8 +58,9 @@ def training_record(result: TrainResult) -> dict[str, Any]:
         "resumed_from_epoch": result.resumed_from,
         "notes": result.notes,
         **summary,
-        "time_to_target": time_to_target(result.history, setup.cfg.train.target_train_error,
-                                         result.target_column),
+        "time_to_target": time_to_target(
+            result.history, setup.cfg.train.target_train_error, result.target_column
+        ),
         "train_time_s": round(result.train_time_s, 4),
         "throughput": {
             "images_per_s_median": global_ips,
@@ -72,10 +73,12 @@ def training_record(result: TrainResult) -> dict[str, Any]:
         "health": result.health,
         "device": device_record(setup),
         "runtime": runtime_record(setup),
-        "data": {**{k: v for k, v in setup.data_info.items() if k != "skipped_at_load"},
-                 "skipped_files": len(setup.skipped_files),
-                 "skipped_examples": setup.skipped_files[:10]},
-    }  # fmt: skip
+        "data": {
+            **{k: v for k, v in setup.data_info.items() if k != "skipped_at_load"},
+            "skipped_files": len(setup.skipped_files),
+            "skipped_examples": setup.skipped_files[:10],
+        },
+    }
 
 
 def flops_record(setup: TrainSetup, images_per_s: float | None) -> dict[str, Any]:
@@ -87,8 +90,11 @@ def flops_record(setup: TrainSetup, images_per_s: float | None) -> dict[str, Any
     if setup.device.type == "cpu":
         study_peak = cpu_peak_for(setup.peak_flops_file, torch.get_num_threads())
     if study_peak is not None:
-        peak = {"peak_flops": study_peak[0], "source": "measured-matmul-once",
-                "note": study_peak[1]}  # fmt: skip
+        peak = {
+            "peak_flops": study_peak[0],
+            "source": "measured-matmul-once",
+            "note": study_peak[1],
+        }
     else:
         peak = device_peak_flops(setup.device, dtype)
         if peak["source"] == "measured-matmul":
@@ -99,8 +105,9 @@ def flops_record(setup: TrainSetup, images_per_s: float | None) -> dict[str, Any
     value = mfu(achieved, peak_total) if achieved else None
     note = peak.get("note")
     if value is not None and value > 1.0:  # impossible: the peak was underestimated
-        note = (f"MFU {value:.2f} > 1 means the peak probe was disturbed; not reported. "
-                f"{note or ''}").strip()  # fmt: skip
+        note = (
+            f"MFU {value:.2f} > 1 means the peak probe was disturbed; not reported. {note or ''}"
+        ).strip()
         value = None
     return {
         "train_flops_per_image": per_image,
@@ -137,9 +144,13 @@ def runtime_record(setup: TrainSetup) -> dict[str, Any]:
     rt, cuda = setup.cfg.runtime, setup.device.type == "cuda"
     return {
         "compile": setup.compile_status,
-        "cuda_graphs": ("on" if setup.compile_mode == "reduce-overhead" and
-                        setup.compile_status.startswith("on") else
-                        "off" if not rt.cuda_graphs else "n/a (needs CUDA)"),
+        "cuda_graphs": (
+            "on"
+            if setup.compile_mode == "reduce-overhead" and setup.compile_status.startswith("on")
+            else "off"
+            if not rt.cuda_graphs
+            else "n/a (needs CUDA)"
+        ),
         "amp": rt.amp,
         "channels_last": rt.channels_last,
         "cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if cuda else None,
@@ -148,7 +159,7 @@ def runtime_record(setup: TrainSetup) -> dict[str, Any]:
         "data_on_device": bool(setup.data_info.get("in_memory")),
         "pinned_memory_copies": cuda and not setup.data_info.get("in_memory"),
         "deterministic": setup.cfg.train.deterministic,
-    }  # fmt: skip
+    }
 
 
 @cache

@@ -226,9 +226,11 @@ def evaluate(
             if ten_crop:
                 crops = augment.ten_crop(images)
                 probs = torch.stack(
-                    [model(c.contiguous(memory_format=memory_format)).float().softmax(1)
-                     for c in crops]
-                ).mean(0)  # fmt: skip
+                    [
+                        model(c.contiguous(memory_format=memory_format)).float().softmax(1)
+                        for c in crops
+                    ]
+                ).mean(0)
                 logits = probs.log()
             else:
                 x = augment(images, train=False).contiguous(memory_format=memory_format)
@@ -445,8 +447,15 @@ class Trainer:
         """Loss and top-1/top-5 error on the full validation split (centre crop or 10-crop),
         or on ``loader`` (e.g. the fixed training images of the clean training error)."""
         batches = self.data.val if loader is None else loader
-        return evaluate(self.model, batches, self.data.augment, self.device,
-                        self.cfg.runtime.amp, self.memory_format, ten_crop)  # fmt: skip
+        return evaluate(
+            self.model,
+            batches,
+            self.data.augment,
+            self.device,
+            self.cfg.runtime.amp,
+            self.memory_format,
+            ten_crop,
+        )
 
     # -- whole run --------------------------------------------------------------------------
     def fit(self) -> TrainResult:
@@ -483,9 +492,15 @@ class Trainer:
             if self.dist.is_main:  # one line per epoch, not one per DDP rank
                 log.info(
                     "epoch %d/%d train loss %.4f err %.4f | val err %.4f top5 %.4f | %.1fs %.0f img/s",
-                    epoch, cfg.train.epochs, stats.loss, stats.top1_error, val.top1_error,
-                    val.top5_error, stats.seconds, row["images_per_s"],
-                )  # fmt: skip
+                    epoch,
+                    cfg.train.epochs,
+                    stats.loss,
+                    stats.top1_error,
+                    val.top1_error,
+                    val.top5_error,
+                    stats.seconds,
+                    row["images_per_s"],
+                )
             if cfg.train.checkpoint and self.dist.is_main:
                 save_state(
                     self.out_dir, self.identity, state, self.model, self.optimizer, self.scheduler

@@ -62,8 +62,17 @@ def train(settings: Figure1Settings, init: str, act: str, seed: int, out: Path) 
     run_dir = out / init / act / f"seed{seed}"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     cli = shutil.which("alexnet-bench") or str(Path(sys.executable).with_name("alexnet-bench"))
-    cmd = [cli, "figure1", "train", "--config-json", json.dumps(cfg), "--seed", str(seed),
-           "--out", str(run_dir)]  # fmt: skip
+    cmd = [
+        cli,
+        "figure1",
+        "train",
+        "--config-json",
+        json.dumps(cfg),
+        "--seed",
+        str(seed),
+        "--out",
+        str(run_dir),
+    ]
     subprocess.run(cmd, check=True, capture_output=True, env=env)
     return run_dir / "metrics.json"
 

@@ -79,11 +79,20 @@ def measure(name: str, images: int, work: Callable[[], Any], **extra: Any) -> di
     c0, t0 = cpu_seconds(), time.perf_counter()
     work()
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
-    row = {"name": name, "images": images, "wall_s": round(wall, 3),
-           "images_per_s": round(images / wall, 1), "cpu_s": round(cpu, 3),
-           "images_per_cpu_s": round(images / cpu, 1), **extra}  # fmt: skip
-    print(f"{name:28s} {row['images_per_s']:>10,.0f} img/s  {row['images_per_cpu_s']:>10,.0f} "
-          f"img/CPU-s  ({images} images, {wall:.2f} s)", flush=True)  # fmt: skip
+    row = {
+        "name": name,
+        "images": images,
+        "wall_s": round(wall, 3),
+        "images_per_s": round(images / wall, 1),
+        "cpu_s": round(cpu, 3),
+        "images_per_cpu_s": round(images / cpu, 1),
+        **extra,
+    }
+    print(
+        f"{name:28s} {row['images_per_s']:>10,.0f} img/s  {row['images_per_cpu_s']:>10,.0f} "
+        f"img/CPU-s  ({images} images, {wall:.2f} s)",
+        flush=True,
+    )
     return row
 
 
@@ -124,8 +133,12 @@ def device_rows(args: argparse.Namespace, device: torch.device) -> tuple[list[di
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from make_imagefolder import write_tree
 
-        print(json.dumps(write_tree(args.make_tree, args.tree_images, args.tree_classes,
-                                    val_per_class=1)), flush=True)  # fmt: skip
+        print(
+            json.dumps(
+                write_tree(args.make_tree, args.tree_images, args.tree_classes, val_per_class=1)
+            ),
+            flush=True,
+        )
     scan = scan_tree(args.tree or args.make_tree, 0.1)
     cpus = os.cpu_count() or 1
     size, batch = args.stored_size, args.batch_size
@@ -135,14 +148,26 @@ def device_rows(args: argparse.Namespace, device: torch.device) -> tuple[list[di
     n = len(scan.train.paths)
     for fmt, encoding in (("raw", "raw"), ("jpeg90", "jpeg")):
         dest = store_dir(tree, "train", size, fmt)
-        rows.append(measure(f"cache_build_{fmt}_w{cpus}", n,
-                            lambda d=dest, e=encoding: build_store(scan, "train", size, d,
-                                                                   encoding=e, workers=cpus),
-                            workers=cpus))  # fmt: skip
+        rows.append(
+            measure(
+                f"cache_build_{fmt}_w{cpus}",
+                n,
+                lambda d=dest, e=encoding: build_store(
+                    scan, "train", size, d, encoding=e, workers=cpus
+                ),
+                workers=cpus,
+            )
+        )
     raw = ImageStore.open(store_dir(tree, "train", size))
     sample = raw.read(np.arange(min(n, 500)))
-    augment = BatchAugment(args.crop, torch.zeros(3), torch.ones(3), crop_flip=True,
-                           pca=rgb_pca(sample), lighting_std=0.1).to(device)  # fmt: skip
+    augment = BatchAugment(
+        args.crop,
+        torch.zeros(3),
+        torch.ones(3),
+        crop_flip=True,
+        pca=rgb_pca(sample),
+        lighting_std=0.1,
+    ).to(device)
     gen = torch.Generator(device=device).manual_seed(0)
 
     def feed(loader: Any, epochs: int) -> None:
@@ -155,27 +180,53 @@ def device_rows(args: argparse.Namespace, device: torch.device) -> tuple[list[di
     per_epoch = n // batch * batch
     epochs = max(1, -(-args.min_images // per_epoch))
     workers = max(1, min(cpus - 1, 16))
-    stream = StreamingLoader(scan.train, size, batch, device=device, shuffle=True, drop_last=True,
-                             workers=workers)  # fmt: skip
+    stream = StreamingLoader(
+        scan.train, size, batch, device=device, shuffle=True, drop_last=True, workers=workers
+    )
     feed(stream, 1)  # workers started, files in the page cache
-    rows.append(measure(f"streaming_loader_w{workers}", per_epoch, lambda ld=stream: feed(ld, 1),
-                        workers=workers, to=str(device), augment_crop=args.crop))  # fmt: skip
+    rows.append(
+        measure(
+            f"streaming_loader_w{workers}",
+            per_epoch,
+            lambda ld=stream: feed(ld, 1),
+            workers=workers,
+            to=str(device),
+            augment_crop=args.crop,
+        )
+    )
     del stream
     for fmt, threads in (("raw", 2), ("raw", 4), ("jpeg90", workers)):
         store = ImageStore.open(store_dir(tree, "train", size, fmt))
-        loader = MappedBatchLoader(store.reader, store.rows, store.labels, batch, device=device,
-                                   shuffle=True, drop_last=True, workers=threads)  # fmt: skip
+        loader = MappedBatchLoader(
+            store.reader,
+            store.rows,
+            store.labels,
+            batch,
+            device=device,
+            shuffle=True,
+            drop_last=True,
+            workers=threads,
+        )
         feed(loader, 1)
         count = epochs if fmt == "raw" else 1
-        rows.append(measure(f"cached_loader_{fmt}_w{threads}", per_epoch * count,
-                            lambda ld=loader, c=count: feed(ld, c), workers=threads,
-                            to=str(device), augment_crop=args.crop))  # fmt: skip
+        rows.append(
+            measure(
+                f"cached_loader_{fmt}_w{threads}",
+                per_epoch * count,
+                lambda ld=loader, c=count: feed(ld, c),
+                workers=threads,
+                to=str(device),
+                augment_crop=args.crop,
+            )
+        )
     if device.type == "cuda":
         from torchvision.io import decode_jpeg
 
         jpeg = ImageStore.open(store_dir(tree, "train", size, "jpeg90"))
-        blobs = [torch.from_numpy(np.array(jpeg.reader.blobs[s : s + k]))
-                 for s, k in jpeg.reader.index[:batch]]  # fmt: skip
+        blobs = [
+            torch.from_numpy(np.array(jpeg.reader.blobs[s : s + k]))
+            for s, k in jpeg.reader.index[:batch]
+        ]
         decode_jpeg(blobs, device=device)
 
         def gpu_decode() -> None:
@@ -190,17 +241,25 @@ def device_rows(args: argparse.Namespace, device: torch.device) -> tuple[list[di
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--mode", choices=["cpu", "device"], default="cpu",
-                   help="cpu: per-core figures on this machine (default); device: what a "
-                   "training job on --device is fed, all cores helping")  # fmt: skip
+    p.add_argument(
+        "--mode",
+        choices=["cpu", "device"],
+        default="cpu",
+        help="cpu: per-core figures on this machine (default); device: what a "
+        "training job on --device is fed, all cores helping",
+    )
     p.add_argument("--device", default="cpu", help="device mode: cuda or cpu")
     p.add_argument("--tree", type=Path, help="ImageFolder tree (train/ + val/)")
     p.add_argument("--make-tree", type=Path, help="device mode: write an ImageNet-like tree here")
     p.add_argument("--tree-images", type=int, default=2048)
     p.add_argument("--tree-classes", type=int, default=100)
     p.add_argument("--crop", type=int, default=224, help="device mode: crop size")
-    p.add_argument("--min-images", type=int, default=8192,
-                   help="device mode: images per cached-loader measurement")  # fmt: skip
+    p.add_argument(
+        "--min-images",
+        type=int,
+        default=8192,
+        help="device mode: images per cached-loader measurement",
+    )
     p.add_argument("--cache-dir", type=Path, required=True, help="prepared-data cache to build")
     p.add_argument("--stored-size", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=256)
@@ -212,10 +271,17 @@ def main(argv: list[str] | None = None) -> int:
         device = torch.device(args.device)
         rows, extra = device_rows(args, device)
         env = collect_environment(device)
-        result = {"what": "input pipeline to the device (--mode device)", "mode": "device",
-                  "device": str(device), "command": " ".join(["python", *sys.argv]),
-                  "stored_size": args.stored_size, "batch_size": args.batch_size, **extra,
-                  "rows": rows, "environment": env}  # fmt: skip
+        result = {
+            "what": "input pipeline to the device (--mode device)",
+            "mode": "device",
+            "device": str(device),
+            "command": " ".join(["python", *sys.argv]),
+            "stored_size": args.stored_size,
+            "batch_size": args.batch_size,
+            **extra,
+            "rows": rows,
+            "environment": env,
+        }
         write_results(args.out, result, rows)
         return 0
     if args.tree is None:
@@ -227,8 +293,14 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     scan = scan_tree(args.tree, 0.1)
     files = len(scan.train.paths) + len(scan.val.paths)
-    rows.append(measure("scan", files, lambda: scan_tree(args.tree, 0.1),
-                        us_per_file=round((time.perf_counter() - t0) / files * 1e6, 2)))  # fmt: skip
+    rows.append(
+        measure(
+            "scan",
+            files,
+            lambda: scan_tree(args.tree, 0.1),
+            us_per_file=round((time.perf_counter() - t0) / files * 1e6, 2),
+        )
+    )
     paths = scan.train.paths
     # originals, decoded once per image on one core (files in the page cache: read them first)
     for path in paths[: args.decode_images]:
@@ -237,8 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     for path in paths[:5]:  # first calls load libraries and kernels: not part of the rate
         decode_image(path, size), decode_torchvision(path, size)
     rows.append(measure("decode_pil", n, lambda: [decode_image(q, size) for q in paths[:n]]))
-    rows.append(measure("decode_torchvision", n,
-                        lambda: [decode_torchvision(q, size) for q in paths[:n]]))  # fmt: skip
+    rows.append(
+        measure("decode_torchvision", n, lambda: [decode_torchvision(q, size) for q in paths[:n]])
+    )
     # the direct path: DataLoader workers decode every image of every epoch
     k = args.stream_images
     sub = FolderSplit(paths[:k], scan.train.labels[:k])
@@ -247,30 +320,61 @@ def main(argv: list[str] | None = None) -> int:
     for workers in (1, 2):
 
         def stream(w: int = workers) -> None:
-            loader = StreamingLoader(sub, size, batch, device=CPU, shuffle=True, drop_last=True,
-                                     workers=w)  # fmt: skip
+            loader = StreamingLoader(
+                sub, size, batch, device=CPU, shuffle=True, drop_last=True, workers=w
+            )
             drain(loader)
             del loader
 
-        rows.append(measure(f"streaming_loader_w{workers}", k // batch * batch, stream,
-                            workers=workers))  # fmt: skip
+        rows.append(
+            measure(f"streaming_loader_w{workers}", k // batch * batch, stream, workers=workers)
+        )
     # the cache: build once (raw: the val split on one worker, the train split on two)
     shutil.rmtree(args.cache_dir, ignore_errors=True)
     tree = tree_dir(args.cache_dir, scan)
-    rows.append(measure("cache_build_raw_w1", len(scan.val.paths),
-                        lambda: build_store(scan, "val", size, store_dir(tree, "val", size),
-                                            workers=1), workers=1, split="val"))  # fmt: skip
-    rows.append(measure("cache_build_raw_w2", len(paths),
-                        lambda: build_store(scan, "train", size, store_dir(tree, "train", size),
-                                            workers=2), workers=2, split="train"))  # fmt: skip
+    rows.append(
+        measure(
+            "cache_build_raw_w1",
+            len(scan.val.paths),
+            lambda: build_store(scan, "val", size, store_dir(tree, "val", size), workers=1),
+            workers=1,
+            split="val",
+        )
+    )
+    rows.append(
+        measure(
+            "cache_build_raw_w2",
+            len(paths),
+            lambda: build_store(scan, "train", size, store_dir(tree, "train", size), workers=2),
+            workers=2,
+            split="train",
+        )
+    )
     jpeg_dest = store_dir(tree, "train", size, "jpeg90")
-    rows.append(measure("cache_build_jpeg90_w2", len(paths),
-                        lambda: build_store(scan, "train", size, jpeg_dest, encoding="jpeg",
-                                            quality=90, workers=2), workers=2, split="train"))  # fmt: skip
+    rows.append(
+        measure(
+            "cache_build_jpeg90_w2",
+            len(paths),
+            lambda: build_store(
+                scan, "train", size, jpeg_dest, encoding="jpeg", quality=90, workers=2
+            ),
+            workers=2,
+            split="train",
+        )
+    )
 
     def mapped(store: ImageStore, workers: int) -> MappedBatchLoader:
-        return MappedBatchLoader(store.reader, store.rows, store.labels, batch, device=CPU,
-                                 shuffle=True, drop_last=True, seed=0, workers=workers)  # fmt: skip
+        return MappedBatchLoader(
+            store.reader,
+            store.rows,
+            store.labels,
+            batch,
+            device=CPU,
+            shuffle=True,
+            drop_last=True,
+            seed=0,
+            workers=workers,
+        )
 
     raw = ImageStore.open(store_dir(tree, "train", size))
     jpeg = ImageStore.open(jpeg_dest)
@@ -281,13 +385,27 @@ def main(argv: list[str] | None = None) -> int:
             loader = mapped(store, workers)
             drain(loader, 4 if name == "jpeg90" else None)  # warm: pages, threads
             loader.set_epoch(1)
-            rows.append(measure(f"cached_loader_{name}_w{workers}", per_epoch,
-                                lambda ld=loader: drain(ld), workers=workers, **extra))  # fmt: skip
+            rows.append(
+                measure(
+                    f"cached_loader_{name}_w{workers}",
+                    per_epoch,
+                    lambda ld=loader: drain(ld),
+                    workers=workers,
+                    **extra,
+                )
+            )
     evict(store_dir(tree, "train", size) / IMAGES)
     loader = mapped(raw, 1)
     loader.set_epoch(2)
-    rows.append(measure("cached_loader_raw_cold_w1", per_epoch, lambda: drain(loader), workers=1,
-                        page_cache="evicted (posix_fadvise DONTNEED): reads from disk"))  # fmt: skip
+    rows.append(
+        measure(
+            "cached_loader_raw_cold_w1",
+            per_epoch,
+            lambda: drain(loader),
+            workers=1,
+            page_cache="evicted (posix_fadvise DONTNEED): reads from disk",
+        )
+    )
     images, labels = raw.load()
     memory = TensorBatchLoader(images, labels, batch, device=CPU, shuffle=True, drop_last=True)
     drain(memory)
@@ -296,11 +414,14 @@ def main(argv: list[str] | None = None) -> int:
     # a faster JPEG decoder than Pillow's, for reference: torchvision's (deprecated in 0.29)
     from torchvision.io import decode_jpeg
 
-    blobs = [torch.from_numpy(np.array(jpeg.reader.blobs[s : s + n_]))
-             for s, n_ in jpeg.reader.index[: args.decode_images]]  # fmt: skip
+    blobs = [
+        torch.from_numpy(np.array(jpeg.reader.blobs[s : s + n_]))
+        for s, n_ in jpeg.reader.index[: args.decode_images]
+    ]
     decode_jpeg(blobs[0])
-    rows.append(measure("jpeg90_decode_torchvision", len(blobs),
-                        lambda: [decode_jpeg(b) for b in blobs]))  # fmt: skip
+    rows.append(
+        measure("jpeg90_decode_torchvision", len(blobs), lambda: [decode_jpeg(b) for b in blobs])
+    )
 
     env = collect_environment(CPU)
     by_name = {r["name"]: r for r in rows}
@@ -345,8 +466,10 @@ def main(argv: list[str] | None = None) -> int:
         },
     }
     write_results(args.out, result, rows)
-    print(f"cached loader per core = {result['ratios']['cached_vs_streaming_per_core']}x the "
-          f"streaming loader; wrote {args.out}")  # fmt: skip
+    print(
+        f"cached loader per core = {result['ratios']['cached_vs_streaming_per_core']}x the "
+        f"streaming loader; wrote {args.out}"
+    )
     return 0
 
 

@@ -58,9 +58,17 @@ def _write(job: tuple[Path, int, int, int, int]) -> int:
 
 
 def write_tree(
-    out: Path, images: int = 10_000, classes: int = 100, *, width: int = 500, height: int = 375,
-    quality: int = 90, val_per_class: int = 0, seed: int = 2012, workers: int | None = None,
-) -> dict[str, object]:  # fmt: skip
+    out: Path,
+    images: int = 10_000,
+    classes: int = 100,
+    *,
+    width: int = 500,
+    height: int = 375,
+    quality: int = 90,
+    val_per_class: int = 0,
+    seed: int = 2012,
+    workers: int | None = None,
+) -> dict[str, object]:
     """Write the tree (``out/<class>/``, or ``out/train`` + ``out/val`` with ``val_per_class``);
     a summary of what was written."""
     jobs: list[tuple[Path, int, int, int, int]] = []
@@ -97,15 +105,27 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=500)
     parser.add_argument("--height", type=int, default=375)
     parser.add_argument("--quality", type=int, default=90)
-    parser.add_argument("--val-per-class", type=int, default=0,
-                        help="also write root/val/<class>/ with this many images per class "
-                             "(the tree then has root/train and root/val)")  # fmt: skip
+    parser.add_argument(
+        "--val-per-class",
+        type=int,
+        default=0,
+        help="also write root/val/<class>/ with this many images per class "
+        "(the tree then has root/train and root/val)",
+    )
     parser.add_argument("--seed", type=int, default=2012)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
-    summary = write_tree(args.out, args.images, args.classes, width=args.width,
-                         height=args.height, quality=args.quality,
-                         val_per_class=args.val_per_class, seed=args.seed, workers=args.workers)  # fmt: skip
+    summary = write_tree(
+        args.out,
+        args.images,
+        args.classes,
+        width=args.width,
+        height=args.height,
+        quality=args.quality,
+        val_per_class=args.val_per_class,
+        seed=args.seed,
+        workers=args.workers,
+    )
     print(json.dumps(summary))
 
 

@@ -108,15 +108,27 @@ class SmallCNN(nn.Module):
         super().__init__()
         c = [max(8, int(k * width)) for k in (64, 192, 384, 256, 256)]
         self.features = nn.Sequential(
-            nn.Conv2d(3, c[0], 5, 2, 2), nn.ReLU(), nn.MaxPool2d(3, 2),
-            nn.Conv2d(c[0], c[1], 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
-            nn.Conv2d(c[1], c[2], 3, padding=1), nn.ReLU(),
-            nn.Conv2d(c[2], c[3], 3, padding=1), nn.ReLU(),
-            nn.Conv2d(c[3], c[4], 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
-        )  # fmt: skip
+            nn.Conv2d(3, c[0], 5, 2, 2),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2),
+            nn.Conv2d(c[0], c[1], 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2),
+            nn.Conv2d(c[1], c[2], 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(c[2], c[3], 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(c[3], c[4], 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(2),
+        )
         self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Dropout(), nn.Linear(c[4] * 4, 512), nn.ReLU(), nn.Linear(512, num_classes)
-        )  # fmt: skip
+            nn.Flatten(),
+            nn.Dropout(),
+            nn.Linear(c[4] * 4, 512),
+            nn.ReLU(),
+            nn.Linear(512, num_classes),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
@@ -203,8 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--width", type=float, default=0.25, help="model width multiplier")
     p.add_argument("--interval-ms", type=int, default=100, help="GPU sampling interval")
     p.add_argument("--threads", type=int, default=None, help="torch threads (CPU default: 1)")
-    p.add_argument("--fake-nvml", choices=["auto", "on", "off"], default="auto",
-                   help="simulated pynvml (auto: on when the device is the CPU)")  # fmt: skip
+    p.add_argument(
+        "--fake-nvml",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="simulated pynvml (auto: on when the device is the CPU)",
+    )
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
@@ -232,11 +248,13 @@ def main(argv: list[str] | None = None) -> int:
     gen = torch.Generator().manual_seed(args.seed)
     batches = [
         (
-            torch.randn(args.batch_size, 3, args.image_size, args.image_size, generator=gen).to(device),
+            torch.randn(args.batch_size, 3, args.image_size, args.image_size, generator=gen).to(
+                device
+            ),
             torch.randint(0, 10, (args.batch_size,), generator=gen).to(device),
         )
         for _ in range(4)
-    ]  # fmt: skip
+    ]
     for i in range(args.warmup):
         step(batches[i % len(batches)], None)
     sync(device)
@@ -271,10 +289,16 @@ def main(argv: list[str] | None = None) -> int:
             fixed_costs_ms.append((time.perf_counter() - t1) * 1e3)
         step_ms, cpu_ms = seconds / args.steps * 1e3, cpu_s / args.steps * 1e3
         rows.append(
-            {"repeat": repeat, "position": position, "mode": mode, "steps": args.steps,
-             "block_s": round(seconds, 6), "step_ms": round(step_ms, 4),
-             "cpu_ms_per_step": round(cpu_ms, 4)}
-        )  # fmt: skip
+            {
+                "repeat": repeat,
+                "position": position,
+                "mode": mode,
+                "steps": args.steps,
+                "block_s": round(seconds, 6),
+                "step_ms": round(step_ms, 4),
+                "cpu_ms_per_step": round(cpu_ms, 4),
+            }
+        )
         print(f"repeat {repeat} {mode:>3}: {step_ms:8.3f} ms/step", file=sys.stderr)
         return step_ms, cpu_ms
 

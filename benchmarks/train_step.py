@@ -98,10 +98,14 @@ def reference_loop(
     images = torch.randint(0, 256, (n, 3, stored, stored), dtype=torch.uint8)
     labels = torch.randint(0, 10, (n,))
     loader = DataLoader(
-        PerSampleImages(images, labels, size), batch_size=batch, shuffle=True,
-        num_workers=workers, pin_memory=device.type == "cuda", drop_last=True,
+        PerSampleImages(images, labels, size),
+        batch_size=batch,
+        shuffle=True,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        drop_last=True,
         persistent_workers=workers > 0,
-    )  # fmt: skip
+    )
     model = reference_model(size, width, 10).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     batches = _forever(loader)
@@ -133,17 +137,25 @@ def suite_run(args: argparse.Namespace, size: int, width: float, batch: int) -> 
     gpu = args.device == "cuda"
     run: dict[str, Any] = {
         "model": {"variant": "torchvision", "width": width, "lrn": False, "init": "kaiming"},
-        "data": {"source": "synthetic", "image_size": size, "num_val": 10,
-                 "num_train": batch * (args.suite_batches if gpu else args.epoch_batches)},
+        "data": {
+            "source": "synthetic",
+            "image_size": size,
+            "num_val": 10,
+            "num_train": batch * (args.suite_batches if gpu else args.epoch_batches),
+        },
         "train": {"batch_size": batch, "deterministic": not gpu, "checkpoint": False},
         "runtime": {"device": args.device, "threads": args.threads},
         "telemetry": {"warmup_steps": args.warmup},
-    }  # fmt: skip
+    }
     if gpu:
         run["runtime"].update(
-            amp="bf16", channels_last=True, compile=not args.no_compile, fused_optimizer=True,
-            cudnn_benchmark=True, cuda_graphs=args.cuda_graphs,
-        )  # fmt: skip
+            amp="bf16",
+            channels_last=True,
+            compile=not args.no_compile,
+            fused_optimizer=True,
+            cudnn_benchmark=True,
+            cuda_graphs=args.cuda_graphs,
+        )
     else:
         run["runtime"]["channels_last"] = True
     return run
@@ -241,8 +253,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--device", choices=["cpu", "cuda"],
-                   default="cuda" if torch.cuda.is_available() else "cpu")  # fmt: skip
+    p.add_argument(
+        "--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu"
+    )
     p.add_argument("--size", type=int, help="input size (default: 224 on GPU, 32 on CPU)")
     p.add_argument("--width", type=float, help="width multiplier (default: 1 GPU, 0.25 CPU)")
     p.add_argument("--batch-sizes", type=int, nargs="+", help="default: 128 256 512 GPU, 64 CPU")
@@ -251,10 +264,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=9, help="CPU: suite/bare epoch pairs")
     p.add_argument("--epoch-batches", type=int, default=24, help="CPU: batches per epoch")
     p.add_argument(
-        "--suite-batches", type=int, default=8,
+        "--suite-batches",
+        type=int,
+        default=8,
         help="GPU: distinct batches of generated data the suite cycles through (generating "
         "shapes10 at 256 px took 23 ms an image on one core of the 2-vCPU development VM)",
-    )  # fmt: skip
+    )
     p.add_argument(
         "--workers", type=int, help="reference DataLoader workers (default 8 GPU, 1 CPU)"
     )
@@ -288,8 +303,15 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row("reference", batch, ref, flops, peak))
         rows.append(row("suite", batch, suite_loop(trainer, args.warmup, steps), flops, peak))
         rows.append(row("input_pipeline", batch, input_pipeline(trainer, 5, steps), flops, peak))
-        rows.append({"loop": "limit", "batch_size": batch, "images_per_s": round(peak / flops, 1),
-                     "achieved_tflops": round(peak / 1e12, 3), "mfu": 1.0})  # fmt: skip
+        rows.append(
+            {
+                "loop": "limit",
+                "batch_size": batch,
+                "images_per_s": round(peak / flops, 1),
+                "achieved_tflops": round(peak / 1e12, 3),
+                "mfu": 1.0,
+            }
+        )
         if not gpu:
             extra[f"harness_overhead_bs{batch}"] = harness_overhead(trainer, args.repeats)
         extra[f"suite_runtime_bs{batch}"] = runtime_record(trainer.describe())
@@ -314,12 +336,15 @@ def main(argv: list[str] | None = None) -> int:
     write_results(args.out, result, rows)
     print(f"{'loop':<15} {'batch':>5} {'images/s':>10} {'step ms':>8} {'MFU':>7}")
     for r in rows:
-        print(f"{r['loop']:<15} {r['batch_size']:>5} {r['images_per_s']:>10} "
-              f"{r.get('step_ms_median', ''):>8} {r.get('mfu') or '':>7}")  # fmt: skip
+        print(
+            f"{r['loop']:<15} {r['batch_size']:>5} {r['images_per_s']:>10} "
+            f"{r.get('step_ms_median', ''):>8} {r.get('mfu') or '':>7}"
+        )
     for key, value in extra.items():
         if key.startswith("harness_overhead"):
-            print(f"{key}: suite/bare = {value['ratio_median']} "
-                  f"(95% CI {value['ratio_median_ci95']})")  # fmt: skip
+            print(
+                f"{key}: suite/bare = {value['ratio_median']} (95% CI {value['ratio_median_ci95']})"
+            )
     return 0
 
 

@@ -136,8 +136,14 @@ def check_steps(out: Path) -> list[Check]:
     checks = []
     for name, budget, seconds, rc in (r for r in rows if len(r) == 4):
         verdict = "timed out" if rc in ("124", "137") else f"exit {rc}"
-        checks.append(Check(f"step {name} ends with exit 0 within its budget", rc == "0",
-                            f"{verdict} after {seconds} s", f"exit 0, <= {budget} s"))  # fmt: skip
+        checks.append(
+            Check(
+                f"step {name} ends with exit 0 within its budget",
+                rc == "0",
+                f"{verdict} after {seconds} s",
+                f"exit 0, <= {budget} s",
+            )
+        )
     if not checks:
         checks.append(Check("steps ran", False, "no steps.tsv", "one row per step"))
     return checks
@@ -222,8 +228,11 @@ def check_nvml(runs: list[Run]) -> list[Check]:
             medians.append(median_ms)
             if abs(median_ms / interval - 1) > INTERVAL_TOLERANCE:
                 bad.append(f"{run.cell} gpu{gpu}: {median_ms:.0f} ms vs {interval:.0f} ms")
-    measured = (f"median interval {min(medians):.0f}-{max(medians):.0f} ms over {len(runs)} runs"
-                if medians else "no intervals")  # fmt: skip
+    measured = (
+        f"median interval {min(medians):.0f}-{max(medians):.0f} ms over {len(runs)} runs"
+        if medians
+        else "no intervals"
+    )
     if bad:
         measured += "; " + "; ".join(bad)
     return [Check(name, not bad, measured, threshold)]
@@ -300,8 +309,11 @@ def check_compile(runs: list[Run], bench: dict[str, Any] | None) -> list[Check]:
             states[f"bench {key.removeprefix('suite_runtime_')}"] = str(value.get("compile"))
     if not states:
         return [Check(name, False, "no run compiled", threshold)]
-    bad = [f"{k}: {v}" for k, v in states.items()
-           if not v.startswith("on (") and not RECORDED_FALLBACK.match(v)]  # fmt: skip
+    bad = [
+        f"{k}: {v}"
+        for k, v in states.items()
+        if not v.startswith("on (") and not RECORDED_FALLBACK.match(v)
+    ]
     fallbacks = [f"{k}: {v}" for k, v in states.items() if RECORDED_FALLBACK.match(v)]
     silent = [r.cell for r in runs if DYNAMO_FALLBACK.search(r.log)]
     bad += [f"{cell}: torch._dynamo ran frames eagerly (see its log)" for cell in silent]
@@ -328,8 +340,9 @@ def check_event_timing(runs: list[Run]) -> list[Check]:
         events = per_rank * world if per_rank else None
         later = [r for r in run.history if (_num(r.get("epoch")) or 0) >= 2]
         seconds = sum(_num(r.get("epoch_time_s")) or 0 for r in later)
-        images = sum((_num(r.get("images_per_s")) or 0) * (_num(r.get("epoch_time_s")) or 0)
-                     for r in later)  # fmt: skip
+        images = sum(
+            (_num(r.get("images_per_s")) or 0) * (_num(r.get("epoch_time_s")) or 0) for r in later
+        )
         if method != "cuda_events" or not events or seconds <= 0:
             bad.append(f"{run.cell}: timing {method}, {len(later)} epochs >= 2")
             continue
@@ -345,9 +358,11 @@ def check_event_timing(runs: list[Run]) -> list[Check]:
 
 def check_targets(bench: dict[str, Any] | None) -> list[Check]:
     """The performance targets, at the batch size where the suite is fastest."""
-    names = (f"suite step >= {SUITE_OVER_REFERENCE:g}x the reference loop (224 px)",
-             f"suite MFU >= {MFU_TARGET:.0%} at 224 px",
-             f"input pipeline >= {PIPELINE_OVER_STEP:g}x the suite step")  # fmt: skip
+    names = (
+        f"suite step >= {SUITE_OVER_REFERENCE:g}x the reference loop (224 px)",
+        f"suite MFU >= {MFU_TARGET:.0%} at 224 px",
+        f"input pipeline >= {PIPELINE_OVER_STEP:g}x the suite step",
+    )
     rows = _bench_rows(bench)
     suites = [r for r in rows if r.get("loop") == "suite" and _num(r.get("images_per_s"))]
     if not suites:
@@ -365,40 +380,60 @@ def check_targets(bench: dict[str, Any] | None) -> list[Check]:
     speedup = suite / ref if suite and ref else None
     feed = pipe / suite if pipe and suite else None
     return [
-        Check(names[0], speedup is not None and speedup >= SUITE_OVER_REFERENCE,
-              f"{_fmt(speedup)}x ({_ips(suite)} vs {_ips(ref)} img/s, {where})",
-              f">= {SUITE_OVER_REFERENCE:g}x"),
-        Check(names[1], size == 224 and mfu is not None and mfu >= MFU_TARGET,
-              f"{_fmt(mfu)} at {size} px ({where}, peak {bench.get('peak_source') if bench else '?'})",
-              f">= {MFU_TARGET:g} at 224 px"),
-        Check(names[2], feed is not None and feed >= PIPELINE_OVER_STEP,
-              f"{_fmt(feed)}x ({_ips(pipe)} vs {_ips(suite)} img/s, {where})",
-              f">= {PIPELINE_OVER_STEP:g}x"),
-    ]  # fmt: skip
+        Check(
+            names[0],
+            speedup is not None and speedup >= SUITE_OVER_REFERENCE,
+            f"{_fmt(speedup)}x ({_ips(suite)} vs {_ips(ref)} img/s, {where})",
+            f">= {SUITE_OVER_REFERENCE:g}x",
+        ),
+        Check(
+            names[1],
+            size == 224 and mfu is not None and mfu >= MFU_TARGET,
+            f"{_fmt(mfu)} at {size} px ({where}, peak {bench.get('peak_source') if bench else '?'})",
+            f">= {MFU_TARGET:g} at 224 px",
+        ),
+        Check(
+            names[2],
+            feed is not None and feed >= PIPELINE_OVER_STEP,
+            f"{_fmt(feed)}x ({_ips(pipe)} vs {_ips(suite)} img/s, {where})",
+            f">= {PIPELINE_OVER_STEP:g}x",
+        ),
+    ]
 
 
 def check_real_data(pipeline: dict[str, Any] | None, step: dict[str, Any] | None) -> list[Check]:
     """Real data (JPEGs) fed through the prepared-data cache keeps the GPU busy: the cached
     loader, batches augmented on the device, at least PIPELINE_OVER_STEP x the suite step."""
-    name = (f"real data: cached loader (JPEG tree, raw cache) >= {PIPELINE_OVER_STEP:g}x "
-            "the suite step")  # fmt: skip
+    name = (
+        f"real data: cached loader (JPEG tree, raw cache) >= {PIPELINE_OVER_STEP:g}x the suite step"
+    )
     suites = [
         r for r in _bench_rows(step) if r.get("loop") == "suite" and _num(r.get("images_per_s"))
     ]
-    rows = [r for r in _bench_rows(pipeline) if str(r.get("name", "")).startswith("cached_loader_raw")
-            and _num(r.get("images_per_s"))]  # fmt: skip
+    rows = [
+        r
+        for r in _bench_rows(pipeline)
+        if str(r.get("name", "")).startswith("cached_loader_raw") and _num(r.get("images_per_s"))
+    ]
     if not suites or not rows or not str((pipeline or {}).get("device", "")).startswith("cuda"):
-        missing = "no suite row in train_step_cuda.json" if not suites else (
-            "no cached_loader_raw row on cuda in input_pipeline_cuda.json")  # fmt: skip
+        missing = (
+            "no suite row in train_step_cuda.json"
+            if not suites
+            else ("no cached_loader_raw row on cuda in input_pipeline_cuda.json")
+        )
         return [Check(name, False, missing, f">= {PIPELINE_OVER_STEP:g}x")]
     suite = max(suites, key=lambda r: _num(r["images_per_s"]) or 0)
     best = max(rows, key=lambda r: _num(r["images_per_s"]) or 0)
     ratio = (_num(best["images_per_s"]) or 0) / (_num(suite["images_per_s"]) or 1)
-    stream = next((r for r in _bench_rows(pipeline)
-                   if str(r.get("name", "")).startswith("streaming_loader")), {})  # fmt: skip
-    measured = (f"{_fmt(ratio)}x ({best['name']}: {_ips(_num(best['images_per_s']))} vs suite "
-                f"{_ips(_num(suite['images_per_s']))} img/s at batch {suite.get('batch_size')}; "
-                f"streaming JPEG decode: {_ips(_num(stream.get('images_per_s')))} img/s)")  # fmt: skip
+    stream = next(
+        (r for r in _bench_rows(pipeline) if str(r.get("name", "")).startswith("streaming_loader")),
+        {},
+    )
+    measured = (
+        f"{_fmt(ratio)}x ({best['name']}: {_ips(_num(best['images_per_s']))} vs suite "
+        f"{_ips(_num(suite['images_per_s']))} img/s at batch {suite.get('batch_size')}; "
+        f"streaming JPEG decode: {_ips(_num(stream.get('images_per_s')))} img/s)"
+    )
     return [Check(name, ratio >= PIPELINE_OVER_STEP, measured, f">= {PIPELINE_OVER_STEP:g}x")]
 
 
@@ -411,8 +446,10 @@ def check_telemetry_overhead(bench: dict[str, Any] | None) -> list[Check]:
     ci = res.get("overhead_pct_median_ci95") or [None, None]
     real = bench.get("nvml") == "real NVML" and str(bench.get("device", "")).startswith("cuda")
     ok = real and median is not None and target is not None and median < target
-    measured = (f"{_fmt(median)}% (95% CI {_fmt(_num(ci[0]))} to {_fmt(_num(ci[1]))}%), "
-                f"NVML: {bench.get('nvml')}, device {bench.get('device')}")  # fmt: skip
+    measured = (
+        f"{_fmt(median)}% (95% CI {_fmt(_num(ci[0]))} to {_fmt(_num(ci[1]))}%), "
+        f"NVML: {bench.get('nvml')}, device {bench.get('device')}"
+    )
     return [Check(name, ok, measured, f"median < {_fmt(target)}%, real NVML on cuda")]
 
 
@@ -430,11 +467,23 @@ def check_study(out: Path, runs: dict[str, Run], gpus: int) -> list[Check]:
         measured = ", ".join(f"seed{s} {v}" for s, v in status.items())
         if want == "skipped" and reasons:
             measured += f" ({reasons[0][:80]})"
-        rows.append(Check(f"study cell {ablation} ({gpus} GPU{'s' if gpus != 1 else ''})",
-                          ok, measured, f"{want} (seeds {', '.join(map(str, SEEDS))})"))  # fmt: skip
+        rows.append(
+            Check(
+                f"study cell {ablation} ({gpus} GPU{'s' if gpus != 1 else ''})",
+                ok,
+                measured,
+                f"{want} (seeds {', '.join(map(str, SEEDS))})",
+            )
+        )
     report = out / "study" / "reports" / "index.html"
-    rows.append(Check("study report rendered", report.is_file(),
-                      "reports/index.html" if report.is_file() else "missing", "exists"))  # fmt: skip
+    rows.append(
+        Check(
+            "study report rendered",
+            report.is_file(),
+            "reports/index.html" if report.is_file() else "missing",
+            "exists",
+        )
+    )
     return rows
 
 

@@ -112,8 +112,13 @@ def proc_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    for key in ("FAULT_PROGRESS", "FAULT_HOLD_AT", "FAULT_HOLD_ARGV", "FAULT_RELEASE",
-                "FAULT_HOLD_TIMEOUT_S"):  # fmt: skip
+    for key in (
+        "FAULT_PROGRESS",
+        "FAULT_HOLD_AT",
+        "FAULT_HOLD_ARGV",
+        "FAULT_RELEASE",
+        "FAULT_HOLD_TIMEOUT_S",
+    ):
         env.pop(key, None)
     if env.pop("PYTHONDONTWRITEBYTECODE", None):
         env["PYTHONPYCACHEPREFIX"] = str(tmp_path_factory.mktemp("pycache"))

@@ -24,10 +24,15 @@ def run_config(
         },
         "data": {"source": source, "image_size": size, "num_train": 4000, "num_val": 1000},
         "augment": {"crop_flip": True, "pca_lighting": True},
-        "train": {"epochs": EPOCHS, "batch_size": 64, "lr": 0.02, "target_train_error": 0.5,
-                  "seed": seed},
+        "train": {
+            "epochs": EPOCHS,
+            "batch_size": 64,
+            "lr": 0.02,
+            "target_train_error": 0.5,
+            "seed": seed,
+        },
         "runtime": {"device": "cpu", "gpus": gpus, "parallel": "ddp"},
-    }  # fmt: skip
+    }
 
 
 def write_run(
@@ -93,7 +98,11 @@ def write_run(
             "val_top1_error_10crop": None,
             "val_top5_error_10crop": None,
         },
-        "best": {"epoch": epochs - 1, "val_top1_error": val_top1 - 0.01, "val_top5_error": val_top5},
+        "best": {
+            "epoch": epochs - 1,
+            "val_top1_error": val_top1 - 0.01,
+            "val_top5_error": val_top5,
+        },
         "time_to_target": {"target_train_error": 0.5, "error": "train_top1_error"},
         "total_time_s": epochs * epoch_time + 3,
         "train_time_s": epochs * epoch_time,
@@ -115,20 +124,42 @@ def write_run(
         "gpu": gpu_block,
         "host": {"process_cpu_s": 101.0, "wall_s": 60.0, "cpu_util_pct": 168, "peak_rss_mib": 900},
         "model": {"num_params": 2345678, "variant": "paper"},
-        "device": {"type": "cuda" if gpu else "cpu", "name": "H100" if gpu else "x86_64",
-                   "count": world_size},
-        "parallel": {"mode": "ddp" if world_size > 1 else "none", "world_size": world_size,
-                     "backend": "gloo" if world_size > 1 else None},
-        "data": {"source": source, "num_train": 4000, "num_val": 1000, "num_classes": 10,
-                 "image_size": size, "skipped_files": 0},
-        "environment": {"python": "3.11.9", "torch": "2.5.1", "cuda": None, "cudnn": None,
-                        "gpu_names": [], "driver": None, "git_commit": "abc1234",
-                        "hostname": "testhost", "timestamp": "2026-01-01T00:00:00Z"},
-    }  # fmt: skip
+        "device": {
+            "type": "cuda" if gpu else "cpu",
+            "name": "H100" if gpu else "x86_64",
+            "count": world_size,
+        },
+        "parallel": {
+            "mode": "ddp" if world_size > 1 else "none",
+            "world_size": world_size,
+            "backend": "gloo" if world_size > 1 else None,
+        },
+        "data": {
+            "source": source,
+            "num_train": 4000,
+            "num_val": 1000,
+            "num_classes": 10,
+            "image_size": size,
+            "skipped_files": 0,
+        },
+        "environment": {
+            "python": "3.11.9",
+            "torch": "2.5.1",
+            "cuda": None,
+            "cudnn": None,
+            "gpu_names": [],
+            "driver": None,
+            "git_commit": "abc1234",
+            "hostname": "testhost",
+            "timestamp": "2026-01-01T00:00:00Z",
+        },
+    }
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     if history:
-        lines = ["epoch,train_loss,train_top1_error,val_loss,val_top1_error,val_top5_error,"
-                 "lr,epoch_time_s,elapsed_s,images_per_s"]  # fmt: skip
+        lines = [
+            "epoch,train_loss,train_top1_error,val_loss,val_top1_error,val_top5_error,"
+            "lr,epoch_time_s,elapsed_s,images_per_s"
+        ]
         for e in range(1, epochs + 1):
             frac = e / epochs
             if reached and e <= ttt_epoch:  # 0.9 -> exactly the target at ttt_epoch
@@ -146,8 +177,10 @@ def write_run(
             )
         (run_dir / "history.csv").write_text("\n".join(lines) + "\n")
     if gpu:
-        rows = ["t_s,gpu,util_gpu_pct,util_mem_pct,mem_used_mib,mem_total_mib,power_w,"
-                "sm_clock_mhz,mem_clock_mhz,temp_c,throttle_reasons,energy_mj"]  # fmt: skip
+        rows = [
+            "t_s,gpu,util_gpu_pct,util_mem_pct,mem_used_mib,mem_total_mib,power_w,"
+            "sm_clock_mhz,mem_clock_mhz,temp_c,throttle_reasons,energy_mj"
+        ]
         for i in range(20):
             rows.append(
                 f"{i * 0.5},0,{80 + i % 5},40,5000,81559,{290 + i},1980,2619,60,0,{i * 150}"
@@ -163,17 +196,33 @@ STUDY: dict[str, Any] = {
     "ablations": ["baseline", "tanh", "no_lrn", "no_dropout", "plain_pooling", "gpus2"],
     "ablation_defs": {
         "baseline": {"family": "baseline", "description": "paper settings", "overrides": {}},
-        "tanh": {"family": "activation", "description": "tanh instead of ReLU",
-                 "overrides": {"model": {"activation": "tanh"}}},
-        "no_lrn": {"family": "lrn", "description": "no LRN", "overrides": {"model": {"lrn": False}}},
-        "no_dropout": {"family": "dropout", "description": "no dropout",
-                       "overrides": {"model": {"dropout": 0.0}}},
-        "plain_pooling": {"family": "pooling", "description": "plain pooling",
-                          "overrides": {"model": {"pooling": "plain"}}},
-        "gpus2": {"family": "gpus", "description": "DDP over 2 devices",
-                  "overrides": {"runtime": {"gpus": 2}}},
+        "tanh": {
+            "family": "activation",
+            "description": "tanh instead of ReLU",
+            "overrides": {"model": {"activation": "tanh"}},
+        },
+        "no_lrn": {
+            "family": "lrn",
+            "description": "no LRN",
+            "overrides": {"model": {"lrn": False}},
+        },
+        "no_dropout": {
+            "family": "dropout",
+            "description": "no dropout",
+            "overrides": {"model": {"dropout": 0.0}},
+        },
+        "plain_pooling": {
+            "family": "pooling",
+            "description": "plain pooling",
+            "overrides": {"model": {"pooling": "plain"}},
+        },
+        "gpus2": {
+            "family": "gpus",
+            "description": "DDP over 2 devices",
+            "overrides": {"runtime": {"gpus": 2}},
+        },
     },
-}  # fmt: skip
+}
 
 
 def build_study_results(root: Path) -> tuple[Path, list[Path]]:

@@ -72,8 +72,10 @@ def held_lines(progress: Path) -> list[tuple[int, int, int, int]]:
     if not progress.exists():
         return []
     rows = [line.split() for line in progress.read_text().splitlines()]
-    return [(int(p), int(r), int(e), int(s)) for p, r, e, s, _ in
-            (row for row in rows if len(row) == 5 and row[4] == "held")]  # fmt: skip
+    return [
+        (int(p), int(r), int(e), int(s))
+        for p, r, e, s, _ in (row for row in rows if len(row) == 5 and row[4] == "held")
+    ]
 
 
 def wait_for_hold(
@@ -101,8 +103,17 @@ def release(progress: Path) -> None:
 
 
 def train_cmd(out: Path, cfg: dict, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "alexnet_bench.cli", "train", "--out", str(out),
-            "--config-json", json.dumps(cfg), *extra]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "alexnet_bench.cli",
+        "train",
+        "--out",
+        str(out),
+        "--config-json",
+        json.dumps(cfg),
+        *extra,
+    ]
 
 
 def checkpoint_epoch(path: Path) -> int:
@@ -125,8 +136,11 @@ def metrics_of(out: Path) -> dict[str, Any]:
 
 def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
     """Bytes and mtime of every file under ``root`` (to prove results are untouched)."""
-    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns)
-            for p in sorted(root.rglob("*")) if p.is_file()}  # fmt: skip
+    return {
+        str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -139,8 +153,16 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
-            "--directory", str(workdir), *args]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "workflow" / "Snakefile"),
+        "--directory",
+        str(workdir),
+        *args,
+    ]
 
 
 def study_dir(tmp_path: Path, **changes: Any) -> Path:
@@ -206,20 +228,39 @@ def job_counts(output: str) -> dict[str, int]:
 
 def prepare(root: Path, cache: Path, *extra: str, val_fraction: float = 0.1) -> Path:
     """``alexnet-bench prepare-data`` in process; the tree directory it prepared."""
-    code = main(["prepare-data", "--root", str(root), "--stored-size", str(STORED),
-                 "--cache-dir", str(cache), "--workers", "1",
-                 "--val-fraction", str(val_fraction), *extra])  # fmt: skip
+    code = main(
+        [
+            "prepare-data",
+            "--root",
+            str(root),
+            "--stored-size",
+            str(STORED),
+            "--cache-dir",
+            str(cache),
+            "--workers",
+            "1",
+            "--val-fraction",
+            str(val_fraction),
+            *extra,
+        ]
+    )
     assert code == 0
     return tree_dir(cache, scan_tree(root, val_fraction))
 
 
 def folder_run(root: Path, cache: Path | None = None, **data: object) -> dict:
     run = tiny_run(
-        data={"source": "imagefolder", "root": str(root), "image_size": 32, "stored_size": STORED,
-              "val_fraction": 0.34, **data},
+        data={
+            "source": "imagefolder",
+            "root": str(root),
+            "image_size": 32,
+            "stored_size": STORED,
+            "val_fraction": 0.34,
+            **data,
+        },
         train={"batch_size": 4},
         eval={"batch_size": 5, "train_images": 6},
-    )  # fmt: skip
+    )
     if cache is not None:
         run["data"]["cache"] = str(cache)
     return run
@@ -243,8 +284,9 @@ def start_held_build(root: Path, cache: Path, hold_at: int, *extra: str) -> subp
         f"sys.exit(main(['prepare-data', '--root', {str(root)!r}, '--stored-size', '{STORED}',"
         f" '--cache-dir', {str(cache)!r}, '--workers', '1', *{list(extra)!r}]))\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     ready, _, _ = select.select([proc.stdout], [], [], 120)
     assert ready and proc.stdout.readline().strip() == "decoding", "the build never started"
     return proc

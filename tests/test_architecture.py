@@ -26,22 +26,58 @@ from .conftest import REPO
 
 PACKAGE = REPO / "alexnet_bench"
 ENTRY_POINTS = {
-    "alexnet_bench.cli", "alexnet_bench.reports.cli", "alexnet_bench.figure1.cli",
-    "alexnet_bench.versus.cli", "alexnet_bench.reports.__main__", "alexnet_bench.plan.cli",
-}  # fmt: skip
+    "alexnet_bench.cli",
+    "alexnet_bench.reports.cli",
+    "alexnet_bench.figure1.cli",
+    "alexnet_bench.versus.cli",
+    "alexnet_bench.reports.__main__",
+    "alexnet_bench.plan.cli",
+}
 LAYERS: dict[str, int] = {
     **dict.fromkeys(
-        ["alexnet_bench", "errors", "io", "numbers", "config", "datadirs", "imagefolder", "identity", "effects", "history", "runtime",
-         "distributed", "gpu_lock", "progress", "train_result"], 0),
+        [
+            "alexnet_bench",
+            "errors",
+            "io",
+            "numbers",
+            "config",
+            "datadirs",
+            "imagefolder",
+            "identity",
+            "effects",
+            "history",
+            "runtime",
+            "distributed",
+            "gpu_lock",
+            "progress",
+            "train_result",
+        ],
+        0,
+    ),
     **dict.fromkeys(
-        ["data", "model", "cifar_net", "lsuv", "diagnostics", "parallel", "telemetry", "metrics",
-         "checkpoint", "runrecord", "collect", "claims", "study"], 1),
+        [
+            "data",
+            "model",
+            "cifar_net",
+            "lsuv",
+            "diagnostics",
+            "parallel",
+            "telemetry",
+            "metrics",
+            "checkpoint",
+            "runrecord",
+            "collect",
+            "claims",
+            "study",
+        ],
+        1,
+    ),
     **dict.fromkeys(["record", "train", "launch"], 2),
     "figure1": 3,
     "reports": 4,
     "versus": 4,
     "plan": 4,
-}  # fmt: skip
+}
 
 
 def module_name(path: Path) -> str:
@@ -155,16 +191,36 @@ def test_record_builds_the_record_without_the_trainer() -> None:
 @pytest.mark.parametrize(
     ("sources", "problem"),
     [
-        ({"alexnet_bench.record": "from .train import Trainer",
-          "alexnet_bench.train": "from . import record"}, "cycle"),
-        ({"alexnet_bench.figure1.analysis": "from ..reports.stats import t_crit",
-          "alexnet_bench.reports.stats": ""}, "upward"),
-        ({"alexnet_bench.study": "def f():\n    from .reports.claims import study_claims",
-          "alexnet_bench.reports.claims": ""}, "upward"),
-        ({"alexnet_bench.reports.tables": "from .cli import main",
-          "alexnet_bench.reports.cli": ""}, "upward"),
+        (
+            {
+                "alexnet_bench.record": "from .train import Trainer",
+                "alexnet_bench.train": "from . import record",
+            },
+            "cycle",
+        ),
+        (
+            {
+                "alexnet_bench.figure1.analysis": "from ..reports.stats import t_crit",
+                "alexnet_bench.reports.stats": "",
+            },
+            "upward",
+        ),
+        (
+            {
+                "alexnet_bench.study": "def f():\n    from .reports.claims import study_claims",
+                "alexnet_bench.reports.claims": "",
+            },
+            "upward",
+        ),
+        (
+            {
+                "alexnet_bench.reports.tables": "from .cli import main",
+                "alexnet_bench.reports.cli": "",
+            },
+            "upward",
+        ),
     ],
-)  # fmt: skip
+)
 def test_the_checks_catch_what_this_package_used_to_do(sources: dict, problem: str) -> None:
     graph = import_graph({m: (src, False) for m, src in sources.items()})
     found = cycles(graph) if problem == "cycle" else upward(graph)

@@ -33,8 +33,9 @@ def load_script(name: str) -> ModuleType:
 
 
 def test_training_step_default_preset_size(benchmark, tmp_path: Path) -> None:
-    run = tiny_run(model={"width": 0.25, "init": "kaiming"}, train={"batch_size": 64},
-                   data={"num_train": 128})  # fmt: skip
+    run = tiny_run(
+        model={"width": 0.25, "init": "kaiming"}, train={"batch_size": 64}, data={"num_train": 128}
+    )
     trainer = Trainer(RunConfig(run), tmp_path)
     images, target = next(iter(trainer.data.train))
     gen = torch.Generator().manual_seed(0)
@@ -50,8 +51,24 @@ def test_training_step_default_preset_size(benchmark, tmp_path: Path) -> None:
 def test_train_step_script_writes_a_consistent_table(tmp_path: Path) -> None:
     bench = load_script("train_step")
     out = tmp_path / "bench.json"
-    args = ["--device", "cpu", "--threads", "1", "--warmup", "1", "--steps", "3",
-            "--repeats", "2", "--epoch-batches", "2", "--batch-sizes", "8", "--out", str(out)]  # fmt: skip
+    args = [
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--warmup",
+        "1",
+        "--steps",
+        "3",
+        "--repeats",
+        "2",
+        "--epoch-batches",
+        "2",
+        "--batch-sizes",
+        "8",
+        "--out",
+        str(out),
+    ]
     assert bench.main(args) == 0
     result = json.loads(out.read_text())
     rows = {r["loop"]: r for r in result["rows"]}

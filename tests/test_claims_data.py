@@ -23,12 +23,19 @@ DROPOUT_CLAIM = {
     "reference": "Sec. 4.2",
     "paper_setting": "ImageNet",
     "paper_source": "imagenet",
-    "comparisons": [{
-        "label": "val top-1 error, no dropout − baseline", "metric": "val_top1", "kind": "diff",
-        "a": ["no_dropout"], "b": ["@baseline"], "paper_effect": None,
-        "paper_text": "higher without dropout", "expect": 1,
-    }],
-}  # fmt: skip
+    "comparisons": [
+        {
+            "label": "val top-1 error, no dropout − baseline",
+            "metric": "val_top1",
+            "kind": "diff",
+            "a": ["no_dropout"],
+            "b": ["@baseline"],
+            "paper_effect": None,
+            "paper_text": "higher without dropout",
+            "expect": 1,
+        }
+    ],
+}
 
 
 def test_others_found_are_quoted_with_a_link_and_their_numbers_add_up() -> None:
@@ -56,8 +63,15 @@ def test_others_found_are_quoted_with_a_link_and_their_numbers_add_up() -> None:
 
 
 def test_the_paper_claims_load_from_their_data_file() -> None:
-    assert [c.id for c in CLAIMS] == ["relu_vs_tanh", "lrn", "overlapping_pooling", "dropout",
-                                      "pca_lighting", "crop_flip", "two_gpus"]  # fmt: skip
+    assert [c.id for c in CLAIMS] == [
+        "relu_vs_tanh",
+        "lrn",
+        "overlapping_pooling",
+        "dropout",
+        "pca_lighting",
+        "crop_flip",
+        "two_gpus",
+    ]
     lrn = next(c for c in CLAIMS if c.id == "lrn")
     assert lrn.comparisons[0].a == ("no_lrn",) and lrn.comparisons[0].paper_effect == 1.4
 

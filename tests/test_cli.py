@@ -86,8 +86,9 @@ def test_bad_study_selections_fail_with_the_fix(tmp_path: Path) -> None:
 def test_cli_error_for_unknown_ablation_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["train", "--out", str(tmp_path / "o"), "--study", str(STUDY),
-                 "--ablation", "no_relu"])  # fmt: skip
+    code = main(
+        ["train", "--out", str(tmp_path / "o"), "--study", str(STUDY), "--ablation", "no_relu"]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error: unknown ablation 'no_relu'")
     assert not (tmp_path / "o").exists()
@@ -101,8 +102,23 @@ def test_cell_labels_reach_training(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         return {"status": "completed", "epochs_completed": 0, "final": {}}
 
     monkeypatch.setattr("alexnet_bench.train.run_training", fake_run_training)
-    code = main(["train", "--out", str(tmp_path / "o"), "--study", str(STUDY), "--preset", "tiny",
-                 "--ablation", "gpus2_model", "--seed", "1", "--label", "seed=9"])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "--out",
+            str(tmp_path / "o"),
+            "--study",
+            str(STUDY),
+            "--preset",
+            "tiny",
+            "--ablation",
+            "gpus2_model",
+            "--seed",
+            "1",
+            "--label",
+            "seed=9",
+        ]
+    )
     assert code == 0
     assert seen["parallel"] == "model"
     assert seen["labels"] == {"preset": "tiny", "ablation": "gpus2_model", "seed": 9}
@@ -136,8 +152,21 @@ def test_multi_device_cell_is_skipped_on_a_cpu_host_when_asked(tmp_path: Path) -
     """cpu_standins: skip (the workflow's default): a 2-device cell on a host without GPUs is
     recorded as skipped, with the reason and the switch that trains it anyway."""
     out = tmp_path / "o"
-    code = main(["train", "--out", str(out), "--study", str(STUDY), "--preset", "tiny",
-                 "--ablation", "gpus2", "--cpu-standins", "skip"])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "--out",
+            str(out),
+            "--study",
+            str(STUDY),
+            "--preset",
+            "tiny",
+            "--ablation",
+            "gpus2",
+            "--cpu-standins",
+            "skip",
+        ]
+    )
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["status"] == "skipped" and "cpu_standins: run" in metrics["reason"]

@@ -13,13 +13,18 @@ def test_defaults_are_the_papers_settings() -> None:
 
     cfg = RunConfig({})
     assert (cfg.model.activation, cfg.model.dropout, cfg.model.pooling) == (
-        "relu", 0.5, "overlapping",
-    )  # fmt: skip
+        "relu",
+        0.5,
+        "overlapping",
+    )
     assert cfg.model.lrn is None  # the variant's own: the paper variant has LRN
     assert build_model(cfg.model, 10, 32).config["lrn"] is True
     assert (cfg.train.lr, cfg.train.momentum, cfg.train.weight_decay, cfg.train.batch_size) == (
-        0.01, 0.9, 0.0005, 128,
-    )  # fmt: skip
+        0.01,
+        0.9,
+        0.0005,
+        128,
+    )
     assert cfg.augment.crop_flip and cfg.augment.pca_lighting and cfg.augment.lighting_std == 0.1
 
 
@@ -83,8 +88,9 @@ def test_sections_are_dataclasses_generated_from_the_schema(monkeypatch) -> None
         assert dataclasses.is_dataclass(section) and type(section) is config.SECTION_TYPES[name]
         assert [f.name for f in dataclasses.fields(section)] == list(schema[name]["properties"])
         assert dataclasses.asdict(section) == {
-            **dict.fromkeys(schema[name]["properties"]), **cfg.raw[name]
-        }  # fmt: skip
+            **dict.fromkeys(schema[name]["properties"]),
+            **cfg.raw[name],
+        }
     hints = {f.name: f.type for f in dataclasses.fields(config.SECTION_TYPES["train"])}
     assert hints["lr"] is float and hints["stop_at_target"] == bool | None
     assert typing.get_args(hints["target_error_on"]) == () and hints["target_error_on"] is str
@@ -92,10 +98,19 @@ def test_sections_are_dataclasses_generated_from_the_schema(monkeypatch) -> None
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.train.lr = 1.0  # type: ignore[misc]
     # a key added to the schema is a field at once, typed, with no second edit
-    extended = {**config.run_schema(), "properties": {**schema, "data": {
-        **schema["data"], "properties": {**schema["data"]["properties"],
-                                         "cache_dir": {"type": ["string", "null"], "default": None}},
-    }}}  # fmt: skip
+    extended = {
+        **config.run_schema(),
+        "properties": {
+            **schema,
+            "data": {
+                **schema["data"],
+                "properties": {
+                    **schema["data"]["properties"],
+                    "cache_dir": {"type": ["string", "null"], "default": None},
+                },
+            },
+        },
+    }
     monkeypatch.setattr(config, "run_schema", lambda: extended)
     fields = {f.name: f.type for f in dataclasses.fields(config._section_type("data"))}
     assert fields["cache_dir"] == str | None

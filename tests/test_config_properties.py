@@ -49,9 +49,17 @@ TINY: dict[tuple[str, str], st.SearchStrategy[Any]] = {
     ("runtime", "compile"): st.just(False),  # minutes on CPU; its fallback is tested elsewhere
     ("telemetry", "interval_ms"): st.integers(10, 1000),
 }
-ALWAYS = {("data", "source"), ("data", "num_train"), ("data", "num_val"), ("train", "epochs"),
-          ("runtime", "device"), ("runtime", "threads"), ("runtime", "compile"),
-          ("model", "width"), ("data", "image_size")}  # fmt: skip
+ALWAYS = {
+    ("data", "source"),
+    ("data", "num_train"),
+    ("data", "num_val"),
+    ("train", "epochs"),
+    ("runtime", "device"),
+    ("runtime", "threads"),
+    ("runtime", "compile"),
+    ("model", "width"),
+    ("data", "image_size"),
+}
 
 
 def _types(prop: dict[str, Any]) -> list[str]:
@@ -78,12 +86,16 @@ def from_schema(prop: dict[str, Any]) -> st.SearchStrategy[Any]:
         elif kind == "integer":
             options.append(st.integers(*_integer_bounds(prop)))
         elif kind == "number":
-            options.append(st.floats(
-                min_value=prop.get("minimum", prop.get("exclusiveMinimum", -NUMBER_CAP)),
-                max_value=prop.get("maximum", prop.get("exclusiveMaximum", NUMBER_CAP)),
-                exclude_min="exclusiveMinimum" in prop, exclude_max="exclusiveMaximum" in prop,
-                allow_nan=False, allow_infinity=False,
-            ))  # fmt: skip
+            options.append(
+                st.floats(
+                    min_value=prop.get("minimum", prop.get("exclusiveMinimum", -NUMBER_CAP)),
+                    max_value=prop.get("maximum", prop.get("exclusiveMaximum", NUMBER_CAP)),
+                    exclude_min="exclusiveMinimum" in prop,
+                    exclude_max="exclusiveMaximum" in prop,
+                    allow_nan=False,
+                    allow_infinity=False,
+                )
+            )
         elif kind == "string":
             options.append(st.text(max_size=8))
     return st.one_of(options)
@@ -202,8 +214,19 @@ ENUM_KEYS = [k for k in KEYS if "enum" in SECTIONS[k[0]][k[1]]]
 def invalid_configs(draw: st.DrawFn) -> tuple[dict[str, Any], str]:
     """A valid config with one fault, and the dotted key the error must name."""
     cfg: dict[str, Any] = draw(valid_configs())
-    fault = draw(st.sampled_from(["unknown_key", "unknown_section", "wrong_type",
-                                  "out_of_range", "not_in_enum", "non_finite", "inconsistent"]))  # fmt: skip
+    fault = draw(
+        st.sampled_from(
+            [
+                "unknown_key",
+                "unknown_section",
+                "wrong_type",
+                "out_of_range",
+                "not_in_enum",
+                "non_finite",
+                "inconsistent",
+            ]
+        )
+    )
     if fault == "unknown_section":
         name = draw(_IDENTIFIER.filter(lambda n: n not in SECTIONS))
         cfg[name] = {}
@@ -217,8 +240,9 @@ def invalid_configs(draw: st.DrawFn) -> tuple[dict[str, Any], str]:
             train["batch_size"] = draw(st.integers(n_train + 1, n_train + 100))
             return cfg, "train.batch_size"
         if rule == "stored_size":
-            data["stored_size"] = draw(st.integers(32, data["image_size"] - 1)) if (
-                data["image_size"] > 32) else None  # fmt: skip
+            data["stored_size"] = (
+                draw(st.integers(32, data["image_size"] - 1)) if (data["image_size"] > 32) else None
+            )
             if data["stored_size"] is None:
                 data["image_size"], data["stored_size"] = 40, 33
             return cfg, "data.stored_size"
@@ -229,24 +253,31 @@ def invalid_configs(draw: st.DrawFn) -> tuple[dict[str, Any], str]:
             return cfg, "runtime.gpus"
         runtime.update(gpus=draw(st.integers(2, 8)), parallel="model")
         if runtime["gpus"] == 2:
-            cfg["model"].update(draw(st.sampled_from([{"variant": "torchvision"},
-                                                      {"grouped": False}])))  # fmt: skip
+            cfg["model"].update(
+                draw(st.sampled_from([{"variant": "torchvision"}, {"grouped": False}]))
+            )
         return cfg, "runtime.parallel"
-    pools = {"unknown_key": [(s, None) for s in SECTIONS], "wrong_type": KEYS,
-             "out_of_range": RANGED_KEYS, "not_in_enum": ENUM_KEYS,
-             "non_finite": NUMBER_KEYS}  # fmt: skip
+    pools = {
+        "unknown_key": [(s, None) for s in SECTIONS],
+        "wrong_type": KEYS,
+        "out_of_range": RANGED_KEYS,
+        "not_in_enum": ENUM_KEYS,
+        "non_finite": NUMBER_KEYS,
+    }
     section, key = draw(st.sampled_from(pools[fault]))
     if key is None:
         key = draw(_IDENTIFIER.filter(lambda n, s=section: n not in SECTIONS[s]))
         value: Any = draw(_JSON_VALUES["integer"])
     else:
         prop = SECTIONS[section][key]
-        value = draw({
-            "wrong_type": lambda: _wrong_type(prop),
-            "out_of_range": lambda: _out_of_range(prop),
-            "not_in_enum": lambda: st.text(max_size=8).filter(lambda v: v not in prop["enum"]),
-            "non_finite": lambda: st.sampled_from([math.nan, math.inf, -math.inf]),
-        }[fault]())  # fmt: skip
+        value = draw(
+            {
+                "wrong_type": lambda: _wrong_type(prop),
+                "out_of_range": lambda: _out_of_range(prop),
+                "not_in_enum": lambda: st.text(max_size=8).filter(lambda v: v not in prop["enum"]),
+                "non_finite": lambda: st.sampled_from([math.nan, math.inf, -math.inf]),
+            }[fault]()
+        )
     cfg[section][key] = value
     return cfg, f"{section}.{key}"
 

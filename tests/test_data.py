@@ -39,8 +39,12 @@ def test_image_folder_split_and_decode(image_folder: Path) -> None:
     assert train.classes == ["cat", "dog", "fox"]
     assert len(val.paths) == 6 and len(train.paths) == 12  # 2 of 6 per class held out
     assert not set(train.paths) & set(val.paths)
-    cfg = RunConfig(tiny_run(data={"source": "imagefolder", "root": str(image_folder), "val_fraction": 0.34},
-                             train={"batch_size": 4}))  # fmt: skip
+    cfg = RunConfig(
+        tiny_run(
+            data={"source": "imagefolder", "root": str(image_folder), "val_fraction": 0.34},
+            train={"batch_size": 4},
+        )
+    )
     bundle = build_data(cfg, CPU)
     assert bundle.num_classes == 3 and bundle.info["num_train"] == 12
     x, y = next(iter(bundle.train))
@@ -62,8 +66,10 @@ def test_image_folder_streaming_matches_in_memory(image_folder: Path) -> None:
 
 def test_corrupt_image_fails_or_is_skipped_and_counted(image_folder: Path) -> None:
     (image_folder / "dog" / "broken.jpg").write_bytes(b"not an image at all")
-    run = tiny_run(data={"source": "imagefolder", "root": str(image_folder), "val_fraction": 0.2},
-                   train={"batch_size": 4})  # fmt: skip
+    run = tiny_run(
+        data={"source": "imagefolder", "root": str(image_folder), "val_fraction": 0.2},
+        train={"batch_size": 4},
+    )
     with pytest.raises(DataError, match=r"broken\.jpg.*on_bad_image: skip"):
         build_data(RunConfig(run), CPU)
     run["data"]["on_bad_image"] = "skip"
@@ -98,8 +104,12 @@ def test_cifar10_loader(cifar_dir: Path) -> None:
     tx, ty, vx, vy = load_cifar10(cifar_dir.parent)  # parent holding cifar-10-batches-py works too
     assert tx.shape == (100, 3, 32, 32) and vx.shape == (10, 3, 32, 32)
     assert ty.dtype == torch.int64 and int(ty.max()) < 10
-    cfg = RunConfig(tiny_run(data={"source": "cifar10", "root": str(cifar_dir), "image_size": 32, "stored_size": 36},
-                             train={"batch_size": 10}))  # fmt: skip
+    cfg = RunConfig(
+        tiny_run(
+            data={"source": "cifar10", "root": str(cifar_dir), "image_size": 32, "stored_size": 36},
+            train={"batch_size": 10},
+        )
+    )
     bundle = build_data(cfg, CPU)
     assert bundle.info["num_train"] == 100 and next(iter(bundle.train))[0].shape == (10, 3, 36, 36)
     with pytest.raises(DataError, match="no CIFAR-10 batches"):
@@ -120,8 +130,17 @@ def test_loader_shards_are_disjoint_and_resumable() -> None:
     labels = torch.arange(40)
 
     def epoch_labels(rank: int, world: int, epoch: int) -> list[int]:
-        loader = TensorBatchLoader(images, labels, 5, device=CPU, shuffle=True, drop_last=True,
-                                   seed=3, rank=rank, world_size=world)  # fmt: skip
+        loader = TensorBatchLoader(
+            images,
+            labels,
+            5,
+            device=CPU,
+            shuffle=True,
+            drop_last=True,
+            seed=3,
+            rank=rank,
+            world_size=world,
+        )
         loader.set_epoch(epoch)
         return [int(v) for _, y in loader for v in y]
 

@@ -60,14 +60,24 @@ def curve(t: float, epochs: int, start: float = 0.9) -> list[float]:
     return [max(0.01, start - (start - TARGET) * k / t) for k in range(1, epochs + 1)]
 
 
-def write_run(run_dir: Path, errors: list[float], lr: float, seed: int, status: str = "completed",
-              source: str = "synthetic", val_gap: float = 0.15) -> None:  # fmt: skip
+def write_run(
+    run_dir: Path,
+    errors: list[float],
+    lr: float,
+    seed: int,
+    status: str = "completed",
+    source: str = "synthetic",
+    val_gap: float = 0.15,
+) -> None:
     """A run directory as the training job writes it (only the fields the analysis reads); the
     validation error is the training error + ``val_gap``."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    metrics = {"status": status, "config": {"train": {"lr": lr, "seed": seed}},
-               "data": {"source": source, "num_train": 2000, "image_size": 32},
-               "time_to_target": {"target_train_error": TARGET, "error": "train_top1_error"}}  # fmt: skip
+    metrics = {
+        "status": status,
+        "config": {"train": {"lr": lr, "seed": seed}},
+        "data": {"source": source, "num_train": 2000, "image_size": 32},
+        "time_to_target": {"target_train_error": TARGET, "error": "train_top1_error"},
+    }
     (run_dir / "metrics.json").write_text(json.dumps(metrics))
     with open(run_dir / "history.csv", "w", newline="") as fh:
         w = csv.writer(fh)
@@ -83,12 +93,15 @@ def test_layers18pct_shapes_and_parameters() -> None:
     assert model.classifier.in_features == 64 * 4 * 4  # cuda-convnet pools: 32 -> 16 -> 8 -> 4
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert [(c.out_channels, c.kernel_size, c.padding) for c in convs] == [
-        (32, (5, 5), (2, 2)), (32, (5, 5), (2, 2)), (64, (5, 5), (2, 2))
-    ]  # fmt: skip
+        (32, (5, 5), (2, 2)),
+        (32, (5, 5), (2, 2)),
+        (64, (5, 5), (2, 2)),
+    ]
     pools = [type(m).__name__ for m in model.features if "Pool" in type(m).__name__]
     assert pools == ["MaxPool2d", "AvgPool2d", "AvgPool2d"]  # as in layers-18pct.cfg
-    assert not any(isinstance(m, torch.nn.Dropout) or "LRN" in type(m).__name__
-                   for m in model.modules())  # fmt: skip
+    assert not any(
+        isinstance(m, torch.nn.Dropout) or "LRN" in type(m).__name__ for m in model.modules()
+    )
     assert sum(p.numel() for p in model.parameters()) == 2432 + 25632 + 51264 + 10250
 
 
@@ -147,13 +160,22 @@ def test_normalise_mean_feeds_pixels_minus_the_mean_on_the_0_255_scale() -> None
     """cuda-convnet's CIFAR provider: data - data_mean on raw pixels, no division."""
     from alexnet_bench.data import build_data
 
-    base = {"data": {"source": "synthetic", "num_train": 64, "num_val": 32, "image_size": 32,
-                     "stored_size": 32},
-            "augment": {"crop_flip": False, "pca_lighting": False},
-            "train": {"batch_size": 32}, "runtime": {"device": "cpu"}}  # fmt: skip
+    base = {
+        "data": {
+            "source": "synthetic",
+            "num_train": 64,
+            "num_val": 32,
+            "image_size": 32,
+            "stored_size": 32,
+        },
+        "augment": {"crop_flip": False, "pca_lighting": False},
+        "train": {"batch_size": 32},
+        "runtime": {"device": "cpu"},
+    }
     std_units = build_data(RunConfig(base), torch.device("cpu"))
-    raw = build_data(RunConfig({**base, "data": {**base["data"], "normalise": "mean"}}),
-                     torch.device("cpu"))  # fmt: skip
+    raw = build_data(
+        RunConfig({**base, "data": {**base["data"], "normalise": "mean"}}), torch.device("cpu")
+    )
     images, _ = next(iter(raw.val))
     x = raw.augment(images, train=False)
     mean255 = 255 * std_units.augment.mean
@@ -171,9 +193,12 @@ def test_alexnet_keys_still_build_alexnet_and_model_split_is_rejected() -> None:
 
 
 def test_stop_at_target_ends_the_run_after_the_first_epoch_below_it(tmp_path: Path) -> None:
-    cfg = RunConfig(tiny_run(model={"arch": "layers18pct"},
-                             train={"epochs": 4, "target_train_error": 0.999,
-                                    "stop_at_target": True}))  # fmt: skip
+    cfg = RunConfig(
+        tiny_run(
+            model={"arch": "layers18pct"},
+            train={"epochs": 4, "target_train_error": 0.999, "stop_at_target": True},
+        )
+    )
     metrics = run_training(cfg, tmp_path)
     assert metrics["status"] == "completed" and metrics["epochs_completed"] == 1
     assert metrics["time_to_target"]["epoch"] == 1
@@ -332,14 +357,42 @@ def test_log_grid_is_log_spaced_and_rounded() -> None:
     [
         ({"final_seeds": [100, 200, 201]}, "also appear in sweep_seeds"),
         ({"final_seeds": [200, 201]}, ">= 3 distinct final_seeds"),
-        ({"inits": {VP: {"epochs": 14, "lr_grid": {"relu": {"min": 0.01, "max": 0.1, "num": 2},
-                                                   "tanh": {"min": 0.01, "max": 0.1, "num": 5}}}}},
-         "figure1.inits.variance_preserving.lr_grid.relu.num must be >= 3"),
-        ({"inits": {VP: {"epochs": 14, "lr_grid": {"relu": {"min": 0.1, "max": 0.01, "num": 5},
-                                                   "tanh": {"min": 0.01, "max": 0.1, "num": 5}}}}},
-         "min must be below max"),
-        ({"inits": {VP: {"epochs": 14, "lr_grid": {"relu": {"min": 0.01, "max": 0.1, "num": 5}}}}},
-         "figure1.inits.variance_preserving.lr_grid needs exactly the keys relu and tanh"),
+        (
+            {
+                "inits": {
+                    VP: {
+                        "epochs": 14,
+                        "lr_grid": {
+                            "relu": {"min": 0.01, "max": 0.1, "num": 2},
+                            "tanh": {"min": 0.01, "max": 0.1, "num": 5},
+                        },
+                    }
+                }
+            },
+            "figure1.inits.variance_preserving.lr_grid.relu.num must be >= 3",
+        ),
+        (
+            {
+                "inits": {
+                    VP: {
+                        "epochs": 14,
+                        "lr_grid": {
+                            "relu": {"min": 0.1, "max": 0.01, "num": 5},
+                            "tanh": {"min": 0.01, "max": 0.1, "num": 5},
+                        },
+                    }
+                }
+            },
+            "min must be below max",
+        ),
+        (
+            {
+                "inits": {
+                    VP: {"epochs": 14, "lr_grid": {"relu": {"min": 0.01, "max": 0.1, "num": 5}}}
+                }
+            },
+            "figure1.inits.variance_preserving.lr_grid needs exactly the keys relu and tanh",
+        ),
         ({"inits": {VP: {"lr_grid": {}}}}, "figure1.inits.variance_preserving.epochs is missing"),
         ({"inits": {"xavier": {}}}, "figure1.inits must map"),
         ({"inits": {}}, "figure1.inits must map"),
@@ -352,7 +405,7 @@ def test_log_grid_is_log_spaced_and_rounded() -> None:
         ({"train_images": None}, "train_images must be a number"),
         ({"data": "cifar10", "cifar10_root": "/nowhere/cifar"}, "does not exist"),
     ],
-)  # fmt: skip
+)
 def test_bad_config_blocks_fail_with_one_line(block: dict, change: dict, message: str) -> None:
     with pytest.raises((ConfigError, DataError), match=message) as info:
         Figure1Settings.from_config({**block, **change})
@@ -363,11 +416,18 @@ def test_workflow_schema_validates_the_figure1_block() -> None:
     schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
     jsonschema.validate(STUDY, schema)
     era = STUDY["figure1"]["inits"][ERA]
-    for bad in ({"sweep_seeds": []}, {"final_seeds": [1, 1, 2]}, {"typo": 1},
-                {"data": "imagenet"}, {"inits": {"xavier": era}}, {"inits": {}},
-                {"inits": {ERA: {**era, "epochs": 0}}}, {"inits": {ERA: {"epochs": 3}}},
-                {"inits": {ERA: {**era, "lr_grid": {"relu": {"min": 0.1, "max": 1, "num": 3}}}}},
-                {"epochs": 14}):  # fmt: skip
+    for bad in (
+        {"sweep_seeds": []},
+        {"final_seeds": [1, 1, 2]},
+        {"typo": 1},
+        {"data": "imagenet"},
+        {"inits": {"xavier": era}},
+        {"inits": {}},
+        {"inits": {ERA: {**era, "epochs": 0}}},
+        {"inits": {ERA: {"epochs": 3}}},
+        {"inits": {ERA: {**era, "lr_grid": {"relu": {"min": 0.1, "max": 1, "num": 3}}}}},
+        {"epochs": 14},
+    ):
         study = copy.deepcopy(STUDY)
         study["figure1"].update(bad)
         with pytest.raises(jsonschema.ValidationError):
@@ -375,10 +435,16 @@ def test_workflow_schema_validates_the_figure1_block() -> None:
 
 
 # -- the CIFAR-10 branch --------------------------------------------------------------------------
-def test_cifar10_is_used_when_its_directory_exists(block: dict, cifar_dir: Path,
-                                                   tmp_path: Path) -> None:  # fmt: skip
-    block.update(data="auto", cifar10_root="cifar-10-batches-py", train_images=60,
-                 val_images=10, batch_size=20)  # fmt: skip
+def test_cifar10_is_used_when_its_directory_exists(
+    block: dict, cifar_dir: Path, tmp_path: Path
+) -> None:
+    block.update(
+        data="auto",
+        cifar10_root="cifar-10-batches-py",
+        train_images=60,
+        val_images=10,
+        batch_size=20,
+    )
     block["inits"]["cuda_convnet"]["epochs"] = 1
     s = Figure1Settings.from_config(block, base_dir=cifar_dir.parent)
     assert s.data == "cifar10"
@@ -388,8 +454,23 @@ def test_cifar10_is_used_when_its_directory_exists(block: dict, cifar_dir: Path,
     cfg["runtime"] = {"device": "cpu", "threads": 1}
     cfg["train"]["collapse_check"] = False  # random fake CIFAR pixels cannot be learned
     out = tmp_path / "final" / "tanh" / "seed200"
-    assert main(["figure1", "train", "--config-json", json.dumps(cfg), "--seed", "200",
-                 "--out", str(out), "--label", "stage=final"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "figure1",
+                "train",
+                "--config-json",
+                json.dumps(cfg),
+                "--seed",
+                "200",
+                "--out",
+                str(out),
+                "--label",
+                "stage=final",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["data"]["source"] == "cifar10" and metrics["data"]["num_train"] == 60
     assert metrics["model"]["arch"] == "layers18pct" and metrics["status"] == "completed"
@@ -404,8 +485,20 @@ def test_figure1_train_is_one_seed_launched_like_any_cell(tmp_path: Path) -> Non
     (tmp_path / "selection.json").write_text(json.dumps({"chosen": {"tanh": {"lr": 0.02}}}))
     bad = {"model": {"arch": "layers18pct"}, "train": {"batch_size": 10_000}}
     out = tmp_path / "final" / "tanh" / "seed200"
-    args = ["figure1", "train", "--config-json", json.dumps(bad), "--seed", "200", "--out",
-            str(out), "--lr-from", str(tmp_path / "selection.json"), "--activation", "tanh"]  # fmt: skip
+    args = [
+        "figure1",
+        "train",
+        "--config-json",
+        json.dumps(bad),
+        "--seed",
+        "200",
+        "--out",
+        str(out),
+        "--lr-from",
+        str(tmp_path / "selection.json"),
+        "--activation",
+        "tanh",
+    ]
     assert main(args) == 2 and not (out / "metrics.json").exists()
     assert main([*args, "--record-failures"]) == 0
     record = json.loads((out / "metrics.json").read_text())
@@ -415,8 +508,13 @@ def test_figure1_train_is_one_seed_launched_like_any_cell(tmp_path: Path) -> Non
 
 
 # -- summary, outputs and the study report --------------------------------------------------------
-def _study_tree(root: Path, s: Figure1Settings, finals: dict[str, dict[str, list[float]]],
-                source: str = "synthetic", val_gap: float = 0.15) -> None:  # fmt: skip
+def _study_tree(
+    root: Path,
+    s: Figure1Settings,
+    finals: dict[str, dict[str, list[float]]],
+    source: str = "synthetic",
+    val_gap: float = 0.15,
+) -> None:
     """Per init: sweep (fastest at the middle rate, the smallest never reaching the target) and
     final runs with the given crossings."""
     for init, arms in finals.items():
@@ -430,12 +528,20 @@ def _study_tree(root: Path, s: Figure1Settings, finals: dict[str, dict[str, list
                     errors = curve(t, cap) if t else [0.9] * cap
                     write_run(sweep_dir(root, init, act, lr) / f"seed{seed}", errors, lr, seed)
             for seed, t in zip(s.final_seeds, crossings, strict=True):
-                write_run(final_dir(root, init, act) / f"seed{seed}", curve(t, cap), grid[mid],
-                          seed, source=source, val_gap=val_gap)  # fmt: skip
+                write_run(
+                    final_dir(root, init, act) / f"seed{seed}",
+                    curve(t, cap),
+                    grid[mid],
+                    seed,
+                    source=source,
+                    val_gap=val_gap,
+                )
 
 
-FINALS = {VP: {"relu": [4.0, 5.0, 6.0], "tanh": [10.0, 10.0, 9.0]},
-          ERA: {"relu": [4.0, 4.0, 5.0], "tanh": [12.0, 13.0, 10.0]}}  # fmt: skip
+FINALS = {
+    VP: {"relu": [4.0, 5.0, 6.0], "tanh": [10.0, 10.0, 9.0]},
+    ERA: {"relu": [4.0, 4.0, 5.0], "tanh": [12.0, 13.0, 10.0]},
+}
 
 
 def test_summary_and_report_section(block: dict, tmp_path: Path) -> None:
@@ -461,8 +567,11 @@ def test_summary_and_report_section(block: dict, tmp_path: Path) -> None:
     assert summary["inits"][ERA]["ratio"]["value"] == pytest.approx(era_ratio)
     # the interaction: paired ratio of the per-seed ratios, with its own t-interval
     it = summary["interaction"]
-    per_seed = [math.log((12 / 4) / (10 / 4)), math.log((13 / 4) / (10 / 5)),
-                math.log((10 / 5) / (9 / 6))]  # fmt: skip
+    per_seed = [
+        math.log((12 / 4) / (10 / 4)),
+        math.log((13 / 4) / (10 / 5)),
+        math.log((10 / 5) / (9 / 6)),
+    ]
     m, sd = statistics.fmean(per_seed), statistics.stdev(per_seed)
     assert it["kind"] == "estimate" and it["value"] == pytest.approx(era_ratio / vp_ratio)
     assert it["ci95_low"] == pytest.approx(math.exp(m - T975_DF2 * sd / math.sqrt(3)))
@@ -545,8 +654,9 @@ def test_summary_flags_censored_final_runs_and_edge_choices(block: dict, tmp_pat
     _study_tree(root, s, FINALS, source="cifar10")
     grid, cap = s.grids[ERA]["tanh"], s.epochs[ERA]
     for seed in s.sweep_seeds:  # the paper-era tanh's largest rate is the fastest: an edge
-        write_run(sweep_dir(root, ERA, "tanh", grid[-1]) / f"seed{seed}", curve(3.0, cap),
-                  grid[-1], seed)  # fmt: skip
+        write_run(
+            sweep_dir(root, ERA, "tanh", grid[-1]) / f"seed{seed}", curve(3.0, cap), grid[-1], seed
+        )
     write_run(final_dir(root, ERA, "tanh") / "seed201", [0.9] * cap, grid[1], 201)
     summary = build_summary(root, s)
     assert all(c["ok"] for c in summary["inits"][VP]["checks"])  # per init

@@ -22,8 +22,15 @@ import pytest
 from .conftest import REPO
 
 SCRIPT = REPO / "scripts" / "gpu_acceptance.sh"
-STEPS = ["environment", "gpu_tests", "train_step", "real_data", "telemetry_overhead", "study",
-         "check"]  # fmt: skip
+STEPS = [
+    "environment",
+    "gpu_tests",
+    "train_step",
+    "real_data",
+    "telemetry_overhead",
+    "study",
+    "check",
+]
 
 
 def load_checker() -> ModuleType:
@@ -40,8 +47,14 @@ check = load_checker()
 
 
 def run_script(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Any:
-    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True,
-                          env=env or dict(os.environ), timeout=timeout, cwd=REPO)  # fmt: skip
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        env=env or dict(os.environ),
+        timeout=timeout,
+        cwd=REPO,
+    )
 
 
 # --------------------------------------------------------------------------- the script
@@ -107,18 +120,37 @@ def test_steps_run_in_order_under_their_budgets_and_the_check_fails_them(tmp_pat
     }.items():
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod((bin_dir / name).stat().st_mode | stat.S_IXUSR)
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-           "PYTHON": str(bin_dir / "python"), "REAL_PYTHON": sys.executable}  # fmt: skip
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "PYTHON": str(bin_dir / "python"),
+        "REAL_PYTHON": sys.executable,
+    }
     out = tmp_path / "acceptance"
     # environment (imports torch): a generous budget, for a CI machine busy with other jobs
-    proc = run_script("--out", str(out), "--budget", "train_step=1", "--budget", "environment=400",
-                      env=env, timeout=560)  # fmt: skip
+    proc = run_script(
+        "--out",
+        str(out),
+        "--budget",
+        "train_step=1",
+        "--budget",
+        "environment=400",
+        env=env,
+        timeout=560,
+    )
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = [line.split("\t") for line in (out / "steps.tsv").read_text().splitlines()]
     assert [r[0] for r in rows] == STEPS
     status = {r[0]: r[3] for r in rows}
-    assert status == {"environment": "0", "gpu_tests": "0", "train_step": "124", "real_data": "0",
-                      "telemetry_overhead": "1", "study": "0", "check": "1"}  # fmt: skip
+    assert status == {
+        "environment": "0",
+        "gpu_tests": "0",
+        "train_step": "124",
+        "real_data": "0",
+        "telemetry_overhead": "1",
+        "study": "0",
+        "check": "1",
+    }
     assert f"tree: {out}/.real_data/tree" in (out / "logs" / "real_data.log").read_text()
     assert not (out / ".real_data").exists()  # the generated tree and cache are not kept
     assert int(rows[2][2]) < 10  # killed at its 1 s budget, not after the stub's 30 s
@@ -147,15 +179,21 @@ def _metrics(ablation: str, seed: int, gpus: int = 1) -> dict[str, Any]:
         "status": "completed",
         "reason": None,
         "run": {"preset": "gpu_acceptance", "ablation": ablation, "seed": seed},
-        "config": {"runtime": {"compile": True, "gpus": gpus},
-                   "telemetry": {"interval_ms": INTERVAL_MS}},
+        "config": {
+            "runtime": {"compile": True, "gpus": gpus},
+            "telemetry": {"interval_ms": INTERVAL_MS},
+        },
         "runtime": {"compile": "on (default)"},
         "step_time": {"timing_method": "cuda_events", "images_per_s_overall": 10000.0},
         "flops": {"mfu": 0.21},
-        "gpu": {"available": True, "energy_j": 900.0, "energy_method": "counter",
-                "util_gpu_pct": {"mean": 71.0}},
+        "gpu": {
+            "available": True,
+            "energy_j": 900.0,
+            "energy_method": "counter",
+            "util_gpu_pct": {"mean": 71.0},
+        },
         "parallel": {"world_size": 1},
-    }  # fmt: skip
+    }
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -171,23 +209,40 @@ def write_run(out: Path, ablation: str, seed: int, metrics: dict[str, Any]) -> P
     (cell / "metrics.json").write_text(json.dumps(metrics))
     if metrics["status"] != "completed":
         return cell
-    _write_csv(cell / "history.csv", [
-        {"epoch": e, "epoch_time_s": 0.5, "images_per_s": 9800.0 if e > 1 else 2000.0}
-        for e in range(1, 6)
-    ])  # fmt: skip
-    _write_csv(cell / "gpu.csv", [
-        {"t_s": round(i * 0.1 + (0.004 if i % 3 else 0), 4), "gpu": 0, "util_gpu_pct": 70,
-         "power_w": 400, "energy_mj": 1_000_000 + 40_000 * i}
-        for i in range(60)
-    ])  # fmt: skip
+    _write_csv(
+        cell / "history.csv",
+        [
+            {"epoch": e, "epoch_time_s": 0.5, "images_per_s": 9800.0 if e > 1 else 2000.0}
+            for e in range(1, 6)
+        ],
+    )
+    _write_csv(
+        cell / "gpu.csv",
+        [
+            {
+                "t_s": round(i * 0.1 + (0.004 if i % 3 else 0), 4),
+                "gpu": 0,
+                "util_gpu_pct": 70,
+                "power_w": 400,
+                "energy_mj": 1_000_000 + 40_000 * i,
+            }
+            for i in range(60)
+        ],
+    )
     return cell
 
 
 def write_passing_folder(out: Path, gpus: int = 1) -> None:
     """What a fully passing 1-GPU acceptance run leaves behind."""
     out.mkdir(parents=True, exist_ok=True)
-    budgets = {"environment": 15, "gpu_tests": 65, "train_step": 135, "real_data": 45,
-               "telemetry_overhead": 60, "study": 195}  # fmt: skip
+    budgets = {
+        "environment": 15,
+        "gpu_tests": 65,
+        "train_step": 135,
+        "real_data": 45,
+        "telemetry_overhead": 60,
+        "study": 195,
+    }
     (out / "steps.tsv").write_text("".join(f"{k}\t{b}\t{b // 2}\t0\n" for k, b in budgets.items()))
     (out / "environment.json").write_text(json.dumps({"cuda_device_count": gpus}))
     (out / "gpu_tests.xml").write_text(
@@ -208,21 +263,43 @@ def write_passing_folder(out: Path, gpus: int = 1) -> None:
         {"loop": "input_pipeline", "batch_size": 256, "images_per_s": 400000.0},
         {"loop": "limit", "batch_size": 256, "images_per_s": 97000.0, "mfu": 1.0},
     ]
-    (out / "train_step_cuda.json").write_text(json.dumps({
-        "device": "cuda", "image_size": 224, "peak_source": "spec-table: H100 bf16", "rows": rows,
-        "suite_runtime_bs256": {"compile": "on (default)"},
-    }))  # fmt: skip
-    (out / "input_pipeline_cuda.json").write_text(json.dumps({
-        "mode": "device", "device": "cuda", "rows": [
-            {"name": "streaming_loader_w15", "images_per_s": 4100.0},
-            {"name": "cached_loader_raw_w2", "images_per_s": 52000.0},
-            {"name": "cached_loader_raw_w4", "images_per_s": 71000.0},
-        ]}))  # fmt: skip
-    (out / "telemetry_overhead_cuda.json").write_text(json.dumps({
-        "device": "cuda:0", "nvml": "real NVML",
-        "results": {"overhead_pct_median": 0.3, "overhead_pct_median_ci95": [-0.2, 0.7],
-                    "target_pct": 1.0},
-    }))  # fmt: skip
+    (out / "train_step_cuda.json").write_text(
+        json.dumps(
+            {
+                "device": "cuda",
+                "image_size": 224,
+                "peak_source": "spec-table: H100 bf16",
+                "rows": rows,
+                "suite_runtime_bs256": {"compile": "on (default)"},
+            }
+        )
+    )
+    (out / "input_pipeline_cuda.json").write_text(
+        json.dumps(
+            {
+                "mode": "device",
+                "device": "cuda",
+                "rows": [
+                    {"name": "streaming_loader_w15", "images_per_s": 4100.0},
+                    {"name": "cached_loader_raw_w2", "images_per_s": 52000.0},
+                    {"name": "cached_loader_raw_w4", "images_per_s": 71000.0},
+                ],
+            }
+        )
+    )
+    (out / "telemetry_overhead_cuda.json").write_text(
+        json.dumps(
+            {
+                "device": "cuda:0",
+                "nvml": "real NVML",
+                "results": {
+                    "overhead_pct_median": 0.3,
+                    "overhead_pct_median_ci95": [-0.2, 0.7],
+                    "target_pct": 1.0,
+                },
+            }
+        )
+    )
     for seed in (0, 1):
         for ablation in ("baseline", "tanh"):
             write_run(out, ablation, seed, _metrics(ablation, seed))
@@ -230,8 +307,12 @@ def write_passing_folder(out: Path, gpus: int = 1) -> None:
             if gpus >= 2:
                 write_run(out, ablation, seed, _metrics(ablation, seed, gpus=2))
             else:
-                write_run(out, ablation, seed, {
-                    "status": "skipped", "reason": "needs 2 GPUs but 1 is visible (...)"})  # fmt: skip
+                write_run(
+                    out,
+                    ablation,
+                    seed,
+                    {"status": "skipped", "reason": "needs 2 GPUs but 1 is visible (...)"},
+                )
     (out / "study" / "reports").mkdir(parents=True, exist_ok=True)
     (out / "study" / "reports" / "index.html").write_text("<html></html>")
 
@@ -246,10 +327,22 @@ def test_a_passing_folder_passes_every_assertion(tmp_path: Path, capsys) -> None
     printed = capsys.readouterr().out
     assert "FAIL |" not in printed and printed.rstrip().endswith(" passed, 0 failed")
     names = set(results(tmp_path))
-    for needle in ("NVML series", "energy", "utilisation", "MFU between 0 and 1", "compile",
-                   "CUDA-event", "bf16", "2x the reference", "MFU >= 30%", "input pipeline",
-                   "real data: cached loader",
-                   "telemetry overhead", "study cell gpus2 ", "gpu-marked tests"):  # fmt: skip
+    for needle in (
+        "NVML series",
+        "energy",
+        "utilisation",
+        "MFU between 0 and 1",
+        "compile",
+        "CUDA-event",
+        "bf16",
+        "2x the reference",
+        "MFU >= 30%",
+        "input pipeline",
+        "real data: cached loader",
+        "telemetry overhead",
+        "study cell gpus2 ",
+        "gpu-marked tests",
+    ):
         assert any(needle in n for n in names), needle
     saved = json.loads((tmp_path / "acceptance.json").read_text())
     assert saved["passed"] is True and len(saved["checks"]) == len(names)
@@ -299,78 +392,156 @@ def _suite(data: dict, key: str, value: float) -> None:
 
 
 FAULTS: dict[str, tuple[Callable[[Path], None], str]] = {
-    "step_timed_out": (lambda o: (o / "steps.tsv").write_text(
-        (o / "steps.tsv").read_text().replace("study\t195\t97\t0", "study\t195\t195\t124")),
-        "step study ends with exit 0 within its budget"),
-    "gpu_test_failed": (lambda o: (o / "gpu_tests.xml").write_text(
-        (o / "gpu_tests.xml").read_text().replace(
-            'name="test_real_nvml_sampler"/>',
-            'name="test_real_nvml_sampler"><failure message="boom"/></testcase>')),
-        "gpu-marked tests pass (pytest -m gpu)"),
-    "bf16_out_of_tolerance": (lambda o: (o / "gpu_tests.xml").write_text(
-        (o / "gpu_tests.xml").read_text().replace('value="0.0007"', 'value="0.03"')),
-        "bf16 step loss within the tested tolerance of fp32 (GPU)"),
-    "no_nvml_samples": (lambda o: _edit_csv(_cell(o) / "gpu.csv", lambda rows: rows[:1]),
-                        ("NVML series non-empty at the configured interval",
-                         "energy counter monotonic and energy positive")),
-    "nvml_interval_off": (lambda o: _edit_csv(_cell(o) / "gpu.csv", lambda rows: [
-        {**r, "t_s": str(float(r["t_s"]) * 2)} for r in rows]),
-        "NVML series non-empty at the configured interval"),
-    "energy_counter_goes_back": (lambda o: _edit_csv(_cell(o) / "gpu.csv", lambda rows: [
-        {**r, "energy_mj": "5" if i == 30 else r["energy_mj"]} for i, r in enumerate(rows)]),
-        "energy counter monotonic and energy positive"),
-    "energy_zero": (lambda o: _edit_metrics(_cell(o), lambda m: _set(m, "gpu.energy_j", 0.0)),
-                    "energy counter monotonic and energy positive"),
-    "utilisation_zero": (lambda o: _edit_metrics(
-        _cell(o, "tanh/seed1"), lambda m: _set(m, "gpu.util_gpu_pct.mean", 0.0)),
-        "GPU utilisation above 0 during training"),
-    "mfu_above_one": (lambda o: _edit_metrics(_cell(o), lambda m: _set(m, "flops.mfu", 1.7)),
-                      "MFU between 0 and 1"),
-    "silent_compile_fallback": (lambda o: _edit_metrics(
-        _cell(o), lambda m: _set(m, "runtime.compile", "off")),
-        "no silent torch.compile fallback"),
-    "dynamo_ran_frames_eagerly": (lambda o: (
-        (o / "study" / "logs" / "train" / "gpu_acceptance" / "baseline").mkdir(parents=True),
-        (o / "study" / "logs" / "train" / "gpu_acceptance" / "baseline" / "seed0.log").write_text(
-            "torch._dynamo hit config.recompile_limit (8)\n")),
-        "no silent torch.compile fallback"),
-    "event_times_disagree": (lambda o: _edit_metrics(
-        _cell(o), lambda m: _set(m, "step_time.images_per_s_overall", 15000.0)),
-        "CUDA-event step times agree with wall time"),
-    "perf_timer_instead_of_events": (lambda o: _edit_metrics(
-        _cell(o), lambda m: _set(m, "step_time.timing_method", "perf_counter")),
-        "CUDA-event step times agree with wall time"),
-    "suite_not_2x_reference": (lambda o: _edit_json(
-        o / "train_step_cuda.json", lambda d: _suite(d, "images_per_s", 17000.0)),
-        "suite step >= 2x the reference loop (224 px)"),
-    "mfu_below_target": (lambda o: _edit_json(
-        o / "train_step_cuda.json", lambda d: _suite(d, "mfu", 0.12)),
-        "suite MFU >= 30% at 224 px"),
-    "mfu_not_at_224": (lambda o: _edit_json(
-        o / "train_step_cuda.json", lambda d: d.update(image_size=128)),
-        "suite MFU >= 30% at 224 px"),
-    "input_pipeline_too_slow": (lambda o: _edit_json(o / "train_step_cuda.json", lambda d: next(
-        r for r in d["rows"] if r["loop"] == "input_pipeline").update(images_per_s=50000.0)),
-        "input pipeline >= 2x the suite step"),
-    "real_data_cache_too_slow": (lambda o: _edit_json(o / "input_pipeline_cuda.json", lambda d: [
-        r.update(images_per_s=40000.0) for r in d["rows"] if r["name"].startswith("cached")]),
-        "real data: cached loader (JPEG tree, raw cache) >= 2x the suite step"),
-    "real_data_not_on_gpu": (lambda o: _edit_json(o / "input_pipeline_cuda.json",
-        lambda d: d.update(device="cpu")),
-        "real data: cached loader (JPEG tree, raw cache) >= 2x the suite step"),
-    "telemetry_overhead_high": (lambda o: _edit_json(o / "telemetry_overhead_cuda.json",
-        lambda d: d["results"].update(overhead_pct_median=2.5)),
-        "telemetry overhead below its target on the GPU (real NVML)"),
-    "telemetry_simulated_nvml": (lambda o: _edit_json(o / "telemetry_overhead_cuda.json",
-        lambda d: d.update(nvml="simulated: in-process fake pynvml")),
-        "telemetry overhead below its target on the GPU (real NVML)"),
-    "cell_failed": (lambda o: _edit_metrics(_cell(o, "tanh/seed1"), lambda m: m.update(
-        status="failed", reason="CUDA out of memory")), "study cell tanh (1 GPU)"),
-    "cell_missing": (lambda o: shutil.rmtree(_cell(o, "baseline/seed1")),
-                     "study cell baseline (1 GPU)"),
-    "report_missing": (lambda o: (o / "study" / "reports" / "index.html").unlink(),
-                       "study report rendered"),
-}  # fmt: skip
+    "step_timed_out": (
+        lambda o: (o / "steps.tsv").write_text(
+            (o / "steps.tsv").read_text().replace("study\t195\t97\t0", "study\t195\t195\t124")
+        ),
+        "step study ends with exit 0 within its budget",
+    ),
+    "gpu_test_failed": (
+        lambda o: (o / "gpu_tests.xml").write_text(
+            (o / "gpu_tests.xml")
+            .read_text()
+            .replace(
+                'name="test_real_nvml_sampler"/>',
+                'name="test_real_nvml_sampler"><failure message="boom"/></testcase>',
+            )
+        ),
+        "gpu-marked tests pass (pytest -m gpu)",
+    ),
+    "bf16_out_of_tolerance": (
+        lambda o: (o / "gpu_tests.xml").write_text(
+            (o / "gpu_tests.xml").read_text().replace('value="0.0007"', 'value="0.03"')
+        ),
+        "bf16 step loss within the tested tolerance of fp32 (GPU)",
+    ),
+    "no_nvml_samples": (
+        lambda o: _edit_csv(_cell(o) / "gpu.csv", lambda rows: rows[:1]),
+        (
+            "NVML series non-empty at the configured interval",
+            "energy counter monotonic and energy positive",
+        ),
+    ),
+    "nvml_interval_off": (
+        lambda o: _edit_csv(
+            _cell(o) / "gpu.csv",
+            lambda rows: [{**r, "t_s": str(float(r["t_s"]) * 2)} for r in rows],
+        ),
+        "NVML series non-empty at the configured interval",
+    ),
+    "energy_counter_goes_back": (
+        lambda o: _edit_csv(
+            _cell(o) / "gpu.csv",
+            lambda rows: [
+                {**r, "energy_mj": "5" if i == 30 else r["energy_mj"]} for i, r in enumerate(rows)
+            ],
+        ),
+        "energy counter monotonic and energy positive",
+    ),
+    "energy_zero": (
+        lambda o: _edit_metrics(_cell(o), lambda m: _set(m, "gpu.energy_j", 0.0)),
+        "energy counter monotonic and energy positive",
+    ),
+    "utilisation_zero": (
+        lambda o: _edit_metrics(
+            _cell(o, "tanh/seed1"), lambda m: _set(m, "gpu.util_gpu_pct.mean", 0.0)
+        ),
+        "GPU utilisation above 0 during training",
+    ),
+    "mfu_above_one": (
+        lambda o: _edit_metrics(_cell(o), lambda m: _set(m, "flops.mfu", 1.7)),
+        "MFU between 0 and 1",
+    ),
+    "silent_compile_fallback": (
+        lambda o: _edit_metrics(_cell(o), lambda m: _set(m, "runtime.compile", "off")),
+        "no silent torch.compile fallback",
+    ),
+    "dynamo_ran_frames_eagerly": (
+        lambda o: (
+            (o / "study" / "logs" / "train" / "gpu_acceptance" / "baseline").mkdir(parents=True),
+            (
+                o / "study" / "logs" / "train" / "gpu_acceptance" / "baseline" / "seed0.log"
+            ).write_text("torch._dynamo hit config.recompile_limit (8)\n"),
+        ),
+        "no silent torch.compile fallback",
+    ),
+    "event_times_disagree": (
+        lambda o: _edit_metrics(
+            _cell(o), lambda m: _set(m, "step_time.images_per_s_overall", 15000.0)
+        ),
+        "CUDA-event step times agree with wall time",
+    ),
+    "perf_timer_instead_of_events": (
+        lambda o: _edit_metrics(
+            _cell(o), lambda m: _set(m, "step_time.timing_method", "perf_counter")
+        ),
+        "CUDA-event step times agree with wall time",
+    ),
+    "suite_not_2x_reference": (
+        lambda o: _edit_json(
+            o / "train_step_cuda.json", lambda d: _suite(d, "images_per_s", 17000.0)
+        ),
+        "suite step >= 2x the reference loop (224 px)",
+    ),
+    "mfu_below_target": (
+        lambda o: _edit_json(o / "train_step_cuda.json", lambda d: _suite(d, "mfu", 0.12)),
+        "suite MFU >= 30% at 224 px",
+    ),
+    "mfu_not_at_224": (
+        lambda o: _edit_json(o / "train_step_cuda.json", lambda d: d.update(image_size=128)),
+        "suite MFU >= 30% at 224 px",
+    ),
+    "input_pipeline_too_slow": (
+        lambda o: _edit_json(
+            o / "train_step_cuda.json",
+            lambda d: next(r for r in d["rows"] if r["loop"] == "input_pipeline").update(
+                images_per_s=50000.0
+            ),
+        ),
+        "input pipeline >= 2x the suite step",
+    ),
+    "real_data_cache_too_slow": (
+        lambda o: _edit_json(
+            o / "input_pipeline_cuda.json",
+            lambda d: [
+                r.update(images_per_s=40000.0) for r in d["rows"] if r["name"].startswith("cached")
+            ],
+        ),
+        "real data: cached loader (JPEG tree, raw cache) >= 2x the suite step",
+    ),
+    "real_data_not_on_gpu": (
+        lambda o: _edit_json(o / "input_pipeline_cuda.json", lambda d: d.update(device="cpu")),
+        "real data: cached loader (JPEG tree, raw cache) >= 2x the suite step",
+    ),
+    "telemetry_overhead_high": (
+        lambda o: _edit_json(
+            o / "telemetry_overhead_cuda.json",
+            lambda d: d["results"].update(overhead_pct_median=2.5),
+        ),
+        "telemetry overhead below its target on the GPU (real NVML)",
+    ),
+    "telemetry_simulated_nvml": (
+        lambda o: _edit_json(
+            o / "telemetry_overhead_cuda.json",
+            lambda d: d.update(nvml="simulated: in-process fake pynvml"),
+        ),
+        "telemetry overhead below its target on the GPU (real NVML)",
+    ),
+    "cell_failed": (
+        lambda o: _edit_metrics(
+            _cell(o, "tanh/seed1"), lambda m: m.update(status="failed", reason="CUDA out of memory")
+        ),
+        "study cell tanh (1 GPU)",
+    ),
+    "cell_missing": (
+        lambda o: shutil.rmtree(_cell(o, "baseline/seed1")),
+        "study cell baseline (1 GPU)",
+    ),
+    "report_missing": (
+        lambda o: (o / "study" / "reports" / "index.html").unlink(),
+        "study report rendered",
+    ),
+}
 
 
 @pytest.mark.parametrize("fault", FAULTS.values(), ids=FAULTS.keys())

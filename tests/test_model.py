@@ -280,14 +280,27 @@ def test_dropout_placement_follows_each_reference() -> None:
     torchvision: dropout on the inputs of fc6/fc7 (pool5 and fc6 outputs)."""
     paper = AlexNet(10, width=0.125, image_size=32)
     layout = [type(m).__name__ for m in paper.classifier]
-    assert layout == ["Identity", "Linear", "Sequential", "Identity", "Linear", "Sequential",
-                      "Linear"]  # fmt: skip
+    assert layout == [
+        "Identity",
+        "Linear",
+        "Sequential",
+        "Identity",
+        "Linear",
+        "Sequential",
+        "Linear",
+    ]
     assert [type(m).__name__ for m in paper.classifier[2]] == ["ReLU", "Dropout"]
     assert paper.config["dropout_on"] == "fc6/fc7 outputs"
     tv = AlexNet(10, variant="torchvision", width=0.125, image_size=32)
     assert [type(m).__name__ for m in tv.classifier] == [
-        "Dropout", "Linear", "ReLU", "Dropout", "Linear", "ReLU", "Linear",
-    ]  # fmt: skip
+        "Dropout",
+        "Linear",
+        "ReLU",
+        "Dropout",
+        "Linear",
+        "ReLU",
+        "Linear",
+    ]
     assert tv.config["dropout_on"] == "fc6/fc7 inputs"
     # in train mode, zeroing dropout's input of fc8 is what the paper variant does: dropping
     # fc7's outputs changes fc8's input; torchvision never drops fc8's input

@@ -125,8 +125,9 @@ def test_store_holds_exactly_the_direct_paths_pixels(awkward_folder: Path, tmp_p
     scan = scan_tree(awkward_folder, 0.25)
     tree = prepare(awkward_folder, tmp_path / "cache", val_fraction=0.25)
     for split in ("train", "val"):
-        store = ImageStore.open(store_dir(tree, split, STORED), root=awkward_folder,
-                                stored_size=STORED)  # fmt: skip
+        store = ImageStore.open(
+            store_dir(tree, split, STORED), root=awkward_folder, stored_size=STORED
+        )
         images, labels = store.load()
         direct, direct_labels, skipped = decode_split(scan.splits[split], STORED)
         assert skipped == [] and images.shape == direct.shape
@@ -145,8 +146,9 @@ def test_cached_batches_equal_the_in_memory_path(
     for world in (1, 2):
         for rank in range(world):
             direct = build_data(RunConfig(folder_run(image_folder)), CPU, rank, world)
-            cached = build_data(RunConfig(folder_run(image_folder, tree, in_memory=in_memory)),
-                                CPU, rank, world)  # fmt: skip
+            cached = build_data(
+                RunConfig(folder_run(image_folder, tree, in_memory=in_memory)), CPU, rank, world
+            )
             kind = TensorBatchLoader if in_memory == "yes" else MappedBatchLoader
             assert isinstance(cached.train, kind) and cached.info["prepared_cache"] == str(tree)
             for epoch in (1, 2):
@@ -162,11 +164,14 @@ def test_cached_batches_equal_the_in_memory_path(
 def test_cached_run_equals_the_in_memory_run(image_folder: Path, tmp_path: Path) -> None:
     tree = prepare(image_folder, tmp_path / "cache", val_fraction=0.34)
     runs = {}
-    for name, run in [("direct", folder_run(image_folder)),
-                      ("mapped", folder_run(image_folder, tree, in_memory="no"))]:  # fmt: skip
+    for name, run in [
+        ("direct", folder_run(image_folder)),
+        ("mapped", folder_run(image_folder, tree, in_memory="no")),
+    ]:
         metrics = run_training(RunConfig(run), tmp_path / name)
-        history = [{k: v for k, v in row.items() if k not in TIMING}
-                   for row in _history(tmp_path / name)]  # fmt: skip
+        history = [
+            {k: v for k, v in row.items() if k not in TIMING} for row in _history(tmp_path / name)
+        ]
         runs[name] = (metrics["final"], history, metrics["data"]["in_memory"])
     assert runs["direct"][0] == runs["mapped"][0] and runs["direct"][1] == runs["mapped"][1]
     assert (runs["direct"][2], runs["mapped"][2]) == (True, False)
@@ -210,8 +215,10 @@ def test_jpeg_store_is_smaller_close_and_read_the_same_in_memory_or_mapped(
     assert torch.equal(labels, raw.load()[1]) and lossy.shape == exact.shape
     error = (lossy.float() - exact.float()).pow(2).mean().item()
     assert error > 0 and 10 * np.log10(255**2 / error) > 30  # PSNR in dB: close, not equal
-    runs = [folder_run(image_folder, raw_tree, cache_format="jpeg90", in_memory=m)
-            for m in ("yes", "no")]  # fmt: skip
+    runs = [
+        folder_run(image_folder, raw_tree, cache_format="jpeg90", in_memory=m)
+        for m in ("yes", "no")
+    ]
     loaded, mapped = (build_data(RunConfig(r), CPU) for r in runs)
     assert isinstance(mapped.train, MappedBatchLoader)
     assert_same_batches(batches(loaded.train, 1), batches(mapped.train, 1))
@@ -229,8 +236,19 @@ def test_unchanged_tree_is_reused_and_a_changed_one_rebuilt(
     manifest = tree / f"train-{STORED}px" / MANIFEST
     stamp = manifest.stat().st_mtime_ns
     assert prepare(image_folder, cache) == tree and manifest.stat().st_mtime_ns == stamp
-    other_size = main(["prepare-data", "--root", str(image_folder), "--stored-size", "40",
-                       "--cache-dir", str(cache), "--workers", "1"])  # fmt: skip
+    other_size = main(
+        [
+            "prepare-data",
+            "--root",
+            str(image_folder),
+            "--stored-size",
+            "40",
+            "--cache-dir",
+            str(cache),
+            "--workers",
+            "1",
+        ]
+    )
     assert other_size == 0 and (tree / "train-40px" / MANIFEST).is_file()  # a new size: built
     Image.fromarray(np.zeros((20, 24, 3), np.uint8)).save(image_folder / "dog" / "0.png")
     new_tree = prepare(image_folder, cache)
@@ -273,8 +291,19 @@ def test_corrupt_file_fails_the_build_or_is_skipped_listed_and_counted(
     broken = image_folder / "dog" / "broken.jpg"
     broken.write_bytes(b"not an image at all")
     cache = tmp_path / "cache"
-    code = main(["prepare-data", "--root", str(image_folder), "--stored-size", str(STORED),
-                 "--cache-dir", str(cache), "--workers", "2"])  # fmt: skip
+    code = main(
+        [
+            "prepare-data",
+            "--root",
+            str(image_folder),
+            "--stored-size",
+            str(STORED),
+            "--cache-dir",
+            str(cache),
+            "--workers",
+            "2",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and f"error: cannot decode image '{broken}'" in err and "Traceback" not in err
     assert not list(cache.rglob(MANIFEST)) and not list(cache.rglob("*.tmp-*"))
@@ -292,8 +321,10 @@ def test_corrupt_file_fails_the_build_or_is_skipped_listed_and_counted(
     assert data["num_train"] + data["num_val"] == 18
     assert main(["report", "--results", str(results), "--out", str(tmp_path / "reports")]) == 0
     page = (tmp_path / "reports" / "index.html").read_text()
-    assert ("1 image file(s) could not be decoded and were skipped (data.on_bad_image: skip) "
-            f"in 1 run(s), e.g. {broken}") in page  # fmt: skip
+    assert (
+        "1 image file(s) could not be decoded and were skipped (data.on_bad_image: skip) "
+        f"in 1 run(s), e.g. {broken}"
+    ) in page
     assert "read from the prepared-data cache (raw; uint8, the decoded pixels exactly)" in page
     run["data"]["on_bad_image"] = "fail"
     with pytest.raises(DataError, match=r"broken\.jpg.*on_bad_image: skip"):
@@ -301,9 +332,11 @@ def test_corrupt_file_fails_the_build_or_is_skipped_listed_and_counted(
 
 
 def test_full_disk_is_one_line_and_leaves_no_half_cache(
-    image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    image_folder: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+) -> None:
     import alexnet_bench.data.store.builder as builder
 
     def no_room(fd: int, offset: int, length: int) -> None:
@@ -311,8 +344,19 @@ def test_full_disk_is_one_line_and_leaves_no_half_cache(
 
     monkeypatch.setattr(builder.os, "posix_fallocate", no_room)
     cache = tmp_path / "cache"
-    code = main(["prepare-data", "--root", str(image_folder), "--stored-size", str(STORED),
-                 "--cache-dir", str(cache), "--workers", "1"])  # fmt: skip
+    code = main(
+        [
+            "prepare-data",
+            "--root",
+            str(image_folder),
+            "--stored-size",
+            str(STORED),
+            "--cache-dir",
+            str(cache),
+            "--workers",
+            "1",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error: disk full: cannot write ")
     assert f"train-{STORED}px/{IMAGES} (needs about " in err[0]
@@ -322,8 +366,11 @@ def test_full_disk_is_one_line_and_leaves_no_half_cache(
 def _can_mount_tmpfs() -> bool:
     if shutil.which("unshare") is None or os.geteuid() != 0:
         return False
-    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs /mnt"],
-                           capture_output=True, timeout=30)  # fmt: skip
+    probe = subprocess.run(
+        ["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs /mnt"],
+        capture_output=True,
+        timeout=30,
+    )
     return probe.returncode == 0
 
 
@@ -336,12 +383,29 @@ def test_full_tmpfs_build_is_one_line_and_leaves_no_store(
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     listing = tmp_path / "listing.txt"
-    cmd = [sys.executable, "-m", "alexnet_bench.cli", "prepare-data", "--root", str(image_folder),
-           "--stored-size", "64", "--cache-dir", str(mnt), "--workers", "1", "--split", "train"]  # fmt: skip
-    script = (f"mount -t tmpfs -o size=64k tmpfs {mnt} || exit 99; {shlex.join(cmd)}; rc=$?; "
-              f"find {mnt} > {listing}; exit $rc")  # fmt: skip
-    proc = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "alexnet_bench.cli",
+        "prepare-data",
+        "--root",
+        str(image_folder),
+        "--stored-size",
+        "64",
+        "--cache-dir",
+        str(mnt),
+        "--workers",
+        "1",
+        "--split",
+        "train",
+    ]
+    script = (
+        f"mount -t tmpfs -o size=64k tmpfs {mnt} || exit 99; {shlex.join(cmd)}; rc=$?; "
+        f"find {mnt} > {listing}; exit $rc"
+    )
+    proc = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=300
+    )
     err = proc.stderr.strip().splitlines()
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and err[-1].startswith("error: disk full: cannot write ")
@@ -388,8 +452,9 @@ def test_a_store_of_another_size_or_data_is_refused(image_folder: Path, tmp_path
         ImageStore.open(dest)
 
 
-def test_store_build_failure_keeps_an_existing_store(image_folder: Path, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_store_build_failure_keeps_an_existing_store(
+    image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A failing rebuild of a changed tree never touches the store of the previous state."""
     cache = tmp_path / "cache"
     tree = prepare(image_folder, cache)
@@ -405,6 +470,11 @@ def test_store_build_failure_keeps_an_existing_store(image_folder: Path, tmp_pat
             raise OSError(errno.ENOSPC, "full")
 
         monkeypatch.setattr(builder.os, "posix_fallocate", no_room)
-        build_store(scan, "val", STORED, store_dir(tree_dir(cache, scan), "val", STORED),
-                    on_bad_image="skip")  # fmt: skip
+        build_store(
+            scan,
+            "val",
+            STORED,
+            store_dir(tree_dir(cache, scan), "val", STORED),
+            on_bad_image="skip",
+        )
     assert ImageStore.open(store_dir(tree, "val", STORED)).num_images > 0

@@ -43,8 +43,15 @@ class LossReader:
         return self.value
 
 
-def run_epochs(progress: Progress, clock: Clock, epochs: list[int], steps: int,
-               step_s: float, eval_s: float = 0.0, loss: LossReader | None = None) -> None:  # fmt: skip
+def run_epochs(
+    progress: Progress,
+    clock: Clock,
+    epochs: list[int],
+    steps: int,
+    step_s: float,
+    eval_s: float = 0.0,
+    loss: LossReader | None = None,
+) -> None:
     loss = loss or LossReader()
     for epoch in epochs:
         progress.start_epoch(epoch)
@@ -61,8 +68,9 @@ def messages(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 def test_lines_at_the_interval_with_rate_loss_and_etas(caplog: pytest.LogCaptureFixture) -> None:
     clock, loss = Clock(), LossReader(1.23456)
-    progress = Progress(epochs=3, steps_per_epoch=100, interval_s=30, clock=clock,
-                        stream=io.StringIO())  # fmt: skip
+    progress = Progress(
+        epochs=3, steps_per_epoch=100, interval_s=30, clock=clock, stream=io.StringIO()
+    )
     with caplog.at_level(logging.INFO, logger="alexnet_bench.progress"):
         run_epochs(progress, clock, [1], steps=100, step_s=0.5, loss=loss)  # 50 s
     lines = messages(caplog)
@@ -94,8 +102,14 @@ def test_interval_runs_across_epochs_and_run_eta_includes_evaluation(
     steps = [re.search(r"epoch (\d)/4 step (\d+)/10", line).groups() for line in lines]
     assert steps == [("1", "8"), ("2", "1"), ("2", "9"), ("3", "2"), ("3", "10"), ("4", "3")]
     etas = [line.split(" | ETA ")[1] for line in lines]
-    assert etas == ["epoch 2s, run 32s", "epoch 9s, run 39s", "epoch 1s, run 31s",
-                    "epoch 8s, run 23s", "epoch 0s, run 15s", "epoch 7s, run 7s"]  # fmt: skip
+    assert etas == [
+        "epoch 2s, run 32s",
+        "epoch 9s, run 39s",
+        "epoch 1s, run 31s",
+        "epoch 8s, run 23s",
+        "epoch 0s, run 15s",
+        "epoch 7s, run 7s",
+    ]
 
 
 def test_rate_is_over_the_window_since_the_last_line() -> None:

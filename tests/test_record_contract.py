@@ -25,12 +25,36 @@ from .conftest import REPO, tiny_run
 READERS = {"alexnet_bench/collect.py", "alexnet_bench/runrecord.py"}
 #: top-level keys of metrics.json (a dotted string starting with one is a record read)
 RECORD_SECTIONS = (
-    "status", "reason", "run", "config", "config_hash", "identity", "provenance",
-    "epochs_completed", "diverged_epoch",
-    "resumed_from_epoch", "notes", "final", "best", "time_to_target", "train_time_s",
-    "total_time_s", "throughput", "step_time", "flops", "model", "health", "device", "runtime",
-    "data", "gpu", "host", "parallel", "environment", "schema_version",
-)  # fmt: skip
+    "status",
+    "reason",
+    "run",
+    "config",
+    "config_hash",
+    "identity",
+    "provenance",
+    "epochs_completed",
+    "diverged_epoch",
+    "resumed_from_epoch",
+    "notes",
+    "final",
+    "best",
+    "time_to_target",
+    "train_time_s",
+    "total_time_s",
+    "throughput",
+    "step_time",
+    "flops",
+    "model",
+    "health",
+    "device",
+    "runtime",
+    "data",
+    "gpu",
+    "host",
+    "parallel",
+    "environment",
+    "schema_version",
+)
 DOTTED = re.compile(rf"^({'|'.join(RECORD_SECTIONS)})\.[A-Za-z_][A-Za-z0-9_.]*$")
 FILE_SUFFIXES = {"csv", "json", "yaml", "yml", "png", "svg", "md", "pt", "tsv", "log", "txt"}
 
@@ -84,8 +108,13 @@ def test_the_record_schema_requires_every_key_the_readers_read() -> None:
 
 def test_the_typed_record_reads_any_shape_without_raising() -> None:
     assert from_metrics({}) == RunRecord()
-    odd = {"final": {"val_top1_error": "x"}, "best": [], "epochs_completed": 2.0,
-           "health": {"dead_relu_fraction": {"conv1": 0.1, "conv2": None}}, "config": "bad"}  # fmt: skip
+    odd = {
+        "final": {"val_top1_error": "x"},
+        "best": [],
+        "epochs_completed": 2.0,
+        "health": {"dead_relu_fraction": {"conv1": 0.1, "conv2": None}},
+        "config": "bad",
+    }
     rec = from_metrics(odd)
     assert rec.final.val_top1_error is None and rec.best.epoch is None
     assert rec.epochs_completed == 2 and rec.health.dead_relu_fraction == {"conv1": 0.1}
@@ -126,14 +155,25 @@ def test_the_dotted_read_check_catches_the_old_reads() -> None:
 def test_a_record_that_breaks_the_schema_fails_in_the_suite_and_warns_for_users(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    broken = {"status": "completed", "run": {}, "config": {}, "config_hash": "x",
-              "epochs_completed": 3}  # a trained run without its results  # fmt: skip
+    broken = {
+        "status": "completed",
+        "run": {},
+        "config": {},
+        "config_hash": "x",
+        "epochs_completed": 3,
+    }  # a trained run without its results
     with pytest.raises(ValueError, match="breaks metrics.schema.yaml"):
         record.write_metrics(tmp_path / "metrics.json", broken)
     assert not (tmp_path / "metrics.json").exists()
     monkeypatch.delenv("ALEXNET_BENCH_STRICT_RECORD")
     record.write_metrics(tmp_path / "metrics.json", broken)  # a user's results are kept
     assert (tmp_path / "metrics.json").exists() and "breaks metrics.schema.yaml" in caplog.text
-    skipped = {"status": "skipped", "reason": "no GPU", "run": {}, "config": None,
-               "config_hash": None, "epochs_completed": 0}  # fmt: skip
+    skipped = {
+        "status": "skipped",
+        "reason": "no GPU",
+        "run": {},
+        "config": None,
+        "config_hash": None,
+        "epochs_completed": 0,
+    }
     assert record.check_record({"schema_version": record.SCHEMA_VERSION, **skipped}) is None

@@ -105,9 +105,13 @@ def test_kill9_mid_epoch_resumes_from_last_checkpoint_equal_to_uninterrupted(
     out, locks, progress = tmp_path / "killed", tmp_path / "locks", tmp_path / "progress"
     env = {**proc_env, "CUDA_VISIBLE_DEVICES": FAKE_GPU}  # cpu, but a lockable device
     lock_args = ("--gpu-lock-dir", str(locks), "--gpu-wait-s", "10")
-    job = subprocess.Popen(train_cmd(out, killed, *lock_args),
-                           env=with_faults(env, progress, hold_at=(2, 3)),
-                           stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    job = subprocess.Popen(
+        train_cmd(out, killed, *lock_args),
+        env=with_faults(env, progress, hold_at=(2, 3)),
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         wait_for_hold(progress, proc=job)  # steps 1-2 of epoch 2 done, held before step 3
         assert not lock_is_free(locks, [FAKE_GPU]), "the running job must hold its GPU lock"
@@ -119,8 +123,9 @@ def test_kill9_mid_epoch_resumes_from_last_checkpoint_equal_to_uninterrupted(
     assert checkpoint_epoch(out / CHECKPOINT) == 1, "the kill must land inside epoch 2"
     assert not (out / "metrics.json").exists() and not (out / "history.csv").exists()
 
-    rerun = subprocess.run(train_cmd(out, killed, *lock_args), env=env, capture_output=True,
-                           text=True, timeout=180)  # fmt: skip
+    rerun = subprocess.run(
+        train_cmd(out, killed, *lock_args), env=env, capture_output=True, text=True, timeout=180
+    )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     metrics = metrics_of(out)
     assert metrics["status"] == "completed" and metrics["resumed_from_epoch"] == 1
@@ -151,9 +156,13 @@ def test_sigint_and_sigterm_leave_no_outputs_release_the_gpu_lock_and_explain(
             progress = tmp_path / sig.name / "progress"
             out.parent.mkdir()
             cmd = train_cmd(out, cfg, "--gpu-lock-dir", str(locks))
-            proc = subprocess.Popen(cmd, env=with_faults(env, progress, hold_at=(2, 3)),
-                                    stderr=subprocess.PIPE, text=True,
-                                    start_new_session=True)  # fmt: skip
+            proc = subprocess.Popen(
+                cmd,
+                env=with_faults(env, progress, hold_at=(2, 3)),
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
             jobs[sig] = (proc, out, locks)
         for sig, (proc, out, locks) in jobs.items():
             wait_for_hold(out.parent / "progress", proc=proc)
@@ -169,8 +178,10 @@ def test_sigint_and_sigterm_leave_no_outputs_release_the_gpu_lock_and_explain(
         assert proc.returncode == 128 + sig, err[-3000:]
         assert "Traceback" not in err, err[-3000:]
         last = err.strip().splitlines()[-1]
-        assert last == (f"interrupted by {sig.name}: no metrics.json was written; rerun the same "
-                        f"command to resume from {out / CHECKPOINT}")  # fmt: skip
+        assert last == (
+            f"interrupted by {sig.name}: no metrics.json was written; rerun the same "
+            f"command to resume from {out / CHECKPOINT}"
+        )
         assert sorted(p.name for p in out.iterdir()) == [CHECKPOINT, CHECKPOINT + ".sha256"]
         state, notes = load_latest(out, run_identity(RunConfig(cfg).hash, None))
         assert state is not None and state["epoch"] == 1 and notes == []
@@ -219,8 +230,9 @@ def test_sigterm_in_process_stops_telemetry_releases_lock_restores_handlers(
     out, locks = tmp_path / "out", tmp_path / "locks"
     cfg = tiny_run(runtime={"device": "auto", "threads": 1})
     _FakeSampler.instances.clear()
-    code = main(["train", "--out", str(out), "--config-json", json.dumps(cfg),
-                 "--gpu-lock-dir", str(locks)])  # fmt: skip
+    code = main(
+        ["train", "--out", str(out), "--config-json", json.dumps(cfg), "--gpu-lock-dir", str(locks)]
+    )
     err = capsys.readouterr().err
     alive = [s.thread.is_alive() for s in _FakeSampler.instances]
     for sampler in _FakeSampler.instances:
@@ -251,8 +263,7 @@ def test_interrupted_ddp_job_stops_every_process_and_stays_resumable(
     pool = [f"{FAKE_GPU}-0", f"{FAKE_GPU}-1"]
     env = with_faults({**proc_env, "CUDA_VISIBLE_DEVICES": ",".join(pool)}, progress, (2, 3))
     cmd = train_cmd(out, cfg, "--gpu-lock-dir", str(locks), "--record-failures")
-    job = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True,
-                           start_new_session=True)  # fmt: skip
+    job = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         workers = wait_for_hold(progress, proc=job, ranks=2)  # both ranks mid-epoch 2
         assert len(workers) == 2 and job.pid not in workers
@@ -305,9 +316,16 @@ def test_sigkill_of_the_launcher_stops_its_supervised_child(tmp_path: Path) -> N
     child = (
         f"import os, signal; open({str(pid_file)!r}, 'w').write(str(os.getpid())); signal.pause()"
     )
-    launcher = subprocess.Popen([sys.executable, "-c", (
-        "import sys; from alexnet_bench.launch import supervise; "
-        f"sys.exit(supervise([sys.executable, '-c', {child!r}], {{}}))")])  # fmt: skip
+    launcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys; from alexnet_bench.launch import supervise; "
+                f"sys.exit(supervise([sys.executable, '-c', {child!r}], {{}}))"
+            ),
+        ]
+    )
     try:
         deadline = time.monotonic() + 30
         while not pid_file.exists() or not pid_file.read_text():
@@ -445,8 +463,10 @@ def test_corrupt_checkpoints_fall_back_then_restart_never_crash_loop(
         assert metrics["status"] == "completed" and metric_rows(out) == metric_rows(src)
         if attempt == 0:
             assert metrics["resumed_from_epoch"] is None
-            assert [str(out / CHECKPOINT) in metrics["notes"][0],
-                    str(out / PREVIOUS) in metrics["notes"][1]] == [True, True]  # fmt: skip
+            assert [
+                str(out / CHECKPOINT) in metrics["notes"][0],
+                str(out / PREVIOUS) in metrics["notes"][1],
+            ] == [True, True]
         else:
             assert metrics["resumed_from_epoch"] == 2 and metrics["notes"] == []
 
@@ -502,8 +522,9 @@ def test_divergence_records_epoch_and_last_finite_metrics_and_report_shows_it(
     run_training(RunConfig(tiny_run()), ok, {"ablation": "baseline", "seed": 0})
     monkeypatch.setattr(Trainer, "train_epoch", _poison(value))
     bad = results / "poisoned" / "seed0"
-    metrics = run_training(RunConfig(tiny_run(train={"epochs": 3})), bad,
-                           {"ablation": "poisoned", "seed": 0})  # fmt: skip
+    metrics = run_training(
+        RunConfig(tiny_run(train={"epochs": 3})), bad, {"ablation": "poisoned", "seed": 0}
+    )
     on_disk = metrics_of(bad)
     assert on_disk["status"] == "diverged" and on_disk["diverged_epoch"] == 2
     assert on_disk["epochs_completed"] == 1 and "epoch 2" in on_disk["reason"]
@@ -533,8 +554,14 @@ def _folder(kind: str) -> Any:
             image_dir(root, classes=1)
         elif kind == "corrupt":
             image_dir(root, classes=2, corrupt=True)
-        return ["--set", "data.source=imagefolder", "--set", f"data.root={root}",
-                "--set", "train.batch_size=2"]  # fmt: skip
+        return [
+            "--set",
+            "data.source=imagefolder",
+            "--set",
+            f"data.root={root}",
+            "--set",
+            "train.batch_size=2",
+        ]
 
     return make
 
@@ -552,7 +579,10 @@ BAD_INPUTS = {
     "malformed_yaml": (_malformed_yaml, "malformed YAML in"),
     "missing_config_file": (lambda tmp: ["--config", str(tmp / "nope.yaml")], "does not exist"),
     "invalid_json": (lambda tmp: ["--config-json", '{"train": '], "is not valid JSON"),
-    "unknown_key": (_sets("model.lrm=false"), "unknown config key 'model.lrm' (did you mean 'lrn'?)"),
+    "unknown_key": (
+        _sets("model.lrm=false"),
+        "unknown config key 'model.lrm' (did you mean 'lrn'?)",
+    ),
     "unknown_section": (_sets("modle.width=1"), "unknown config key 'modle'"),
     "wrong_type": (_sets("train.lr=fast"), "config key 'train.lr' must be a number"),
     "float_epochs": (_sets("train.epochs=2.0"), "config key 'train.epochs' must be an integer"),
@@ -563,22 +593,31 @@ BAD_INPUTS = {
     "negative_lr": (_sets("train.lr=-0.1"), "'train.lr' is -0.1 but must be > 0"),
     "nan_lr": (_sets("train.lr=.nan"), "'train.lr' is nan; set it to a finite number"),
     "batch_over_data": (_sets("train.batch_size=500"), "exceeds the 160 synthetic training images"),
-    "stored_below_crop": (_sets("data.stored_size=32", "data.image_size=40"), "data.stored_size (32) is smaller"),
+    "stored_below_crop": (
+        _sets("data.stored_size=32", "data.image_size=40"),
+        "data.stored_size (32) is smaller",
+    ),
     "missing_data_dir": (_folder("missing"), "does not exist; set data.root"),
     "empty_data_dir": (_folder("empty"), "holds no images"),
     "one_class_data_dir": (_folder("one_class"), "a classifier needs at least 2"),
     "corrupt_image": (_folder("corrupt"), "set data.on_bad_image: skip"),
     "too_many_gpus_schema": (_sets("runtime.gpus=9"), "'runtime.gpus' is 9 but must be <= 8"),
-    "more_gpus_than_machine": (_sets("runtime.device=cuda", "runtime.gpus=2"),
-                               "needs 2 GPU(s) but this machine exposes 1"),
-}  # fmt: skip
+    "more_gpus_than_machine": (
+        _sets("runtime.device=cuda", "runtime.gpus=2"),
+        "needs 2 GPU(s) but this machine exposes 1",
+    ),
+}
 
 
 @pytest.mark.parametrize(("make_args", "message"), BAD_INPUTS.values(), ids=BAD_INPUTS.keys())
 def test_bad_input_is_one_line_before_training_and_results_stay_untouched(
-    make_args: Any, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str], finished_run: tuple[Path, dict],
-) -> None:  # fmt: skip
+    make_args: Any,
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    finished_run: tuple[Path, dict],
+) -> None:
     out = copy_run(finished_run[0], tmp_path / "out")  # a finished run's results
     before = snapshot(out)
 
@@ -603,8 +642,10 @@ def test_corrupt_image_skipped_and_counted_in_metrics(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = image_dir(tmp_path / "data", classes=3, per_class=6, corrupt=True)
-    cfg = tiny_run(data={"source": "imagefolder", "root": str(root), "on_bad_image": "skip"},
-                   train={"epochs": 1, "batch_size": 4})  # fmt: skip
+    cfg = tiny_run(
+        data={"source": "imagefolder", "root": str(root), "on_bad_image": "skip"},
+        train={"epochs": 1, "batch_size": 4},
+    )
     out = tmp_path / "out"
     assert main(["train", "--out", str(out), "--config-json", json.dumps(cfg)]) == 0
     data = metrics_of(out)["data"]
@@ -647,10 +688,14 @@ def test_snakemake_ctrl_c_then_kill9_then_rerun_resumes_to_the_uninterrupted_res
     reference = run_training(resolve_run(study, "tiny", "baseline", 0), tmp_path / "reference")
 
     def start(progress: Path, held_epoch: int) -> subprocess.Popen:
-        proc = subprocess.Popen(snakemake_cmd(workdir, "--cores", "1", target),
-                                env=with_faults(proc_env, progress, hold_at=(held_epoch, 3)),
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            snakemake_cmd(workdir, "--cores", "1", target),
+            env=with_faults(proc_env, progress, hold_at=(held_epoch, 3)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         popen_group.append(proc)
         return proc
 
@@ -672,14 +717,29 @@ def test_snakemake_ctrl_c_then_kill9_then_rerun_resumes_to_the_uninterrupted_res
     assert not (cell / "metrics.json").exists() and checkpoint_epoch(cell / CHECKPOINT) == 2
     assert locks_of(workdir) != []
 
-    refused = subprocess.run(snakemake_cmd(workdir, "--cores", "1", target), env=proc_env,
-                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    refused = subprocess.run(
+        snakemake_cmd(workdir, "--cores", "1", target),
+        env=proc_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert refused.returncode != 0 and "--unlock" in refused.stdout + refused.stderr
-    unlock = subprocess.run(snakemake_cmd(workdir, "--unlock"), env=proc_env,
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    unlock = subprocess.run(
+        snakemake_cmd(workdir, "--unlock"),
+        env=proc_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert unlock.returncode == 0, unlock.stderr[-3000:]
-    final = subprocess.run(snakemake_cmd(workdir, "--cores", "1", "--rerun-incomplete", target),
-                           env=proc_env, capture_output=True, text=True, timeout=240)  # fmt: skip
+    final = subprocess.run(
+        snakemake_cmd(workdir, "--cores", "1", "--rerun-incomplete", target),
+        env=proc_env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert final.returncode == 0, final.stdout[-3000:] + final.stderr[-3000:]
     metrics = metrics_of(cell)
     assert metrics["status"] == "completed" and metrics["resumed_from_epoch"] == 2
@@ -699,20 +759,35 @@ def test_second_snakemake_is_refused_and_a_diverged_cell_does_not_stop_the_study
 
     The first invocation's training jobs are held before their first step until the second has
     been refused, so it is still running then, however long the second takes to start."""
-    explode = {"family": "activation", "description": "learning rate far too high",
-               "overrides": {"model": {"activation": "tanh", "lrn": False},
-                             "train": {"lr": 1.0e6, "lr_schedule": "constant"}}}  # fmt: skip
-    workdir = study_dir(tmp_path, ablations=["baseline", "explode"],
-                        ablation_defs={"explode": explode})  # fmt: skip
+    explode = {
+        "family": "activation",
+        "description": "learning rate far too high",
+        "overrides": {
+            "model": {"activation": "tanh", "lrn": False},
+            "train": {"lr": 1.0e6, "lr_schedule": "constant"},
+        },
+    }
+    workdir = study_dir(
+        tmp_path, ablations=["baseline", "explode"], ablation_defs={"explode": explode}
+    )
     progress = tmp_path / "progress"
-    first = subprocess.Popen(snakemake_cmd(workdir, "--cores", "2"),
-                             env=with_faults(proc_env, progress, hold_at=(1, 1)),
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             start_new_session=True)  # fmt: skip
+    first = subprocess.Popen(
+        snakemake_cmd(workdir, "--cores", "2"),
+        env=with_faults(proc_env, progress, hold_at=(1, 1)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     popen_group.append(first)
     wait_for_hold(progress, proc=first)  # a training job waits: the study cannot finish
-    second = subprocess.run(snakemake_cmd(workdir, "--cores", "2"), env=proc_env,
-                            capture_output=True, text=True, timeout=240)  # fmt: skip
+    second = subprocess.run(
+        snakemake_cmd(workdir, "--cores", "2"),
+        env=proc_env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert second.returncode != 0
     assert "Directory cannot be locked" in second.stdout + second.stderr
     assert first.poll() is None, "the refusal must happen while the first invocation runs"
@@ -758,21 +833,31 @@ WORKFLOW_BAD_INPUTS = {
     "malformed_yaml": (None, "malformed YAML in 'config.yaml' at line"),
     "unknown_key": (["--config", "run={model: {lrm: false}}"], "unknown config key 'model.lrm'"),
     "wrong_type": (["--config", "run={train: {epochs: two}}"], "'train.epochs' must be an integer"),
-    "unknown_ablation": (["--config", "ablations=[baseline,no_relu]"], "unknown ablation 'no_relu'"),
+    "unknown_ablation": (
+        ["--config", "ablations=[baseline,no_relu]"],
+        "unknown ablation 'no_relu'",
+    ),
     "zero_batch": (["--config", "run={train: {batch_size: 0}}"], "'train.batch_size' is 0 but"),
     "negative_lr": (["--config", "run={train: {lr: -0.1}}"], "'train.lr' is -0.1 but must be > 0"),
-    "missing_data_dir": (["--config", "preset=cifar10"], "data directory 'data/cifar-10-batches-py'"),
+    "missing_data_dir": (
+        ["--config", "preset=cifar10"],
+        "data directory 'data/cifar-10-batches-py'",
+    ),
     "empty_data_dir": (_empty_dir("imagenet"), "holds no images"),
     "no_cifar_batches": (_empty_dir("cifar10"), "no CIFAR-10 batches under"),
     "one_class_data_dir": (_one_class_dir, "a classifier needs at least 2"),
-    "too_many_gpus": (["--config", "run={runtime: {gpus: 9}}"], "'runtime.gpus' is 9 but must be <= 8"),
-}  # fmt: skip
+    "too_many_gpus": (
+        ["--config", "run={runtime: {gpus: 9}}"],
+        "'runtime.gpus' is 9 but must be <= 8",
+    ),
+}
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize(("args", "message"), WORKFLOW_BAD_INPUTS.values(),
-                         ids=WORKFLOW_BAD_INPUTS.keys())  # fmt: skip
+@pytest.mark.parametrize(
+    ("args", "message"), WORKFLOW_BAD_INPUTS.values(), ids=WORKFLOW_BAD_INPUTS.keys()
+)
 def test_workflow_bad_input_fails_before_any_job_and_keeps_results(
     args: Any, message: str, tmp_path: Path, proc_env: dict[str, str]
 ) -> None:
@@ -784,8 +869,13 @@ def test_workflow_bad_input_fails_before_any_job_and_keeps_results(
         args = []
     elif callable(args):
         args = args(workdir)
-    result = subprocess.run(snakemake_cmd(workdir, "--cores", "1", "--forceall", *args),
-                            env=proc_env, capture_output=True, text=True, timeout=150)  # fmt: skip
+    result = subprocess.run(
+        snakemake_cmd(workdir, "--cores", "1", "--forceall", *args),
+        env=proc_env,
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
     output = result.stdout + result.stderr
     assert result.returncode != 0
     lines = [line for line in output.splitlines() if message in line]
@@ -799,10 +889,21 @@ def test_snakemake_config_overrides_are_typed(tmp_path: Path, proc_env: dict[str
     Snakemake hands nested values over as strings, the workflow types them."""
     workdir = study_dir(tmp_path)
     result = subprocess.run(
-        snakemake_cmd(workdir, "-n", "-p", "--cores", "1", "--config", "seeds=[0,1]",
-                      "run={train: {epochs: 3, lr: 1e-3}, model: {lrn: false}}"),
-        env=proc_env, capture_output=True, text=True, timeout=110,
-    )  # fmt: skip
+        snakemake_cmd(
+            workdir,
+            "-n",
+            "-p",
+            "--cores",
+            "1",
+            "--config",
+            "seeds=[0,1]",
+            "run={train: {epochs: 3, lr: 1e-3}, model: {lrn: false}}",
+        ),
+        env=proc_env,
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for seed in (0, 1):
         assert f"results/tiny/baseline/seed{seed}/metrics.json" in result.stdout

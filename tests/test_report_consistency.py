@@ -23,21 +23,43 @@ EPOCHS = 8
 EPOCH_S = 5.0  # seconds per epoch of a run that never reaches the target
 #: per ablation and seed: (status, val top-1, val top-5, epochs to target or None, seconds)
 SPEC: dict[str, list[tuple[str, float, float, int | None, float]]] = {
-    "baseline": [("completed", 0.30, 0.08, 3, 9.0), ("completed", 0.34, 0.10, 4, 12.0),
-                 ("completed", 0.28, 0.07, 3, 10.0), ("completed", 0.32, 0.09, 5, 14.0)],
-    "tanh": [("completed", 0.40, 0.12, 6, 21.0), ("completed", 0.45, 0.15, 7, 25.0),
-             ("completed", 0.39, 0.11, 6, 20.0), ("completed", 0.44, 0.14, None, 0.0)],
-    "no_lrn": [("completed", 0.31, 0.08, 3, 9.5), ("completed", 0.33, 0.11, 4, 11.0),
-               ("completed", 0.29, 0.07, 4, 12.0), ("completed", 0.31, 0.09, 5, 15.0)],
-    "no_dropout": [("completed", 0.25, 0.06, 2, 6.0), ("completed", 0.27, 0.08, 2, 7.0),
-                   ("collapsed", 0.90, 0.50, None, 0.0), ("completed", 0.26, 0.07, 3, 9.0)],
-    "plain_pooling": [("completed", 0.30, 0.09, 3, 9.0), ("completed", 0.35, 0.10, 4, 12.0),
-                      ("completed", 0.27, 0.07, 3, 10.0), ("completed", 0.33, 0.09, 5, 14.0)],
-}  # fmt: skip
+    "baseline": [
+        ("completed", 0.30, 0.08, 3, 9.0),
+        ("completed", 0.34, 0.10, 4, 12.0),
+        ("completed", 0.28, 0.07, 3, 10.0),
+        ("completed", 0.32, 0.09, 5, 14.0),
+    ],
+    "tanh": [
+        ("completed", 0.40, 0.12, 6, 21.0),
+        ("completed", 0.45, 0.15, 7, 25.0),
+        ("completed", 0.39, 0.11, 6, 20.0),
+        ("completed", 0.44, 0.14, None, 0.0),
+    ],
+    "no_lrn": [
+        ("completed", 0.31, 0.08, 3, 9.5),
+        ("completed", 0.33, 0.11, 4, 11.0),
+        ("completed", 0.29, 0.07, 4, 12.0),
+        ("completed", 0.31, 0.09, 5, 15.0),
+    ],
+    "no_dropout": [
+        ("completed", 0.25, 0.06, 2, 6.0),
+        ("completed", 0.27, 0.08, 2, 7.0),
+        ("collapsed", 0.90, 0.50, None, 0.0),
+        ("completed", 0.26, 0.07, 3, 9.0),
+    ],
+    "plain_pooling": [
+        ("completed", 0.30, 0.09, 3, 9.0),
+        ("completed", 0.35, 0.10, 4, 12.0),
+        ("completed", 0.27, 0.07, 3, 10.0),
+        ("completed", 0.33, 0.09, 5, 14.0),
+    ],
+}
 STUDY = {
-    "preset": "default", "seeds": list(SEEDS), "baseline": "baseline",
+    "preset": "default",
+    "seeds": list(SEEDS),
+    "baseline": "baseline",
     "ablations": {name: {"family": name, "description": name} for name in SPEC},
-}  # fmt: skip
+}
 
 
 def _value(ablation: str, metric: str) -> dict[int, float | Crossing]:
@@ -69,9 +91,19 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     res = root / "results" / "default"
     for ablation, rows in SPEC.items():
         for seed, (status, top1, top5, ttt, secs) in zip(SEEDS, rows, strict=True):
-            write_run(res, ablation, seed, status=status, val_top1=top1, val_top5=top5,
-                      train_top1=0.2, ttt_epoch=ttt, ttt_seconds=secs or None, epochs=EPOCHS,
-                      reason="did not learn" if status == "collapsed" else None)  # fmt: skip
+            write_run(
+                res,
+                ablation,
+                seed,
+                status=status,
+                val_top1=top1,
+                val_top5=top5,
+                train_top1=0.2,
+                ttt_epoch=ttt,
+                ttt_seconds=secs or None,
+                epochs=EPOCHS,
+                reason="did not learn" if status == "collapsed" else None,
+            )
     out = root / "reports"
     build_report(res, out, study=STUDY)
     return out
@@ -151,12 +183,16 @@ def _close(text: str, value: float | None) -> None:
 
 ABLATIONS = [a for a in SPEC if a != "baseline"]
 TABLE_COLUMNS = {  # section -> {column: metric}
-    "accuracy": {"Δ top-1 vs baseline (paired, 95% CI)": "val_top1",
-                 "Δ top-5 vs baseline (paired, 95% CI)": "val_top5"},
-    "speed": {"TTT ratio vs baseline, epochs (paired)": "ttt_epoch",
-              "TTT ratio vs baseline, seconds (paired)": "ttt_seconds"},
+    "accuracy": {
+        "Δ top-1 vs baseline (paired, 95% CI)": "val_top1",
+        "Δ top-5 vs baseline (paired, 95% CI)": "val_top5",
+    },
+    "speed": {
+        "TTT ratio vs baseline, epochs (paired)": "ttt_epoch",
+        "TTT ratio vs baseline, seconds (paired)": "ttt_seconds",
+    },
     "findings": {"Δ val top-1 vs baseline (paired, 95% CI)": "val_top1"},
-}  # fmt: skip
+}
 MD_HEADINGS = {
     "accuracy": "Accuracy vs baseline",
     "speed": "Speed and resources",
@@ -174,10 +210,12 @@ def test_the_fixture_covers_the_hard_cases() -> None:
 def test_ablations_csv_holds_the_effects_values(report: Path) -> None:
     rows = {r["ablation"]: r for r in csv_rows(report / "tables" / "ablations.csv")}
     for a in ABLATIONS:
-        for metric, prefix in (("val_top1", "val_top1_delta_pts"),
-                               ("val_top5", "val_top5_delta_pts"),
-                               ("ttt_epoch", "ttt_epoch_ratio_vs_baseline"),
-                               ("ttt_seconds", "ttt_seconds_ratio_vs_baseline")):  # fmt: skip
+        for metric, prefix in (
+            ("val_top1", "val_top1_delta_pts"),
+            ("val_top5", "val_top5_delta_pts"),
+            ("ttt_epoch", "ttt_epoch_ratio_vs_baseline"),
+            ("ttt_seconds", "ttt_seconds_ratio_vs_baseline"),
+        ):
             p, row = expected(metric, a, "baseline"), rows[a]
             _close(row[prefix], p.value)
             _close(row[f"{prefix}_ci95_low"], p.ci_low)

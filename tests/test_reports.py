@@ -234,9 +234,12 @@ def test_claims_spread_censoring_and_fallback(tmp_path: Path) -> None:
         write_run(res, "tanh", seed, ttt_epoch=None, ttt_seconds=None, epochs=10)
         write_run(res, "half_kernels", seed, val_top1=b + 0.02)
     study = normalize_study(
-        {"baseline": "baseline", "seeds": [0, 1, 2],
-         "ablations": ["baseline", "no_lrn", "plain_pooling", "tanh", "half_kernels"]}
-    )  # fmt: skip
+        {
+            "baseline": "baseline",
+            "seeds": [0, 1, 2],
+            "ablations": ["baseline", "no_lrn", "plain_pooling", "tanh", "half_kernels"],
+        }
+    )
     rows = {
         f"{r.claim_id}:{r.metric}:{r.compared}": r
         for r in evaluate(collect(res, study=study), study, "baseline")
@@ -330,8 +333,14 @@ def test_a_collapsed_seed_is_a_censored_time_to_target_and_named_on_the_accuracy
 def test_figures_are_valid_png_and_svg(report: dict) -> None:
     figs = sorted((report["out"] / "figures").glob("*.png"))
     names = {p.stem for p in figs}
-    assert {"learning_curves_epoch", "learning_curves_time", "figure1_relu_vs_tanh",
-            "time_to_target", "throughput", "scaling"} <= names  # fmt: skip
+    assert {
+        "learning_curves_epoch",
+        "learning_curves_time",
+        "figure1_relu_vs_tanh",
+        "time_to_target",
+        "throughput",
+        "scaling",
+    } <= names
     assert "energy_per_image" not in names  # CPU runs: no telemetry
     for png in figs:
         data = png.read_bytes()
@@ -410,13 +419,28 @@ def test_cli_study_json_and_expected(tmp_path: Path, capsys: pytest.CaptureFixtu
     res = tmp_path / "results" / "default"
     write_run(res, "baseline", 0, epochs=2)
     missing = res / "tanh" / "seed0" / "metrics.json"
-    study = {"preset": "default", "seeds": [0], "baseline": "baseline",
-             "ablations": ["baseline", "tanh"], "ablation_defs": {"baseline": {}, "tanh": {}}}  # fmt: skip
+    study = {
+        "preset": "default",
+        "seeds": [0],
+        "baseline": "baseline",
+        "ablations": ["baseline", "tanh"],
+        "ablation_defs": {"baseline": {}, "tanh": {}},
+    }
     code = main(
-        ["--results", str(res), "--out", str(tmp_path / "out"), "--study-json",
-         json.dumps(study), "--expected", str(res / "baseline/seed0/metrics.json"), str(missing),
-         "--snakemake-report-dir", str(tmp_path / "captions")]
-    )  # fmt: skip
+        [
+            "--results",
+            str(res),
+            "--out",
+            str(tmp_path / "out"),
+            "--study-json",
+            json.dumps(study),
+            "--expected",
+            str(res / "baseline/seed0/metrics.json"),
+            str(missing),
+            "--snakemake-report-dir",
+            str(tmp_path / "captions"),
+        ]
+    )
     assert code == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["counts"]["completed"] == 1 and summary["counts"]["missing"] == 1

@@ -24,8 +24,9 @@ def test_report_computes_speedup_and_efficiency_from_the_runs(tmp_path: Path) ->
 
 
 def test_a_two_device_run_records_no_scaling_of_its_own(tmp_path: Path) -> None:
-    two = tiny_run(train={"epochs": 1}, runtime={"device": "cpu", "threads": 1, "gpus": 2,
-                                                 "parallel": "model"})  # fmt: skip
+    two = tiny_run(
+        train={"epochs": 1}, runtime={"device": "cpu", "threads": 1, "gpus": 2, "parallel": "model"}
+    )
     metrics = run_training(RunConfig(two), tmp_path / "gpus2")
     on_disk = json.loads((tmp_path / "gpus2" / "metrics.json").read_text())
     assert metrics["parallel"]["devices"] == 2 and "scaling" not in on_disk["parallel"]
@@ -34,7 +35,16 @@ def test_a_two_device_run_records_no_scaling_of_its_own(tmp_path: Path) -> None:
 def test_a_multi_device_job_reads_no_other_jobs_output(tmp_path: Path) -> None:
     """Forcing one 2-device cell plans that cell and the peak probe only, not the baseline."""
     (tmp_path / "config.yaml").write_text((Path(__file__).parents[1] / "config.yaml").read_text())
-    dry = snakemake(tmp_path, "results/tiny/gpus2/seed0/metrics.json", "-n", "--forceall",
-                    "--cores", "2", "--config", "preset=tiny", "cpu_standins=run")  # fmt: skip
+    dry = snakemake(
+        tmp_path,
+        "results/tiny/gpus2/seed0/metrics.json",
+        "-n",
+        "--forceall",
+        "--cores",
+        "2",
+        "--config",
+        "preset=tiny",
+        "cpu_standins=run",
+    )
     assert dry.returncode == 0, dry.stderr[-2000:]
     assert job_counts(dry.stdout) == {"peak_flops": 1, "train": 1}, dry.stdout[-2000:]

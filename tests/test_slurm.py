@@ -71,9 +71,18 @@ SCRIPT = REPO / "scripts" / "local_slurm.sh"
 PROFILE = REPO / "workflow" / "profiles" / "slurm"
 OVERLAY = REPO / "workflow" / "profiles" / "local-slurm"
 SLURM_COMMANDS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scancel")
-ERROR_COLUMNS = ("status", "epochs_completed", "final_train_loss", "final_val_loss",
-                 "train_top1_err_pct", "val_top1_err_pct", "val_top5_err_pct", "overfit_gap_pts",
-                 "best_epoch", "best_val_top1_err_pct")  # fmt: skip
+ERROR_COLUMNS = (
+    "status",
+    "epochs_completed",
+    "final_train_loss",
+    "final_val_loss",
+    "train_top1_err_pct",
+    "val_top1_err_pct",
+    "val_top5_err_pct",
+    "overfit_gap_pts",
+    "best_epoch",
+    "best_val_top1_err_pct",
+)
 SBATCH_WRAPPER = """#!/bin/sh
 # Test wrapper: records what the executor plugin passes to sbatch and what sbatch answers.
 log={log}/$(date +%s%N).$$
@@ -90,8 +99,10 @@ def _slurm_missing() -> str | None:
     search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
     missing = [c for c in SLURM_COMMANDS if shutil.which(c, path=search) is None]
     if missing:
-        return (f"SLURM is not installed (no {', '.join(missing)}): apt-get install slurmctld "
-                "slurmd slurm-client munge")  # fmt: skip
+        return (
+            f"SLURM is not installed (no {', '.join(missing)}): apt-get install slurmctld "
+            "slurmd slurm-client munge"
+        )
     if os.geteuid() != 0:
         return "the local SLURM cluster needs root (slurmd starts jobs as their user)"
     return None
@@ -139,8 +150,9 @@ def cluster(
     wrappers.mkdir()
     submissions.mkdir()
     env = {**proc_env, "LOCAL_SLURM_DIR": str(state), "LOCAL_SLURM_GPUS": str(GPUS)}
-    started = subprocess.run(["bash", str(SCRIPT), "start"], env=env, capture_output=True,
-                             text=True, timeout=120)  # fmt: skip
+    started = subprocess.run(
+        ["bash", str(SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=120
+    )
     if started.returncode != 0:
         pytest.fail(f"the local SLURM cluster did not start:\n{started.stdout}{started.stderr}")
     # the lines the script prints for a shell: export SLURM_CONF=...; export PATH=<bin>:$PATH
@@ -172,9 +184,12 @@ def slurm_snakemake(workdir: Path, *args: str, overlay: bool = True) -> list[str
 def calls_for(cluster: Cluster, workdir: Path, comment: str) -> list[tuple[list[str], str]]:
     """sbatch calls of one Snakemake job in ``workdir`` (the plugin's --comment is
     rule_<rule>_wildcards_<values>, its -D the working directory)."""
-    return [(args, out) for args, out in cluster.sbatch_calls()
-            if args[args.index("--comment") + 1] == comment
-            and args[args.index("-D") + 1] == str(workdir)]  # fmt: skip
+    return [
+        (args, out)
+        for args, out in cluster.sbatch_calls()
+        if args[args.index("--comment") + 1] == comment
+        and args[args.index("-D") + 1] == str(workdir)
+    ]
 
 
 def option(args: list[str], name: str) -> str:
@@ -256,8 +271,10 @@ def study(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Study:
     the same numbers would."""
     tmp = tmp_path_factory.mktemp("slurm-study")
     root = image_dir(tmp / "bad-data", classes=3, per_class=6, corrupt=True)
-    bad = {**BAD_DATA, "overrides": {"data": {"source": "imagefolder", "root": str(root),
-                                              "on_bad_image": "fail"}}}  # fmt: skip
+    bad = {
+        **BAD_DATA,
+        "overrides": {"data": {"source": "imagefolder", "root": str(root), "on_bad_image": "fail"}},
+    }
     workdir = study_dir(tmp, ablations=list(CELLS), ablation_defs={"bad_data": bad})
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     for ablation in ("baseline", CANCELLED):
@@ -267,12 +284,20 @@ def study(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Study:
     write_cpu_peaks(workdir / "results" / "tiny" / "peak_flops.json", [1, 2])
 
     progress = tmp / "progress"
-    held_env = {**with_faults(cluster.env, progress, hold_at=(2, 3)),
-                "FAULT_HOLD_ARGV": f"tiny/{CANCELLED}/seed0", "FAULT_HOLD_TIMEOUT_S": "300"}  # fmt: skip
+    held_env = {
+        **with_faults(cluster.env, progress, hold_at=(2, 3)),
+        "FAULT_HOLD_ARGV": f"tiny/{CANCELLED}/seed0",
+        "FAULT_HOLD_TIMEOUT_S": "300",
+    }
     other_nodes = acquire_gpus(GPUS, workdir / ".gpu-locks", [str(d) for d in range(GPUS)])
     try:
-        proc = subprocess.Popen(slurm_snakemake(workdir), env=held_env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+        proc = subprocess.Popen(
+            slurm_snakemake(workdir),
+            env=held_env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         lines = TimedLines(proc)
         try:
             wait_for_hold(progress, proc=proc, timeout=300)
@@ -291,16 +316,27 @@ def study(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Study:
         (tmp / "first.log").write_text(out)
         cell = workdir / "results" / "tiny" / CANCELLED / "seed0"
         checkpoint = cell / "checkpoint.pt"
-        after_cancel = (sorted(p.name for p in cell.iterdir()),
-                        checkpoint_epoch(checkpoint) if checkpoint.exists() else None)  # fmt: skip
-        rerun = subprocess.run(slurm_snakemake(workdir), env=cluster.env, capture_output=True,
-                               text=True, timeout=300)  # fmt: skip
+        after_cancel = (
+            sorted(p.name for p in cell.iterdir()),
+            checkpoint_epoch(checkpoint) if checkpoint.exists() else None,
+        )
+        rerun = subprocess.run(
+            slurm_snakemake(workdir), env=cluster.env, capture_output=True, text=True, timeout=300
+        )
         second = Run(rerun.returncode, rerun.stdout + rerun.stderr)
         (tmp / "rerun.log").write_text(second.log)
     finally:
         other_nodes.release()
-    return Study(workdir, tmp / "reference", first, second, job, noticed_s, held_lines(progress),
-                 after_cancel)  # fmt: skip
+    return Study(
+        workdir,
+        tmp / "reference",
+        first,
+        second,
+        job,
+        noticed_s,
+        held_lines(progress),
+        after_cancel,
+    )
 
 
 def test_each_cell_is_one_slurm_job_and_equals_the_local_run(
@@ -433,10 +469,11 @@ def test_the_shipped_profile_asks_sbatch_for_its_limits_and_a_refusal_ends_the_r
     shutil.copy(
         study.workdir / "results" / "tiny" / "peak_flops.json",
         workdir / "results" / "tiny" / "peak_flops.json",
-    )  # fmt: skip  (no probe job)
+    )  # (no probe job)
     target = "results/tiny/gpus2/seed0/metrics.json"
-    cmd = slurm_snakemake(workdir, target, "--slurm-init-seconds-before-status-checks", "1",
-                          overlay=False)  # fmt: skip
+    cmd = slurm_snakemake(
+        workdir, target, "--slurm-init-seconds-before-status-checks", "1", overlay=False
+    )
     result = subprocess.run(cmd, env=cluster.env, capture_output=True, text=True, timeout=300)
     log = result.stdout + result.stderr
     assert result.returncode != 0, log[-4000:]

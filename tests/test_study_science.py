@@ -36,10 +36,15 @@ LN10 = math.log(10)
 def _rows(losses: list[float], vals: list[float], train_errors: list[float] | None = None):
     errors = train_errors or [0.5] * len(losses)
     return [
-        {"epoch": i + 1, "train_loss": loss, "train_top1_error": err, "val_top1_error": val,
-         "elapsed_s": 10.0 * (i + 1)}
+        {
+            "epoch": i + 1,
+            "train_loss": loss,
+            "train_top1_error": err,
+            "val_top1_error": val,
+            "elapsed_s": 10.0 * (i + 1),
+        }
         for i, (loss, val, err) in enumerate(zip(losses, vals, errors, strict=True))
-    ]  # fmt: skip
+    ]
 
 
 # -- collapse detector -------------------------------------------------------------------------
@@ -64,9 +69,10 @@ def test_collapsed_run_gets_its_own_status(tmp_path: Path, monkeypatch) -> None:
     from alexnet_bench import train as train_mod
 
     monkeypatch.setattr(
-        train_mod.Trainer, "train_epoch",
+        train_mod.Trainer,
+        "train_epoch",
         lambda self, epoch: train_mod.EpochStats(LN10, 0.9, None, 160, 0.1),
-    )  # fmt: skip
+    )
     cfg = RunConfig(tiny_run(train={"epochs": 2, "checkpoint": False, "collapse_check": True}))
     metrics = train_mod.run_training(cfg, tmp_path)
     assert metrics["status"] == "collapsed"
@@ -127,8 +133,14 @@ def test_report_excludes_collapsed_runs_and_counts_them(tmp_path: Path) -> None:
     for seed in (0, 1, 2):
         write_run(res, "baseline", seed, val_top1=0.10 + 0.01 * seed)
         if seed == 1:
-            write_run(res, "no_lrn", seed, status="collapsed", val_top1=0.90,
-                      reason="did not learn: training loss stayed at ln(10)")  # fmt: skip
+            write_run(
+                res,
+                "no_lrn",
+                seed,
+                status="collapsed",
+                val_top1=0.90,
+                reason="did not learn: training loss stayed at ln(10)",
+            )
         else:
             write_run(res, "no_lrn", seed, val_top1=0.12 + 0.01 * seed)
     study = normalize_study({**STUDY, "seeds": [0, 1, 2], "ablations": ["baseline", "no_lrn"]})
@@ -141,8 +153,11 @@ def test_report_excludes_collapsed_runs_and_counts_them(tmp_path: Path) -> None:
 
     from alexnet_bench.reports.report import build_report
 
-    out = build_report(res, tmp_path / "reports", study=STUDY | {"seeds": [0, 1, 2],
-                       "ablations": ["baseline", "no_lrn"]})  # fmt: skip
+    out = build_report(
+        res,
+        tmp_path / "reports",
+        study=STUDY | {"seeds": [0, 1, 2], "ablations": ["baseline", "no_lrn"]},
+    )
     assert out["counts"]["collapsed"] == 1
     page = (tmp_path / "reports" / "index.html").read_text()
     assert "no_lrn: 1/3 seed(s) collapsed" in page and "no_lrn/seed1" in page
@@ -222,8 +237,9 @@ def test_activation_health_finds_dead_relus_and_lrn_load() -> None:
     assert health["dead_relu_fraction"]["conv1"] == 1.0
     # LRN after a dead layer sees zeros: alpha * sum / k is 0 there
     assert health["lrn_alpha_sum_over_k"]["lrn1"] == 0.0
-    live = activation_health(AlexNet(10, width=0.125, image_size=32, init="kaiming"),
-                             torch.randn(16, 3, 32, 32))  # fmt: skip
+    live = activation_health(
+        AlexNet(10, width=0.125, image_size=32, init="kaiming"), torch.randn(16, 3, 32, 32)
+    )
     assert 0 < live["lrn_alpha_sum_over_k"]["lrn1"] < 0.01  # k dominates: LRN is a gain here
     assert activation_health(nn.Linear(2, 2), torch.randn(1, 2)) is None
 
@@ -243,8 +259,9 @@ def test_plateau_schedule_divides_when_validation_stops_improving() -> None:
 
 # -- MFU is never above 1 ----------------------------------------------------------------------
 def _peak_file(path: Path, flops: float, host: str | None = None) -> Path:
-    path.write_text(json.dumps({"host": host or socket.gethostname(),
-                                "peak_flops_by_threads": {"1": flops}}))  # fmt: skip
+    path.write_text(
+        json.dumps({"host": host or socket.gethostname(), "peak_flops_by_threads": {"1": flops}})
+    )
     return path
 
 
@@ -272,23 +289,36 @@ def test_mfu_above_one_is_never_recorded(tmp_path: Path) -> None:
 # -- calibration criteria ----------------------------------------------------------------------
 def _calibration_study(candidates: dict[str, Any]) -> dict[str, Any]:
     return {
-        "preset": "default", "seeds": [0, 1], "baseline": "baseline",
+        "preset": "default",
+        "seeds": [0, 1],
+        "baseline": "baseline",
         "ablations": ["baseline", "tanh", "gpus2"],
-        "presets": {"default": {"run": {"data": {"num_train": 200, "num_val": 50},
-                                        "train": {"batch_size": 8}}}},
+        "presets": {
+            "default": {
+                "run": {"data": {"num_train": 200, "num_val": 50}, "train": {"batch_size": 8}}
+            }
+        },
         "ablation_defs": {
             "baseline": {"family": "baseline", "overrides": {}},
             "tanh": {"family": "activation", "overrides": {"model": {"activation": "tanh"}}},
             "gpus2": {"family": "gpus", "overrides": {"runtime": {"gpus": 2}}},
         },
         "calibration": {
-            "arms": ["baseline", "tanh"], "seeds": [100, 101], "candidates": candidates,
-            "criteria": {"learned_max_val_error": 0.5, "baseline_max_val_error": 0.15,
-                         "baseline_max_last_epoch_gain": 0.02, "target_train_error": 0.25,
-                         "target_arms": ["baseline", "tanh"], "max_study_minutes": 2,
-                         "cores": 2, "fixed_overhead_s": 30},
+            "arms": ["baseline", "tanh"],
+            "seeds": [100, 101],
+            "candidates": candidates,
+            "criteria": {
+                "learned_max_val_error": 0.5,
+                "baseline_max_val_error": 0.15,
+                "baseline_max_last_epoch_gain": 0.02,
+                "target_train_error": 0.25,
+                "target_arms": ["baseline", "tanh"],
+                "max_study_minutes": 2,
+                "cores": 2,
+                "fixed_overhead_s": 30,
+            },
         },
-    }  # fmt: skip
+    }
 
 
 def _calibration_run(root: Path, cand: str, arm: str, seed: int, cpu_s: float, **kw) -> None:
@@ -300,8 +330,10 @@ def _calibration_run(root: Path, cand: str, arm: str, seed: int, cpu_s: float, *
     val, train = metrics["final"]["val_top1_error"], metrics["final"]["train_top1_error"]
     vals = [0.8, 0.5, 0.35, 0.25, val + 0.005, val]
     trains = [0.85, 0.6, 0.45, 0.35, train + 0.01, train]
-    lines = ["epoch,train_loss,train_top1_error,val_loss,val_top1_error,val_top5_error,lr,"
-             "epoch_time_s,elapsed_s,images_per_s"]  # fmt: skip
+    lines = [
+        "epoch,train_loss,train_top1_error,val_loss,val_top1_error,val_top5_error,lr,"
+        "epoch_time_s,elapsed_s,images_per_s"
+    ]
     for e, (v, t) in enumerate(zip(vals, trains, strict=True), start=1):
         lines.append(f"{e},1.0,{t},1.0,{v},0.05,0.01,5,{5 * e},800")
     (path.parent / "history.csv").write_text("\n".join(lines) + "\n")

@@ -97,9 +97,13 @@ def test_torchvision_alexnet_at_64px() -> None:
     ],
 )
 def test_gpu_spec_table(
-    monkeypatch: pytest.MonkeyPatch, name: str, dtype: torch.dtype, tf32: bool, peak: float,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    dtype: torch.dtype,
+    tf32: bool,
+    peak: float,
     key: str,
-) -> None:  # fmt: skip
+) -> None:
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
     monkeypatch.setattr(flops, "_tf32_enabled", lambda: tf32)
     p = device_peak_flops(torch.device("cuda", 0), dtype)

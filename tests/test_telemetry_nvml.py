@@ -228,9 +228,12 @@ def test_two_devices_pool_distributions_and_sum_energy(fake: Any, tmp_path: Path
     ],
 )
 def test_cuda_visible_devices_mapping(
-    fake: Any, monkeypatch: pytest.MonkeyPatch, env: str | None, indices: list[int],
+    fake: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    env: str | None,
+    indices: list[int],
     expected: list[int],
-) -> None:  # fmt: skip
+) -> None:
     fake([FakeGpu(uuid(c), name=f"gpu-{c}") for c in "abcd"])
     if env is not None:
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", env)

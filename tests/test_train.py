@@ -21,8 +21,13 @@ def read_history(out: Path) -> list[dict[str, str]]:
 
 
 def test_short_run_learns_and_writes_metrics(tmp_path: Path) -> None:
-    cfg = RunConfig(tiny_run(model={"width": 0.125, "init": "kaiming", "dropout": 0.0},
-                             data={"num_train": 320}, train={"epochs": 4, "lr": 0.02}))  # fmt: skip
+    cfg = RunConfig(
+        tiny_run(
+            model={"width": 0.125, "init": "kaiming", "dropout": 0.0},
+            data={"num_train": 320},
+            train={"epochs": 4, "lr": 0.02},
+        )
+    )
     metrics = run_training(cfg, tmp_path, {"ablation": "baseline", "seed": 0})
     rows = read_history(tmp_path)
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
@@ -31,8 +36,19 @@ def test_short_run_learns_and_writes_metrics(tmp_path: Path) -> None:
     assert on_disk["status"] == "completed" and on_disk["schema_version"] == 2
     assert on_disk["run"] == {"ablation": "baseline", "seed": 0}
     assert on_disk["config_hash"] == cfg.hash and on_disk["model"]["num_params"] > 0
-    for key in ("final", "best", "time_to_target", "throughput", "step_time", "flops", "gpu",
-                "host", "environment", "data", "parallel"):  # fmt: skip
+    for key in (
+        "final",
+        "best",
+        "time_to_target",
+        "throughput",
+        "step_time",
+        "flops",
+        "gpu",
+        "host",
+        "environment",
+        "data",
+        "parallel",
+    ):
         assert key in on_disk, key
     assert on_disk["gpu"]["available"] is False and on_disk["gpu"]["reason"]
     assert on_disk["step_time"]["steps_timed"] > 0
@@ -77,8 +93,12 @@ def test_corrupt_checkpoint_falls_back_to_previous(tmp_path: Path) -> None:
 
 
 def test_divergence_is_recorded_not_crashed(tmp_path: Path) -> None:
-    cfg = RunConfig(tiny_run(model={"activation": "tanh", "lrn": False, "init": "kaiming"},
-                             train={"epochs": 3, "lr": 1e6, "lr_schedule": "constant"}))  # fmt: skip
+    cfg = RunConfig(
+        tiny_run(
+            model={"activation": "tanh", "lrn": False, "init": "kaiming"},
+            train={"epochs": 3, "lr": 1e6, "lr_schedule": "constant"},
+        )
+    )
     metrics = run_training(cfg, tmp_path)
     assert metrics["status"] == "diverged" and "non-finite" in metrics["reason"]
     on_disk = json.loads((tmp_path / "metrics.json").read_text())  # valid JSON: NaN -> null
@@ -116,8 +136,15 @@ def test_cli_records_failure_for_the_report(tmp_path: Path, capsys) -> None:
     (folder / "bad.png").write_bytes(b"\x89PNG garbage")
     (tmp_path / "imgs" / "b").mkdir()
     (tmp_path / "imgs" / "b" / "bad2.png").write_bytes(b"junk")
-    code, err = _cli(tmp_path, capsys, "--set", "data.source=imagefolder", "--set",
-                     f"data.root={tmp_path / 'imgs'}", "--record-failures")  # fmt: skip
+    code, err = _cli(
+        tmp_path,
+        capsys,
+        "--set",
+        "data.source=imagefolder",
+        "--set",
+        f"data.root={tmp_path / 'imgs'}",
+        "--record-failures",
+    )
     assert code == 0 and "cannot decode image" in err
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["status"] == "failed" and "bad" in metrics["reason"]
@@ -138,6 +165,14 @@ def test_help_documents_every_option(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = capsys.readouterr().out
-    for option in ("--config", "--config-json", "--set", "--out", "--label", "--record-failures",
-                   "--on-insufficient-gpus", "--gpu-lock-dir"):  # fmt: skip
+    for option in (
+        "--config",
+        "--config-json",
+        "--set",
+        "--out",
+        "--label",
+        "--record-failures",
+        "--on-insufficient-gpus",
+        "--gpu-lock-dir",
+    ):
         assert option in text

@@ -20,8 +20,11 @@ def test_dry_run_lists_exactly_the_default_grid(workdir: Path) -> None:
     result = snakemake(workdir, "-n", "--cores", "2")
     assert result.returncode == 0, result.stderr
     assert job_counts(result.stdout) == {
-        "peak_flops": 1, "train": len(EXPECTED_CELLS), "report": 1, "all": 1,
-    }  # fmt: skip
+        "peak_flops": 1,
+        "train": len(EXPECTED_CELLS),
+        "report": 1,
+        "all": 1,
+    }
     assert len(STUDY["seeds"]) >= 3
     for ablation, seed in EXPECTED_CELLS:
         assert f"results/default/{ablation}/seed{seed}/metrics.json" in result.stdout
@@ -30,8 +33,10 @@ def test_dry_run_lists_exactly_the_default_grid(workdir: Path) -> None:
 def test_family_target_runs_baseline_and_family(workdir: Path) -> None:
     result = snakemake(workdir, "-n", "--cores", "1", "ablation_lrn")
     assert job_counts(result.stdout) == {
-        "peak_flops": 1, "train": 2 * len(STUDY["seeds"]), "ablation_lrn": 1,
-    }  # fmt: skip
+        "peak_flops": 1,
+        "train": 2 * len(STUDY["seeds"]),
+        "ablation_lrn": 1,
+    }
 
 
 @pytest.mark.parametrize(
@@ -74,8 +79,13 @@ TINY_SEEDS = [0, 1]  # two seeds: the report's paired statistics have pairs
 # The other ablations are config overrides: test_dry_run_lists_exactly_the_default_grid plans
 # them, tests/test_config_properties.py builds and trains every accepted config in-process.
 TINY_ABLATIONS = ["baseline", "tanh", "no_lrn", "gpus2", "gpus2_model"]
-TINY = ["--config", "preset=tiny", f"seeds={TINY_SEEDS}".replace(" ", ""), "cpu_standins=run",
-        f"ablations=[{','.join(TINY_ABLATIONS)}]"]  # fmt: skip
+TINY = [
+    "--config",
+    "preset=tiny",
+    f"seeds={TINY_SEEDS}".replace(" ", ""),
+    "cpu_standins=run",
+    f"ablations=[{','.join(TINY_ABLATIONS)}]",
+]
 TINY_CELLS = [(a, s) for a in TINY_ABLATIONS for s in TINY_SEEDS]
 
 
@@ -141,8 +151,10 @@ def test_a_new_ablation_family_gets_its_target_from_config_alone(workdir: Path) 
     """Family targets are generated from config.yaml: a new family needs no rule edit."""
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     config["ablation_defs"]["wide"] = {
-        "family": "width", "description": "twice the width", "overrides": {"model": {"width": 0.5}},
-    }  # fmt: skip
+        "family": "width",
+        "description": "twice the width",
+        "overrides": {"model": {"width": 0.5}},
+    }
     config["ablations"].append("wide")
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     dry = snakemake(workdir, "-n", "--cores", "2", "ablation_width")

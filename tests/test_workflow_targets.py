@@ -26,8 +26,11 @@ def test_calibrate_target_end_to_end(workdir: Path) -> None:
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     dry = snakemake(workdir, "-n", "--cores", "2", "calibrate")
     assert job_counts(dry.stdout) == {
-        "peak_flops": 1, "calibration_train": 4, "calibration_report": 1, "calibrate": 1,
-    }, dry.stdout[-2000:]  # fmt: skip
+        "peak_flops": 1,
+        "calibration_train": 4,
+        "calibration_report": 1,
+        "calibrate": 1,
+    }, dry.stdout[-2000:]
     result = snakemake(workdir, "--cores", "2", "calibrate", timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = workdir / "reports" / "calibration"
@@ -56,9 +59,12 @@ def test_figure1_target_end_to_end(workdir: Path) -> None:
     result = snakemake(workdir, "--cores", "2", "figure1", "--config", tiny, timeout=600)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert job_counts(result.stdout + result.stderr) == {
-        "figure1_sweep": 12, "figure1_select": 2, "figure1_final": 12, "figure1_summary": 1,
+        "figure1_sweep": 12,
+        "figure1_select": 2,
+        "figure1_final": 12,
+        "figure1_summary": 1,
         "figure1": 1,
-    }  # fmt: skip
+    }
     root = workdir / "results" / "figure1"
     summary = json.loads((root / "summary.json").read_text())
     assert list(summary["inits"]) == ["variance_preserving", "cuda_convnet"]

@@ -51,9 +51,11 @@ def load_cifar10(root: str | Path) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     train_y = np.concatenate([p[1] for p in parts])
     test_x, test_y = _load_cifar_batch(base / "test_batch")
     return (
-        torch.from_numpy(train_x), torch.from_numpy(train_y),
-        torch.from_numpy(test_x), torch.from_numpy(test_y),
-    )  # fmt: skip
+        torch.from_numpy(train_x),
+        torch.from_numpy(train_y),
+        torch.from_numpy(test_x),
+        torch.from_numpy(test_y),
+    )
 
 
 def decode_image(path: str | Path, size: int) -> np.ndarray:

@@ -34,9 +34,17 @@ import torch
 from .cache import cached_tensors
 
 CLASS_NAMES = (
-    "disk", "ring", "square", "frame", "triangle",
-    "plus", "saltire", "hstripes", "vstripes", "checker",
-)  # fmt: skip
+    "disk",
+    "ring",
+    "square",
+    "frame",
+    "triangle",
+    "plus",
+    "saltire",
+    "hstripes",
+    "vstripes",
+    "checker",
+)
 TRAIN_SEED = 2012
 VAL_SEED = 2013
 GENERATOR_VERSION = 1  # bump whenever generate_shapes changes its output (it keys the cache)

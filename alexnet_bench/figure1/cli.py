@@ -103,8 +103,15 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     blocks = summary["inits"]
     failed = [c["check"] for b in blocks.values() for c in b["checks"] if not c["ok"]]
     ratios = {init: b["ratio"]["text"] for init, b in blocks.items()}
-    print(json.dumps({"ratios": ratios, "interaction": summary["interaction"]["text"],
-                      "failed_checks": failed}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "ratios": ratios,
+                "interaction": summary["interaction"]["text"],
+                "failed_checks": failed,
+            }
+        )
+    )
     return 0
 
 
@@ -133,8 +140,11 @@ def add_figure1_parser(subparsers: Any) -> None:
     )
     train.add_argument("--activation", choices=["relu", "tanh"], help="arm for --lr-from")
     train.add_argument("--label", action="append", metavar="KEY=VALUE")
-    train.add_argument("--record-failures", action="store_true",
-                       help="a user error of one seed is recorded as status 'failed'")  # fmt: skip
+    train.add_argument(
+        "--record-failures",
+        action="store_true",
+        help="a user error of one seed is recorded as status 'failed'",
+    )
     train.add_argument("--gpu-lock-dir", metavar="DIR", help="lock one free GPU via DIR")
     train.set_defaults(func=cmd_train)
 
@@ -146,8 +156,12 @@ def add_figure1_parser(subparsers: Any) -> None:
         p.add_argument("--settings-json", required=True, help="config.yaml's figure1 block")
         p.add_argument("--results", default="results/figure1", help="the figure1 results root")
         if name == "select":
-            p.add_argument("--init", required=True, choices=list(INIT_RULES),
-                           help="whose sweep to select from (one of figure1.inits)")  # fmt: skip
+            p.add_argument(
+                "--init",
+                required=True,
+                choices=list(INIT_RULES),
+                help="whose sweep to select from (one of figure1.inits)",
+            )
         if name == "summarize":
             p.add_argument("--out", default="reports/figure1", help="figure1.png|svg, summary.md")
         p.set_defaults(func=func)

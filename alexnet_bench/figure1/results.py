@@ -107,12 +107,14 @@ def sweep_results(root: Path, s: Figure1Settings, init: str) -> Sweep:
     """Every sweep run of one init, by activation and grid learning rate."""
     return {
         act: {
-            lr: [load_run(sweep_dir(root, init, act, lr) / f"seed{seed}" / "metrics.json")
-                 for seed in s.sweep_seeds]
+            lr: [
+                load_run(sweep_dir(root, init, act, lr) / f"seed{seed}" / "metrics.json")
+                for seed in s.sweep_seeds
+            ]
             for lr in s.grids[init][act]
         }
         for act in ACTIVATIONS
-    }  # fmt: skip
+    }
 
 
 def choose(sweep: Sweep) -> dict[str, Choice]:
@@ -179,9 +181,14 @@ def _data_used(finals: list[Run], s: Figure1Settings) -> dict[str, Any]:
     for r in finals:
         d = r.record.data
         if d.source:
-            return {"source": d.source, "root": d.root, "num_train": d.num_train,
-                    "num_val": d.num_val, "num_classes": d.num_classes,
-                    "image_size": d.image_size}  # fmt: skip
+            return {
+                "source": d.source,
+                "root": d.root,
+                "num_train": d.num_train,
+                "num_val": d.num_val,
+                "num_classes": d.num_classes,
+                "image_size": d.image_size,
+            }
     return {"source": s.data, "root": s.cifar10_root if s.data == "cifar10" else None}
 
 
@@ -208,31 +215,45 @@ def _checks(
     for act in ACTIVATIONS:
         c = choices[act]
         arm = f"{init} {act}"
-        out.append({
-            "check": f"{arm}: a grid rate reached the target in the sweep",
-            "ok": c.reached,
-            "detail": "" if c.reached else
-            f"no rate reached it: raise figure1.inits.{init}.epochs or widen its lr_grid.{act}",
-        })  # fmt: skip
-        out.append({
-            "check": f"{arm}: chosen rate inside the grid (the optimum is bracketed)",
-            "ok": c.edge is None,
-            "detail": "" if c.edge is None else f"chosen rate {lr_label(c.lr)} is the grid's "
-            f"{c.edge}: widen figure1.inits.{init}.lr_grid.{act}",
-        })  # fmt: skip
-        bad = [f"seed {r.seed}: {r.ttt_epochs.text()}" for r in finals[act]
-               if r.ttt_epochs.kind != "reached"]  # fmt: skip
-        out.append({
-            "check": f"{arm}: every final run reached the target (no censoring)",
-            "ok": not bad,
-            "detail": "; ".join(bad) + (" (the ratio is then a bound)" if bad else ""),
-        })  # fmt: skip
+        out.append(
+            {
+                "check": f"{arm}: a grid rate reached the target in the sweep",
+                "ok": c.reached,
+                "detail": ""
+                if c.reached
+                else f"no rate reached it: raise figure1.inits.{init}.epochs or widen its lr_grid.{act}",
+            }
+        )
+        out.append(
+            {
+                "check": f"{arm}: chosen rate inside the grid (the optimum is bracketed)",
+                "ok": c.edge is None,
+                "detail": ""
+                if c.edge is None
+                else f"chosen rate {lr_label(c.lr)} is the grid's "
+                f"{c.edge}: widen figure1.inits.{init}.lr_grid.{act}",
+            }
+        )
+        bad = [
+            f"seed {r.seed}: {r.ttt_epochs.text()}"
+            for r in finals[act]
+            if r.ttt_epochs.kind != "reached"
+        ]
+        out.append(
+            {
+                "check": f"{arm}: every final run reached the target (no censoring)",
+                "ok": not bad,
+                "detail": "; ".join(bad) + (" (the ratio is then a bound)" if bad else ""),
+            }
+        )
         wrong = sorted(used[act] - {c.lr})
-        out.append({
-            "check": f"{arm}: final runs used the selected rate",
-            "ok": not wrong and bool(used[act]),
-            "detail": f"final runs used {wrong}, selection says {c.lr}" if wrong else "",
-        })  # fmt: skip
+        out.append(
+            {
+                "check": f"{arm}: final runs used the selected rate",
+                "ok": not wrong and bool(used[act]),
+                "detail": f"final runs used {wrong}, selection says {c.lr}" if wrong else "",
+            }
+        )
     return out
 
 
@@ -288,8 +309,10 @@ def interaction_record(
     seed: how many times the init multiplies the ratio. ``n/a`` unless both inits ran."""
     if set(inits) != {PAPER_ERA_INIT, "variance_preserving"}:
         p = Paired(True, "n/a", 0, None)
-        return {**_paired_record(p, [], INTERACTION_METHOD),
-                "text": "n/a (needs both inits in figure1.inits)"}  # fmt: skip
+        return {
+            **_paired_record(p, [], INTERACTION_METHOD),
+            "text": "n/a (needs both inits in figure1.inits)",
+        }
 
     paper = per_seed_ratios(finals[PAPER_ERA_INIT])
     vp = per_seed_ratios(finals["variance_preserving"])
@@ -429,10 +452,12 @@ def _init_block(
     sweep = sweep_results(root, s, init)
     choices = choose(sweep)
     finals = {
-        act: [load_run(final_dir(root, init, act) / f"seed{seed}" / "metrics.json")
-              for seed in s.final_seeds]
+        act: [
+            load_run(final_dir(root, init, act) / f"seed{seed}" / "metrics.json")
+            for seed in s.final_seeds
+        ]
         for act in ACTIVATIONS
-    }  # fmt: skip
+    }
     used = {act: {r.lr for r in finals[act] if r.lr is not None} for act in ACTIVATIONS}
     arms = {}
     for act in ACTIVATIONS:

@@ -43,9 +43,17 @@ IMAGE_SIZE = 32  # CIFAR-10's size, used as is (no crops: no augmentation)
 # a grid must be able to bracket an optimum (3 rates); final seeds give a t-interval (3)
 MIN_GRID, MIN_SWEEP_SEEDS, MIN_FINAL_SEEDS = 3, 1, 3
 KEYS = (
-    "data", "cifar10_root", "train_images", "val_images", "batch_size", "target_train_error",
-    "inits", "sweep_seeds", "final_seeds", "run",
-)  # fmt: skip
+    "data",
+    "cifar10_root",
+    "train_images",
+    "val_images",
+    "batch_size",
+    "target_train_error",
+    "inits",
+    "sweep_seeds",
+    "final_seeds",
+    "run",
+)
 INIT_KEYS = ("epochs", "lr_grid")
 
 
@@ -199,11 +207,18 @@ class Figure1Settings:
         if activation not in ACTIVATIONS:
             raise ConfigError(f"unknown figure1 activation {activation!r}; choose relu or tanh")
         if self.data == "synthetic":
-            data = {"source": "synthetic", "num_train": self.train_images,
-                    "num_val": self.val_images}  # fmt: skip
+            data = {
+                "source": "synthetic",
+                "num_train": self.train_images,
+                "num_val": self.val_images,
+            }
         else:
-            data = {"source": "cifar10", "root": self.cifar10_root,
-                    "max_train": self.train_images, "max_val": self.val_images}  # fmt: skip
+            data = {
+                "source": "cifar10",
+                "root": self.cifar10_root,
+                "max_train": self.train_images,
+                "max_val": self.val_images,
+            }
         data.update(image_size=IMAGE_SIZE, stored_size=IMAGE_SIZE)
         arm = {
             "model": {"arch": "layers18pct", "activation": activation},

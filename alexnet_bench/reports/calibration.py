@@ -279,8 +279,17 @@ def markdown(results: list[CandidateResult], study: dict[str, Any], command: str
     for r in results:
         knob_names += [k for k in r.knobs if k not in knob_names]
     short = [k.split(".")[-1] for k in knob_names]
-    head = ["candidate", *short, "arms learn", "baseline val top-1 % (sd)", "last-epoch gain",
-            "target reached", "CPU s/job", "study min", "passes"]  # fmt: skip
+    head = [
+        "candidate",
+        *short,
+        "arms learn",
+        "baseline val top-1 % (sd)",
+        "last-epoch gain",
+        "target reached",
+        "CPU s/job",
+        "study min",
+        "passes",
+    ]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         mark = " **(chosen)**" if r.chosen else ""
@@ -333,20 +342,33 @@ def figure(results: list[CandidateResult], study: dict[str, Any], path: Path) ->
         ax.plot(range(1, n + 1), mean, style, lw=width, color=colors(i % 10), label=r.name)
         if r.baseline_val_error is not None and r.projected_minutes is not None:
             bx.scatter(
-                r.projected_minutes, 100 * r.baseline_val_error, s=90 if r.chosen else 40,
-                marker="o" if r.passed else "x", color=colors(i % 10),
-            )  # fmt: skip
-            bx.annotate(r.name, (r.projected_minutes, 100 * r.baseline_val_error),
-                        fontsize=7, xytext=(4, 3), textcoords="offset points")  # fmt: skip
+                r.projected_minutes,
+                100 * r.baseline_val_error,
+                s=90 if r.chosen else 40,
+                marker="o" if r.passed else "x",
+                color=colors(i % 10),
+            )
+            bx.annotate(
+                r.name,
+                (r.projected_minutes, 100 * r.baseline_val_error),
+                fontsize=7,
+                xytext=(4, 3),
+                textcoords="offset points",
+            )
     ax.axhline(100 * crit["baseline_max_val_error"], color="grey", ls="--", lw=1)
-    ax.set(xlabel="epoch", ylabel="baseline val top-1 error (%), mean over seeds",
-           title="Baseline learning curves (dotted: candidate fails a criterion)")  # fmt: skip
+    ax.set(
+        xlabel="epoch",
+        ylabel="baseline val top-1 error (%), mean over seeds",
+        title="Baseline learning curves (dotted: candidate fails a criterion)",
+    )
     ax.legend(fontsize=7)
     bx.axvline(crit["max_study_minutes"], color="grey", ls="--", lw=1)
     bx.axhline(100 * crit["baseline_max_val_error"], color="grey", ls="--", lw=1)
-    bx.set(xlabel="projected default-study wall time (min)",
-           ylabel="baseline final val top-1 error (%)",
-           title="Cost vs convergence (o passes, x fails; large = chosen)")  # fmt: skip
+    bx.set(
+        xlabel="projected default-study wall time (min)",
+        ylabel="baseline final val top-1 error (%)",
+        title="Cost vs convergence (o passes, x fails; large = chosen)",
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")

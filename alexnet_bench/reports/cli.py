@@ -14,34 +14,43 @@ from ..errors import BenchError, ConfigError
 
 def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--results", default="results/default",
+        "--results",
+        default="results/default",
         help="one preset's results directory, holding {ablation}/seed{N}/metrics.json",
-    )  # fmt: skip
+    )
     parser.add_argument("--out", default="reports", help="output directory (index.html, ...)")
     study = parser.add_mutually_exclusive_group()
     study.add_argument(
-        "--study-json", metavar="JSON|FILE",
+        "--study-json",
+        metavar="JSON|FILE",
         help="the study config as a JSON object, or a file holding one",
-    )  # fmt: skip
+    )
     study.add_argument("--study-yaml", metavar="FILE", help="the study config as a YAML file")
     parser.add_argument(
-        "--expected", nargs="+", action="extend", metavar="METRICS_JSON", default=None,
+        "--expected",
+        nargs="+",
+        action="extend",
+        metavar="METRICS_JSON",
+        default=None,
         help="metrics.json paths the study expects; absent ones are reported as missing "
-             "(default: every ablation x seed of the study)",
-    )  # fmt: skip
+        "(default: every ablation x seed of the study)",
+    )
     parser.add_argument(
-        "--expected-from", metavar="FILE",
+        "--expected-from",
+        metavar="FILE",
         help="a file listing expected metrics.json paths, one per line",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--figure1", metavar="DIR",
+        "--figure1",
+        metavar="DIR",
         help="the figure1 study's results (results/figure1): adds its section and paper-vs-"
-             "measured row when DIR/summary.json exists, a note otherwise",
-    )  # fmt: skip
+        "measured row when DIR/summary.json exists, a note otherwise",
+    )
     parser.add_argument(
-        "--snakemake-report-dir", metavar="DIR",
+        "--snakemake-report-dir",
+        metavar="DIR",
         help="also copy the RST figure/table captions into DIR",
-    )  # fmt: skip
+    )
     parser.set_defaults(func=run_report)
 
 

@@ -81,31 +81,51 @@ def _curves_axis(ax: Any, summary: dict[str, Any], init: str) -> None:
     drawn = False
     for act, (color, style, name) in STYLE.items():
         runs = [
-            r for r in summary["final"]
+            r
+            for r in summary["final"]
             if r["init"] == init and r["activation"] == act and r["train_error_per_epoch"]
-        ]  # fmt: skip
+        ]
         curves = [[_pct(e) for e in r["train_error_per_epoch"]] for r in runs]
         for c in curves:
             ax.plot(range(1, len(c) + 1), c, color=color, linestyle=style, lw=0.8, alpha=0.35)
         mean = _mean_curve(curves)
         if len(mean):
             drawn = True
-            ax.plot(range(1, len(mean) + 1), mean, color=color, linestyle=style, lw=2.2,
-                    label=f"{name}, lr {chosen[act]['lr']:g} (mean of {len(curves)} seeds)")  # fmt: skip
+            ax.plot(
+                range(1, len(mean) + 1),
+                mean,
+                color=color,
+                linestyle=style,
+                lw=2.2,
+                label=f"{name}, lr {chosen[act]['lr']:g} (mean of {len(curves)} seeds)",
+            )
     if not drawn:
-        ax.text(0.5, 0.5, "no final run has a training history\n(see the final runs table)",
-                ha="center", va="center", transform=ax.transAxes)  # fmt: skip
+        ax.text(
+            0.5,
+            0.5,
+            "no final run has a training history\n(see the final runs table)",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
     ax.axhline(target, color="black", lw=0.9, linestyle=":")
-    ax.annotate(f"{target:g}% training error", xy=(1, target), xycoords=("axes fraction", "data"),
-                ha="right", va="bottom", fontsize=8)  # fmt: skip
+    ax.annotate(
+        f"{target:g}% training error",
+        xy=(1, target),
+        xycoords=("axes fraction", "data"),
+        ha="right",
+        va="bottom",
+        fontsize=8,
+    )
     ax.set_xlabel("epochs")
     ax.set_ylabel("training error (%), running over each epoch")
     ax.set_ylim(0, 100)
     ax.set_xlim(left=0)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(True, alpha=0.3)
-    ax.set_title(f"{init_name(init)}: tanh / ReLU {summary['inits'][init]['ratio']['text']}",
-                 fontsize=9)  # fmt: skip
+    ax.set_title(
+        f"{init_name(init)}: tanh / ReLU {summary['inits'][init]['ratio']['text']}", fontsize=9
+    )
     if drawn:
         handles, _ = ax.get_legend_handles_labels()
         handles.append(Line2D([], [], color="grey", lw=0.8, alpha=0.5, label="single seeds"))
@@ -126,14 +146,23 @@ def _sweep_axis(ax: Any, summary: dict[str, Any]) -> None:
             rows = [r for r in block["sweep"] if r["activation"] == act]
             lrs = [r["lr"] for r in rows]
             med = [r["median_epochs"] if r["median_epochs"] is not None else np.nan for r in rows]
-            ax.plot(lrs, med, color=color, linestyle=style, marker=marker, ms=4, lw=1.4,
-                    label=f"{name}, {init_name(init)}")  # fmt: skip
+            ax.plot(
+                lrs,
+                med,
+                color=color,
+                linestyle=style,
+                marker=marker,
+                ms=4,
+                lw=1.4,
+                label=f"{name}, {init_name(init)}",
+            )
             never = [lr for lr, m in zip(lrs, med, strict=True) if not np.isfinite(m)]
             ax.plot(never, [top] * len(never), "^", mfc="white", color=color, ms=6)
             chosen = block["chosen"][act]
             if chosen.get("score") is not None:
-                ax.plot([chosen["lr"]], [chosen["score"]], "o", mfc="none", mec="black", ms=11,
-                        mew=1.3)  # fmt: skip
+                ax.plot(
+                    [chosen["lr"]], [chosen["score"]], "o", mfc="none", mec="black", ms=11, mew=1.3
+                )
     for c in sorted(set(caps.values())):
         ax.axhline(c, color="grey", lw=0.8, linestyle=":")
     ax.set_xscale("log")
@@ -191,8 +220,16 @@ def sweep_table(summary: dict[str, Any]) -> Table:
     rows, classes = [], []
     for init in _inits(summary):
         for r in summary["inits"][init]["sweep"]:
-            rows.append([init_name(init), r["activation"], f"{r['lr']:g}", r["epochs_to_target"],
-                         r["median_text"], "✓ chosen" if r["chosen"] else ""])  # fmt: skip
+            rows.append(
+                [
+                    init_name(init),
+                    r["activation"],
+                    f"{r['lr']:g}",
+                    r["epochs_to_target"],
+                    r["median_text"],
+                    "✓ chosen" if r["chosen"] else "",
+                ]
+            )
             classes.append("baseline" if r["chosen"] else "")
     target = _pct(summary["protocol"]["target_train_error"])
     return Table(
@@ -211,16 +248,31 @@ def sweep_table(summary: dict[str, Any]) -> Table:
 def final_table(summary: dict[str, Any]) -> Table:
     rows = []
     for r in summary["final"]:
-        rows.append([
-            init_name(r["init"]), r["activation"], str(r["seed"]),
-            f"{r['lr']:g}" if r["lr"] is not None else "–",
-            r["crossing_text"], str(r["crossing_first_epoch"] or "–"),
-            _pct_text(r.get("val_error_at_target")), str(r["crossing_epochs_trained"]),
-            r["status"],
-        ])  # fmt: skip
+        rows.append(
+            [
+                init_name(r["init"]),
+                r["activation"],
+                str(r["seed"]),
+                f"{r['lr']:g}" if r["lr"] is not None else "–",
+                r["crossing_text"],
+                str(r["crossing_first_epoch"] or "–"),
+                _pct_text(r.get("val_error_at_target")),
+                str(r["crossing_epochs_trained"]),
+                r["status"],
+            ]
+        )
     target = _pct(summary["protocol"]["target_train_error"])
-    columns = ["Init", "Activation", "Seed", "lr", f"Epochs to {target:g}%", "First epoch below",
-               "Val error then (%)", "Epochs trained", "Status"]  # fmt: skip
+    columns = [
+        "Init",
+        "Activation",
+        "Seed",
+        "lr",
+        f"Epochs to {target:g}%",
+        "First epoch below",
+        "Val error then (%)",
+        "Epochs trained",
+        "Status",
+    ]
     return Table(
         title="Final runs at the chosen learning rates",
         columns=columns,
@@ -240,8 +292,14 @@ def ratio_table(summary: dict[str, Any]) -> Table:
         lrs = ", ".join(f"{a} {c['lr']:g}" for a, c in b["chosen"].items())
         rows.append([init_name(init), b["ratio"]["text"], lrs, b["rule"]])
     it, x = summary["interaction"], summary.get("explained")
-    rows.append(["interaction: paper-era / variance-preserving", it["text"], "–",
-                 "how many times the init multiplies the ratio"])  # fmt: skip
+    rows.append(
+        [
+            "interaction: paper-era / variance-preserving",
+            it["text"],
+            "–",
+            "how many times the init multiplies the ratio",
+        ]
+    )
     return Table(
         title="tanh / ReLU epochs to the target, per initialisation",
         columns=["Init", "tanh / ReLU (95% CI)", "Chosen rates", "Rule"],
@@ -372,9 +430,10 @@ def _intro(summary: dict[str, Any]) -> list[str]:
 
 def section(summary: dict[str, Any]) -> Section:
     checks = [
-        f"{'ok' if c['ok'] else 'FAILED'}: {c['check']}" + (f" — {c['detail']}" if c["detail"] else "")
+        f"{'ok' if c['ok'] else 'FAILED'}: {c['check']}"
+        + (f" — {c['detail']}" if c["detail"] else "")
         for c in _checks(summary)
-    ]  # fmt: skip
+    ]
     return Section(
         intro=_intro(summary),
         ratio=ratio_text(summary),
@@ -395,9 +454,21 @@ def sweep_records(summary: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def final_records(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    keys = ("init", "activation", "seed", "lr", "status", "crossing_kind", "crossing_epochs",
-            "crossing_lower", "crossing_upper", "crossing_first_epoch", "val_error_at_target",
-            "gap_at_target", "crossing_epochs_trained")  # fmt: skip
+    keys = (
+        "init",
+        "activation",
+        "seed",
+        "lr",
+        "status",
+        "crossing_kind",
+        "crossing_epochs",
+        "crossing_lower",
+        "crossing_upper",
+        "crossing_first_epoch",
+        "val_error_at_target",
+        "gap_at_target",
+        "crossing_epochs_trained",
+    )
     return [{k: r.get(k) for k in keys} for r in summary["final"]]
 
 

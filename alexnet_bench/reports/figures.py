@@ -111,13 +111,15 @@ def _history_frame(runs: Sequence[Run]) -> pd.DataFrame:
         h = r.history
         if h is None or not len(h):
             continue
-        df = pd.DataFrame({
-            "epoch": h.epoch,
-            "train_top1_error": h.train_top1_error * 100.0,
-            "val_top1_error": h.val_top1_error * 100.0,
-            "train_clean_top1_error": h.train_clean_top1_error * 100.0,
-            "elapsed_s": h.elapsed_s,
-        })  # fmt: skip
+        df = pd.DataFrame(
+            {
+                "epoch": h.epoch,
+                "train_top1_error": h.train_top1_error * 100.0,
+                "val_top1_error": h.val_top1_error * 100.0,
+                "train_clean_top1_error": h.train_clean_top1_error * 100.0,
+                "elapsed_s": h.elapsed_s,
+            }
+        )
         df["ablation"] = r.ablation
         df["seed"] = -1 if r.seed is None else r.seed
         df["status"] = r.status
@@ -302,9 +304,10 @@ def relu_vs_tanh(
         )
     ax.set_xlabel("epoch")
     ax.set_ylabel(
-        "training top-1 error (%), clean pass" if column == clean
+        "training top-1 error (%), clean pass"
+        if column == clean
         else "training top-1 error (%), running"
-    )  # fmt: skip
+    )
     ax.set_title("Training error vs epoch (cf. paper Figure 1)")
     ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)

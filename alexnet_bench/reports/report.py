@@ -151,8 +151,11 @@ def _data_sentence(runs: Sequence[Run]) -> str:
     text += " (the paper: ImageNet, 1.2 M images, 224 px, 1000 classes, ~90 epochs)."
     if r.record.data.prepared_cache:
         fmt = r.record.data.prepared_format or "raw"
-        how = ("uint8, the decoded pixels exactly" if fmt == "raw"
-               else f"{fmt}: re-encoded JPEGs, pixels slightly changed")  # fmt: skip
+        how = (
+            "uint8, the decoded pixels exactly"
+            if fmt == "raw"
+            else f"{fmt}: re-encoded JPEGs, pixels slightly changed"
+        )
         text += f" Images were read from the prepared-data cache ({fmt}; {how})."
     ignored = max((r.record.data.ignored_files or 0 for r in done), default=0)
     if ignored:

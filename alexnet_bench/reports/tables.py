@@ -666,9 +666,16 @@ def findings_table(
         paper = list(dict.fromkeys(f"{r.paper_value} ({r.comparison})" for r in claimed))
         others = list(dict.fromkeys(o.shown() for r in claimed for o in r.others))
         out.append(
-            [a.name, delta, a.left_out_text(), verdict, "; ".join(other) or "–",
-             "; ".join(paper) or "–", "; ".join(others) or "–"]
-        )  # fmt: skip
+            [
+                a.name,
+                delta,
+                a.left_out_text(),
+                verdict,
+                "; ".join(other) or "–",
+                "; ".join(paper) or "–",
+                "; ".join(others) or "–",
+            ]
+        )
     return Table(
         title="Findings",
         columns=[

@@ -141,9 +141,11 @@ def _measured(device_str: str, dtype: torch.dtype, n: int, repeats: int, threads
 
 
 def measure_matmul_flops(
-    device: torch.device | str, dtype: torch.dtype = torch.float32, n: int | None = None,
+    device: torch.device | str,
+    dtype: torch.dtype = torch.float32,
+    n: int | None = None,
     repeats: int = 10,
-) -> float:  # fmt: skip
+) -> float:
     """Best FLOP/s of ``repeats`` timed ``n x n`` matmuls after 2 warm-up ones (cached)."""
     device = torch.device(device)
     if n is None:
