@@ -193,7 +193,7 @@ def sample_stores(
     the full store. The builds' seconds per image are the prepare jobs' decoding rate, keyed
     by the full store's directory."""
     from ..config import RunConfig, deep_merge, effective_stored_size
-    from ..data import IN_MEMORY_LIMIT_BYTES
+    from ..data.opening import IN_MEMORY_LIMIT_BYTES
     from ..data.store import build_store
     from ..imagefolder import SPLITS, parse_cache_format, store_dir, tree_dir
     from ..study import prepared_stores
