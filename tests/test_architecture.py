@@ -1,227 +1,74 @@
-"""The package's import graph: no cycle, and every import points down the layers, so a
-feature never depends on its views and nothing but an entry point depends on the CLI.
+"""The package's import graph, checked by import-linter (``lint-imports``; the contracts are in
+pyproject.toml): every import points down the layers, no two sibling modules import each other
+in a cycle, only the command line imports the command line, and the record never depends on
+the trainer.
 
-Layers, low to high (a module may import its own layer and the ones below):
-
-0. foundation: errors, io, config, datadirs, imagefolder, identity, effects, history, runtime, distributed, gpu_lock,
-   progress, train_result: no knowledge of models, runs or reports
-1. components and the reading side: data/, model, cifar_net, lsuv, diagnostics, parallel/,
-   telemetry/, metrics, checkpoint, runrecord, collect, claims, study
-2. one run: record, train, launch
-3. features built on runs: figure1/
-4. views: reports/, versus/ (one results directory against another), plan/ (it trains probe
-   runs and renders a report section, and the report shows it)
-5. entry points: cli, reports/cli, figure1/cli, versus/cli, plan/cli, reports/__main__ (may
-   import anything; nothing else imports them)
+Layers, low to high (a module may import its own layer and the ones below): the foundation
+(errors, io, numbers, config, datadirs, imagefolder, identity, effects, history, runtime,
+distributed, gpu_lock, progress, train_result: no knowledge of models, runs or reports) <
+components and the reading side (data/, model, cifar_net, lsuv, diagnostics, parallel/,
+telemetry/, metrics, checkpoint, runrecord, collect, claims, study) < one run (record, train,
+launch) < features built on runs (figure1/) < views (reports/, versus/, plan/) < entry points
+(cli and every package's cli, reports/__main__: they may import anything, nothing imports
+them). ``exhaustive = true``: a new top-level module must be given a layer.
 """
 
 from __future__ import annotations
 
-import ast
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from .conftest import REPO
 
-PACKAGE = REPO / "alexnet_bench"
-ENTRY_POINTS = {
-    "alexnet_bench.cli",
-    "alexnet_bench.reports.cli",
-    "alexnet_bench.figure1.cli",
-    "alexnet_bench.versus.cli",
-    "alexnet_bench.reports.__main__",
-    "alexnet_bench.plan.cli",
-}
-LAYERS: dict[str, int] = {
-    **dict.fromkeys(
+
+def lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``lint-imports`` with the repository's contracts, on the package importable from ``cwd``."""
+    return subprocess.run(
         [
-            "alexnet_bench",
-            "errors",
-            "io",
-            "numbers",
-            "config",
-            "datadirs",
-            "imagefolder",
-            "identity",
-            "effects",
-            "history",
-            "runtime",
-            "distributed",
-            "gpu_lock",
-            "progress",
-            "train_result",
+            str(Path(sys.executable).parent / "lint-imports"),
+            "--config",
+            str(REPO / "pyproject.toml"),
+            "--no-cache",
         ],
-        0,
-    ),
-    **dict.fromkeys(
-        [
-            "data",
-            "model",
-            "cifar_net",
-            "lsuv",
-            "diagnostics",
-            "parallel",
-            "telemetry",
-            "metrics",
-            "checkpoint",
-            "runrecord",
-            "collect",
-            "claims",
-            "study",
-        ],
-        1,
-    ),
-    **dict.fromkeys(["record", "train", "launch"], 2),
-    "figure1": 3,
-    "reports": 4,
-    "versus": 4,
-    "plan": 4,
-}
-
-
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(REPO).with_suffix("").parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def layer(module: str) -> int:
-    if module in ENTRY_POINTS:
-        return 5
-    top = module.split(".")[1] if "." in module else module
-    if top not in LAYERS:
-        raise AssertionError(f"{module} is in no layer: add it to LAYERS in this test")
-    return LAYERS[top]
-
-
-def import_graph(sources: dict[str, tuple[str, bool]]) -> dict[str, set[str]]:
-    """module -> the package modules it imports (anywhere: top level, functions, TYPE_CHECKING).
-
-    ``sources``: module -> (its source, whether it is a package ``__init__``)."""
-    graph: dict[str, set[str]] = {}
-    for module, (source, is_package) in sources.items():
-        package = module if is_package else module.rsplit(".", 1)[0]
-        deps: set[str] = set()
-        for node in ast.walk(ast.parse(source, module)):
-            targets: list[str] = []
-            if isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    parts = package.split(".")
-                    parts = parts[: len(parts) - node.level + 1]
-                    base = ".".join(parts + ([node.module] if node.module else []))
-                # ``from pkg import name``: the module pkg.name when there is one, else pkg
-                targets = [
-                    f"{base}.{a.name}" if f"{base}.{a.name}" in sources else base
-                    for a in node.names
-                ]
-            for target in targets:
-                while target and target not in sources and "." in target:
-                    target = target.rsplit(".", 1)[0]
-                if target in sources and target != module:
-                    deps.add(target)
-        graph[module] = deps
-    return graph
-
-
-def package_graph() -> dict[str, set[str]]:
-    files = sorted(PACKAGE.rglob("*.py"))
-    return import_graph({module_name(p): (p.read_text(), p.name == "__init__.py") for p in files})
-
-
-def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """Strongly connected components with more than one module (Tarjan)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    out: list[list[str]] = []
-
-    def visit(v: str) -> None:
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        for w in graph[v]:
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            comp = []
-            while True:
-                w = stack.pop()
-                comp.append(w)
-                if w == v:
-                    break
-            if len(comp) > 1:
-                out.append(sorted(comp))
-
-    for v in sorted(graph):
-        if v not in index:
-            visit(v)
-    return out
-
-
-def upward(graph: dict[str, set[str]]) -> list[str]:
-    return sorted(
-        f"{m} (layer {layer(m)}) imports {d} (layer {layer(d)})"
-        for m, deps in graph.items()
-        for d in deps
-        if (d in ENTRY_POINTS and m not in ENTRY_POINTS) or layer(d) > layer(m)
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": str(Path(sys.executable).parent), "PYTHONPATH": str(cwd)},
     )
 
 
-def test_the_package_has_no_import_cycle() -> None:
-    assert cycles(package_graph()) == []
-
-
-def test_every_import_points_down_the_layers() -> None:
-    assert upward(package_graph()) == []
-
-
-def test_record_builds_the_record_without_the_trainer() -> None:
-    graph = package_graph()
-    assert "alexnet_bench.train" not in graph["alexnet_bench.record"]
-    assert not any(
-        d.startswith("alexnet_bench.reports") for d in graph["alexnet_bench.figure1.results"]
-    )
+def test_the_package_keeps_its_import_contracts() -> None:
+    result = lint_imports(REPO)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "4 kept, 0 broken" in result.stdout
 
 
 @pytest.mark.parametrize(
-    ("sources", "problem"),
+    ("module", "line", "contract"),
     [
-        (
-            {
-                "alexnet_bench.record": "from .train import Trainer",
-                "alexnet_bench.train": "from . import record",
-            },
-            "cycle",
-        ),
-        (
-            {
-                "alexnet_bench.figure1.analysis": "from ..reports.stats import t_crit",
-                "alexnet_bench.reports.stats": "",
-            },
-            "upward",
-        ),
-        (
-            {
-                "alexnet_bench.study": "def f():\n    from .reports.claims import study_claims",
-                "alexnet_bench.reports.claims": "",
-            },
-            "upward",
-        ),
-        (
-            {
-                "alexnet_bench.reports.tables": "from .cli import main",
-                "alexnet_bench.reports.cli": "",
-            },
-            "upward",
-        ),
+        ("figure1/analysis.py", "from ..reports import tables", "points down the layers"),
+        ("study.py", "def f():\n    from .reports import claims", "points down the layers"),
+        ("reports/tables.py", "from .cli import main", "Only the command line"),
+        ("record.py", "from .train import Trainer", "not from the trainer"),
+        ("config.py", "from . import newmodule", "points down the layers"),
     ],
 )
-def test_the_checks_catch_what_this_package_used_to_do(sources: dict, problem: str) -> None:
-    graph = import_graph({m: (src, False) for m, src in sources.items()})
-    found = cycles(graph) if problem == "cycle" else upward(graph)
-    assert found, f"a {problem} import went unnoticed"
+def test_the_contracts_catch_what_this_package_used_to_do(
+    tmp_path: Path, module: str, line: str, contract: str
+) -> None:
+    """A copy of the package with one bad import of a kind it once had breaks a contract."""
+    copy = tmp_path / "alexnet_bench"
+    shutil.copytree(REPO / "alexnet_bench", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    if "newmodule" in line:
+        (copy / "newmodule.py").write_text("")  # in no layer: the contract is exhaustive
+    with open(copy / module, "a") as fh:
+        fh.write(f"\n{line}\n")
+    result = lint_imports(tmp_path)
+    assert result.returncode != 0, result.stdout[-3000:]
+    broken = result.stdout.split("Broken contracts", 1)[-1]
+    assert contract in broken, broken[-3000:]

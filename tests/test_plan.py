@@ -441,8 +441,8 @@ def test_actual_times_against_the_plan(tmp_path: Path) -> None:
     plan_path.parent.mkdir(parents=True)
     plan_path.write_text(json.dumps(plan))
     section = actual.report_section(plan_path, results)
-    assert section.id == "plan" and "actual/predicted 0.83" in section.lead
-    assert [row[4] for row in section.tables[0].rows] == ["1.25", "0.75"]
+    assert section is not None and "actual/predicted 0.83" in section["lead"]
+    assert [row[4] for row in section["rows"]] == ["1.25", "0.75"]
     assert actual.report_section(plan_path, tmp_path / "elsewhere") is None
     # a cell that has not run since the plan leaves the wall time out
     plan["cells"].append({**plan["cells"][0], "cell": "tanh/seed0", "ablation": "tanh"})

@@ -152,15 +152,12 @@ def explain(plan: dict[str, Any], result: dict[str, Any]) -> list[str]:
     return notes
 
 
-def report_section(plan_path: Path, results_dir: Path) -> Any:
-    """The report's "Predicted vs actual time" section (an ``Extra``), or None without a plan
-    of this results directory."""
+def report_section(plan_path: Path, results_dir: Path) -> dict[str, Any] | None:
+    """What the report's "Predicted vs actual time" section says (a lead sentence, one row per
+    cell, notes), or None without a plan of this results directory. The report renders it."""
     plan = load_plan(plan_path)
     if plan is None or Path(plan.get("results_dir", "")).resolve() != Path(results_dir).resolve():
         return None
-    from ..reports.html import Extra
-    from ..reports.tables import Table
-
     result = compare(plan, results_dir)
     t = result["totals"]
     if t["actual_wall_s"] is not None:
@@ -175,30 +172,21 @@ def report_section(plan_path: Path, results_dir: Path) -> Any:
             f"{fmt_duration(t['predicted_job_s'])}, took {fmt_duration(t['actual_job_s'])} "
             f"(ratio {_ratio(t['job_ratio'])})."
         )
-    table = Table(
-        title="Predicted vs actual time per cell",
-        columns=["cell", "status", "predicted", "actual", "actual / predicted", "measured as"],
-        rows=[
-            [
-                r["cell"],
-                str(r["state"]),
-                fmt_duration(r["predicted_s"]),
-                fmt_duration(r["actual_s"]),
-                _ratio(r["ratio"]),
-                "job wall time" if r["source"] == "job" else "in-process",
-            ]
-            for r in result["rows"]
-        ],
-        numeric=[False, False, True, True, True, False],
-        note=f"Plan: {plan_path}. Ratio above 1: the cell took longer than predicted.",
-    )
-    return Extra(
-        id="plan",
-        nav="Plan vs actual",
-        title="Predicted vs actual time (alexnet-bench plan)",
-        lead=lead,
-        notes=explain(plan, result),
-        checks=[],
-        figures=[],
-        tables=[table],
-    )
+    rows = [
+        [
+            r["cell"],
+            str(r["state"]),
+            fmt_duration(r["predicted_s"]),
+            fmt_duration(r["actual_s"]),
+            _ratio(r["ratio"]),
+            "job wall time" if r["source"] == "job" else "in-process",
+        ]
+        for r in result["rows"]
+    ]
+    return {
+        "lead": lead,
+        "columns": ["cell", "status", "predicted", "actual", "actual / predicted", "measured as"],
+        "rows": rows,
+        "note": f"Plan: {plan_path}. Ratio above 1: the cell took longer than predicted.",
+        "notes": explain(plan, result),
+    }

@@ -28,7 +28,9 @@ from . import html as html_mod
 from . import markdown as md_mod
 from .compare import Comparisons
 from .figures import FigureFile, render_all
+from .html import Extra
 from .study_input import normalize_study
+from .tables import Table
 
 CAPTIONS = (
     "report",
@@ -442,7 +444,7 @@ def build_report(
         environment=env,
         environment_notes=env_notes,
         warnings=_warnings(runs, stats, baseline, extras, study.get("preset") if study else None),
-        extras=[x for x in (figure1, plan_section(out_dir / PLAN_FILE, results_dir)) if x],
+        extras=[x for x in (figure1, _plan_extra(out_dir / PLAN_FILE, results_dir)) if x],
     )
     write_text(out_dir / "summary.md", md_mod.render(page))
     write_text(out_dir / "index.html", html_mod.render(page))
@@ -473,3 +475,27 @@ def build_report(
             a.name: sum(run_value(r, "ttt_epoch") is not None for r in a.trained) for a in stats
         },
     }
+
+
+def _plan_extra(plan_path: Path, results_dir: Path) -> Extra | None:
+    """The "Predicted vs actual time" section, when a plan of this study was made."""
+    content = plan_section(plan_path, results_dir)
+    if content is None:
+        return None
+    table = Table(
+        title="Predicted vs actual time per cell",
+        columns=content["columns"],
+        rows=content["rows"],
+        numeric=[False, False, True, True, True, False],
+        note=content["note"],
+    )
+    return Extra(
+        id="plan",
+        nav="Plan vs actual",
+        title="Predicted vs actual time (alexnet-bench plan)",
+        lead=content["lead"],
+        notes=content["notes"],
+        checks=[],
+        figures=[],
+        tables=[table],
+    )
