@@ -2,7 +2,8 @@
 shapes10 set, per init and activation (no sweep, so not a protocol result).
 
 For each init of config.yaml's ``figure1.inits`` and each activation, the final seeds train at
-the given rates (default: the rates the 1000-image study chose) on ``--train-images`` shapes10
+the rates a figure1 study chose (its ``selection.json`` files, ``--selections``; default the
+1000-image study in results/figure1) on ``--train-images`` shapes10
 images, through ``alexnet-bench figure1 train`` with the protocol's run config
 (``Figure1Settings.run_config``), one thread per process, ``--jobs`` processes at once. Reported
 per init: the tanh / ReLU ratio of epochs to the target (``effects.paired``, the study's own
@@ -39,7 +40,9 @@ from alexnet_bench.collect import load_run
 from alexnet_bench.effects import paired
 from alexnet_bench.figure1.analysis import generalisation_gap
 from alexnet_bench.figure1.results import (
+    chosen_lr,
     explained_record,
+    init_dir,
     interaction_record,
     per_seed_ratios,
     ratio_record,
@@ -47,18 +50,23 @@ from alexnet_bench.figure1.results import (
 from alexnet_bench.figure1.settings import ACTIVATIONS, Figure1Settings
 
 REPO = Path(__file__).resolve().parents[1]
-#: the rates the default (1000-image) figure1 study chose, per (init, activation)
-CHOSEN = {
-    ("variance_preserving", "relu"): 0.01,
-    ("variance_preserving", "tanh"): 0.02,
-    ("cuda_convnet", "relu"): 0.002,
-    ("cuda_convnet", "tanh"): 0.016,
-}
 
 
-def train(settings: Figure1Settings, init: str, act: str, seed: int, out: Path) -> Path:
-    """One final-seed run at the fixed rate; returns its metrics.json."""
-    cfg = settings.run_config(init, act, CHOSEN[(init, act)])
+def chosen_rates(results: Path, settings: Figure1Settings) -> dict[tuple[str, str], float]:
+    """The rates a figure1 study chose, per (init, activation), from its ``selection.json``
+    files (``results/figure1/<init>/selection.json``; a one-line error when one is missing)."""
+    return {
+        (init, act): chosen_lr(init_dir(str(results), init) / "selection.json", act)
+        for init in settings.inits
+        for act in ACTIVATIONS
+    }
+
+
+def train(
+    settings: Figure1Settings, rates: dict, init: str, act: str, seed: int, out: Path
+) -> Path:
+    """One final-seed run at the chosen rate; returns its metrics.json."""
+    cfg = settings.run_config(init, act, rates[(init, act)])
     run_dir = out / init / act / f"seed{seed}"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     cli = shutil.which("alexnet-bench") or str(Path(sys.executable).with_name("alexnet-bench"))
@@ -93,6 +101,13 @@ def _cpu() -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train-images", type=int, default=5000)
+    parser.add_argument(
+        "--selections",
+        type=Path,
+        default=REPO / "results" / "figure1",
+        help="the figure1 study whose chosen rates to train at: its results directory, which "
+        "holds <init>/selection.json (default: results/figure1, from snakemake figure1)",
+    )
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--runs", type=Path, help="keep the run directories here")
     parser.add_argument("--out", type=Path, required=True)
@@ -101,16 +116,18 @@ def main() -> int:
     block = yaml.safe_load((REPO / "config.yaml").read_text())["figure1"]
     block.update(data="synthetic", train_images=args.train_images)
     settings = Figure1Settings.from_config(block, base_dir=REPO)
+    rates = chosen_rates(args.selections, settings)
     runs_root = args.runs or Path(tempfile.mkdtemp(prefix="figure1-regime-"))
     jobs = [(i, a, s) for i in settings.inits for a in ACTIVATIONS for s in settings.final_seeds]
     with cf.ThreadPoolExecutor(args.jobs) as pool:
-        paths = list(pool.map(lambda j: train(settings, *j, runs_root), jobs))
+        paths = list(pool.map(lambda j: train(settings, rates, *j, runs_root), jobs))
     runs = {job: load_run(path) for job, path in zip(jobs, paths, strict=True)}
 
     result: dict[str, Any] = {
         "train_images": args.train_images,
         "cpu": _cpu(),
-        "rates": {f"{i}/{a}": lr for (i, a), lr in CHOSEN.items()},
+        "rates": {f"{i}/{a}": lr for (i, a), lr in rates.items()},
+        "rates_from": str(args.selections),
         "final_seeds": list(settings.final_seeds),
         "inits": {},
     }
