@@ -24,7 +24,7 @@ On CPU it also measures the harness overhead: whole epochs of the real
 in a bare loop, interleaved (suite, bare, bare, suite, ...) to cancel drift, reported as the
 median of the per-pair ratios with a bootstrap 95 % interval.
 
-Run (the README shows the table)::
+Run (docs/performance.md shows the table)::
 
     uv run python benchmarks/train_step.py --device cpu --out benchmarks/results/train_step_cpu.json
     python benchmarks/train_step.py --device cuda --out benchmarks/results/train_step_cuda.json

@@ -24,7 +24,7 @@
 # job, JobCompType=jobcomp/filetxt). proctrack/linuxproc, task/none, select/cons_tres.
 #
 # Inside jobs, the `env` line's PATH puts DIR/bin first: an srun that finds this cluster's
-# config (see write_config). Use the workflow through workflow/profiles/local-slurm (README).
+# config (see write_config). Use the workflow through workflow/profiles/local-slurm (docs/cluster.md).
 set -euo pipefail
 
 DIR=${LOCAL_SLURM_DIR:-${TMPDIR:-/tmp}/alexnet-bench-slurm-$(id -u)}
