@@ -690,7 +690,7 @@ def test_one_init_alone_has_no_interaction(block: dict, tmp_path: Path) -> None:
         s.run_config(ERA, "relu", 0.01)  # an init that is not run has no protocol
     assert list(summary["inits"]) == [VP] and summary["paper_era_init"] is None
     assert summary["interaction"]["kind"] == "n/a" and "Not measured" in summary["init_explains"]
-    from alexnet_bench.reports.figure1 import claim_row
+    from alexnet_bench.reports.figure1_view import claim_row
 
     row = claim_row(summary)
     assert row.measured == summary["inits"][VP]["ratio"]["text"]

@@ -18,7 +18,7 @@ import pytest
 from alexnet_bench.collect import collect
 from alexnet_bench.effects import summarize, t_crit, welch
 from alexnet_bench.reports import build_report, caption_path, captions_dir
-from alexnet_bench.reports.claims import evaluate
+from alexnet_bench.reports.paper_vs_measured import evaluate
 from alexnet_bench.reports.study_input import normalize_study
 from tests.fixtures_reports import STUDY, build_study_results, write_run
 

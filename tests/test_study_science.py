@@ -22,7 +22,7 @@ from alexnet_bench.metrics import collapse_reason, time_to_target
 from alexnet_bench.model import CONV_INDICES, AlexNet
 from alexnet_bench.record import flops_record
 from alexnet_bench.reports.calibration import choose, load_candidates
-from alexnet_bench.reports.claims import evaluate
+from alexnet_bench.reports.paper_vs_measured import evaluate
 from alexnet_bench.reports.study_input import normalize_study
 from alexnet_bench.telemetry.peak import cpu_peak_for
 from alexnet_bench.train import Trainer, build_optimizer, build_scheduler, step_scheduler

@@ -6,8 +6,8 @@ import base64
 import html
 from dataclasses import dataclass, field
 
-from .claims import NULL_COLUMN
 from .figures import FigureFile
+from .paper_vs_measured import NULL_COLUMN
 from .tables import Table
 
 CSS = """

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .claims import NULL_COLUMN
 from .html import Page
+from .paper_vs_measured import NULL_COLUMN
 from .tables import Table
 
 

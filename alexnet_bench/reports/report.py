@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from ..claims import claim_arms, study_claims
 from ..collect import (
     ALL_STATUSES,
     Run,
@@ -22,10 +23,10 @@ from ..effects import t_crit
 from ..io import write_bytes, write_text
 from ..plan.actual import PLAN_FILE
 from ..plan.actual import report_section as plan_section
-from . import claims, tables
-from . import figure1 as figure1_mod
+from . import figure1_view, tables
 from . import html as html_mod
 from . import markdown as md_mod
+from . import paper_vs_measured as pvm
 from .compare import Comparisons
 from .figures import FigureFile, render_all
 from .study_input import normalize_study
@@ -215,7 +216,7 @@ def _how_to_read(study: dict[str, Any] | None, baseline: str, runs: Sequence[Run
         "effect the interval excludes and the smallest one these seeds would detect (80% "
         "power at the spread they showed). " + t_txt,
         "Paper vs measured: 'Same direction?' asks whether the measured effect has the sign the "
-        f"paper reports; '{claims.NULL_COLUMN}' whether its paired 95% interval excludes no "
+        f"paper reports; '{pvm.NULL_COLUMN}' whether its paired 95% interval excludes no "
         "effect (rule stated above the table), one test at 95%. The Findings table makes many "
         "such tests; its 'Holds after Holm' column gives the family-wise verdict "
         "(Holm–Bonferroni over its m paired t-tests). Magnitudes are not expected to match "
@@ -298,7 +299,7 @@ FIGURE1_TABLES = ("figure1_sweep", "figure1_final")
 
 def _figure1_section(
     figure1_dir: Path | None, out_dir: Path
-) -> tuple[html_mod.Extra | None, claims.ClaimRow | None, str | None]:
+) -> tuple[html_mod.Extra | None, pvm.ClaimRow | None, str | None]:
     """The figure1 study's section, paper-vs-measured row and files, when its summary exists.
 
     Writes ``figures/figure1_cnn.png|svg`` and ``tables/figure1_{sweep,final}.csv``; removes
@@ -306,7 +307,9 @@ def _figure1_section(
     """
     summary_path = Path(figure1_dir) / "summary.json" if figure1_dir is not None else None
     if summary_path is None or not summary_path.is_file():
-        for path in [out_dir / "figures" / f"{figure1_mod.FIGURE}.{ext}" for ext in ("png", "svg")]:
+        for path in [
+            out_dir / "figures" / f"{figure1_view.FIGURE}.{ext}" for ext in ("png", "svg")
+        ]:
             path.unlink(missing_ok=True)
         for name in FIGURE1_TABLES:
             (out_dir / "tables" / f"{name}.csv").unlink(missing_ok=True)
@@ -317,15 +320,15 @@ def _figure1_section(
             else None
         )
         return None, None, note
-    summary = figure1_mod.load_summary(summary_path)
-    sec = figure1_mod.section(summary)
-    png = out_dir / "figures" / f"{figure1_mod.FIGURE}.png"
+    summary = figure1_view.load_summary(summary_path)
+    sec = figure1_view.section(summary)
+    png = out_dir / "figures" / f"{figure1_view.FIGURE}.png"
     svg = png.with_suffix(".svg")
     write_bytes(png, sec.figure.png)
     write_bytes(svg, sec.figure.svg)
-    figure1_mod.write_tables(sec, out_dir / "tables")
+    figure1_view.write_tables(sec, out_dir / "tables")
     figure = FigureFile(
-        figure1_mod.FIGURE,
+        figure1_view.FIGURE,
         "Figure 1 reproduced: four-layer CNN, ReLU vs tanh, lr tuned per activation",
         "One panel per initialisation (variance-preserving; the paper era's cuda-convnet "
         "constants): running training error vs epochs at each activation's chosen learning "
@@ -347,10 +350,10 @@ def _figure1_section(
         figures=[figure],
         tables=sec.tables,
     )
-    return extra, figure1_mod.claim_row(summary), None
+    return extra, figure1_view.claim_row(summary), None
 
 
-def _insert_claim(rows: list[claims.ClaimRow], row: claims.ClaimRow) -> None:
+def _insert_claim(rows: list[pvm.ClaimRow], row: pvm.ClaimRow) -> None:
     """Put ``row`` after the last row of its claim (or first, when the claim has no rows)."""
     last = max((i for i, r in enumerate(rows) if r.claim_id == row.claim_id), default=-1)
     rows.insert(last + 1, row)
@@ -384,8 +387,8 @@ def build_report(
     runs = sort_runs(runs, order)
     comparisons = Comparisons(runs)  # every effect on the page, computed once
     stats = tables.aggregate(runs, order, study, baseline, comparisons)
-    study_claims = claims.study_claims(study)  # parsed and validated once
-    claim_rows = claims.evaluate(runs, study, baseline, study_claims, comparisons)
+    claims = study_claims(study)  # parsed and validated once
+    claim_rows = pvm.evaluate(runs, study, baseline, claims, comparisons)
     families = {a.name: a.family for a in stats}
     figure1, figure1_row, figure1_note = _figure1_section(figure1_dir, out_dir)
     if figure1_row is not None:
@@ -405,7 +408,7 @@ def build_report(
         written += [tables_dir / f"{name}.csv" for name in FIGURE1_TABLES]
 
     # the ReLU-vs-tanh figure shows the arm the relu_vs_tanh claim compares with the baseline
-    tanh_arms = claims.claim_arms(study_claims, "relu_vs_tanh")
+    tanh_arms = claim_arms(claims, "relu_vs_tanh")
     tanh = next((a for a in tanh_arms if a in order), tanh_arms[0] if tanh_arms else "tanh")
     figs = render_all(runs, stats, order, baseline, out_dir / "figures", tanh=tanh)
     counts = {s: sum(r.status == s for r in runs) for s in ALL_STATUSES}
@@ -424,7 +427,7 @@ def build_report(
         counts=counts,
         findings=tables.findings_table(stats, claim_rows, baseline),
         claims=tables.claims_table(claim_rows),
-        null_rule=claims.NULL_RULE,
+        null_rule=pvm.NULL_RULE,
         accuracy=tables.accuracy_table(stats, baseline),
         speed=tables.speed_table(stats, baseline),
         scaling=figs.scaling,

@@ -23,8 +23,8 @@ import pandas as pd
 from ..collect import ALL_STATUSES, TRAINED_STATUSES, Run, run_value
 from ..effects import ALPHA, Paired, Summary, Welch, holm, resolution, summarize
 from ..numbers import as_float, fmt_number
-from .claims import NULL_COLUMN, ClaimRow
 from .compare import Comparisons, LeftOut, left_out_text
+from .paper_vs_measured import NULL_COLUMN, ClaimRow
 
 #: per-run metrics aggregated for each ablation
 AGG_METRICS = (

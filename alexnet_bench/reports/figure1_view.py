@@ -27,8 +27,8 @@ from ..effects import Paired, resolution, t_test_p
 from ..figure1.results import data_name
 from ..figure1.results import load_summary as load_summary
 from ..io import write_bytes, write_text
-from .claims import ClaimRow
 from .figures import DPI, PNG_META, RC, SVG_META
+from .paper_vs_measured import ClaimRow
 from .tables import Table, to_csv
 
 FIGURE = "figure1_cnn"

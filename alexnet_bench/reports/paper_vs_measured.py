@@ -25,16 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..claims import (
-    BASELINE,
-    CLAIMS,
-    Claim,
-    Comparison,
-    Finding,
-    claim_arms,
-    parse_claims,
-    study_claims,
-)
+from ..claims import BASELINE, Claim, Comparison, Finding, study_claims
 from ..collect import Run, run_value
 from ..effects import Paired, resolution
 from .compare import Comparisons
@@ -360,18 +351,3 @@ def evaluate(
     claims = study_claims(study) if claims is None else claims
     ctx = _Context(runs, study, baseline, comparisons)
     return [evaluate_comparison(c, cmp, ctx) for c in claims for cmp in c.comparisons]
-
-
-__all__ = [
-    "CLAIMS",
-    "NULL_COLUMN",
-    "NULL_RULE",
-    "Claim",
-    "ClaimRow",
-    "Comparison",
-    "Finding",
-    "claim_arms",
-    "evaluate",
-    "parse_claims",
-    "study_claims",
-]
