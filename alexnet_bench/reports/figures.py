@@ -22,9 +22,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from ..collect import Run, run_value
+from ..collect import Run, first_value
 from ..io import write_bytes
 from ..numbers import fmt_number
+from . import forest
 from .tables import AblationStats, Table, format_sig
 
 DPI = 110
@@ -43,9 +44,19 @@ PNG_META = {"Software": None}
 SVG_META = {"Date": None, "Creator": None}
 BASE_COLOR = "#555555"
 BAND = ("pi", 100)  # min–max over seeds
+FOREST = (
+    "One row per ablation (vs the baseline) and per other pair of arms a claim compares, one "
+    "panel per measure: the paired effect over seeds with its 95% interval (the tables' numbers; "
+    "tables/forest.csv). Where the interval includes no effect it is a band, labelled with the "
+    "largest effect it rules out; an arrow is a bound (seeds that never reached the target). "
+    "Diamonds: the paper's value; crosses: what others found (turned around where the claim "
+    "compares the baseline with the ablation). Δ > 0 and ratios > 1: the row's first arm (the "
+    "ablation) is worse: higher error, slower."
+)
 
 #: every figure this module may write (stale ones from an earlier build are removed)
 FIGURE_NAMES = (
+    "forest",
     "learning_curves_epoch",
     "learning_curves_time",
     "figure1_relu_vs_tanh",
@@ -72,6 +83,7 @@ class FigureSet:
     figures: list[FigureFile]
     notes: list[str]  # why a figure was skipped
     scaling: Table | None
+    lead: FigureFile | None = None  # the forest plot of every effect
 
 
 def _label(ax: Any, x: float, y: float, text: str) -> None:
@@ -93,15 +105,20 @@ def palette(names: Sequence[str], baseline: str) -> dict[str, Any]:
     return out
 
 
-def _save(fig: Figure, out_dir: Path, name: str, title: str, caption: str) -> FigureFile:
-    png = io.BytesIO()
+def figure_bytes(fig: Figure) -> tuple[bytes, bytes]:
+    """The figure as PNG and SVG, deterministically (no dates, no software tag)."""
+    png, svg = io.BytesIO(), io.BytesIO()
     fig.savefig(png, format="png", dpi=DPI, metadata=PNG_META, facecolor="white")
-    svg = io.BytesIO()
     fig.savefig(svg, format="svg", metadata=SVG_META, facecolor="white")
+    return png.getvalue(), svg.getvalue()
+
+
+def _save(fig: Figure, out_dir: Path, name: str, title: str, caption: str) -> FigureFile:
+    png, svg = figure_bytes(fig)
     png_path, svg_path = out_dir / f"{name}.png", out_dir / f"{name}.svg"
-    write_bytes(png_path, png.getvalue())
-    write_bytes(svg_path, svg.getvalue())
-    return FigureFile(name, title, caption, png.getvalue(), png_path, svg_path)
+    write_bytes(png_path, png)
+    write_bytes(svg_path, svg)
+    return FigureFile(name, title, caption, png, png_path, svg_path)
 
 
 def _history_frame(runs: Sequence[Run]) -> pd.DataFrame:
@@ -513,8 +530,10 @@ def render_all(
     baseline: str,
     out_dir: Path,
     tanh: str = "tanh",
+    effects: Sequence[dict[str, Any]] = (),
 ) -> FigureSet:
-    """Render every applicable figure into ``out_dir``; skipped ones get a note."""
+    """Render every applicable figure into ``out_dir`` (``effects``: the forest plot's records,
+    :func:`.forest.records`); skipped ones get a note."""
     out_dir.mkdir(parents=True, exist_ok=True)
     figures: list[FigureFile] = []
     notes: list[str] = []
@@ -524,10 +543,9 @@ def render_all(
     hist = _history_frame(completed)
     # runs that did not learn (collapsed) or blew up (diverged): drawn, never averaged
     diverged = _history_frame([r for r in runs if r.status in ("diverged", "collapsed")])
-    target = next(
-        (v for r in completed if (v := run_value(r, "target_train_error")) is not None), None
-    )
+    target = first_value(completed, "target_train_error")
     table: Table | None = None
+    lead: FigureFile | None = None
 
     def add(fig: Figure | None, name: str, title: str, caption: str, skip_note: str) -> None:
         if fig is None:
@@ -536,6 +554,9 @@ def render_all(
         figures.append(_save(fig, out_dir, name, title, caption))
 
     with mpl.rc_context(sns.axes_style("whitegrid")), mpl.rc_context(RC):
+        fig = forest.draw(effects)
+        if fig is not None:
+            lead = _save(fig, out_dir, "forest", "Every paired effect vs the baseline", FOREST)
         add(
             learning_curves(hist, diverged, order, baseline, colors, "epoch"),
             "learning_curves_epoch",
@@ -611,9 +632,9 @@ def render_all(
             "efficiency = speedup / N.",
             "Scaling figure skipped: no completed multi-device run (or no baseline throughput).",
         )
-    written = {f.name for f in figures}
+    written = {f.name for f in figures} | ({lead.name} if lead else set())
     for name in FIGURE_NAMES:
         if name not in written:
             for ext in ("png", "svg"):
                 (out_dir / f"{name}.{ext}").unlink(missing_ok=True)
-    return FigureSet(figures, notes, table)
+    return FigureSet(figures, notes, table, lead)

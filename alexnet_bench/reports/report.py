@@ -23,7 +23,7 @@ from ..effects import t_crit
 from ..io import write_bytes, write_text
 from ..plan.actual import PLAN_FILE
 from ..plan.actual import report_section as plan_section
-from . import figure1_view, tables
+from . import figure1_view, forest, tables
 from . import html as html_mod
 from . import markdown as md_mod
 from . import paper_vs_measured as pvm
@@ -33,6 +33,7 @@ from .study_input import normalize_study
 
 CAPTIONS = (
     "report",
+    "forest",
     "learning_curves",
     "time_to_target",
     "throughput",
@@ -60,6 +61,7 @@ def caption_path(name: str) -> Path:
 
 # Output file stem (figures/<stem>.png, tables/<stem>.csv) -> its caption file.
 OUTPUT_CAPTIONS = {
+    "forest": "forest",
     "learning_curves_epoch": "learning_curves",
     "learning_curves_time": "learning_curves",
     "figure1_relu_vs_tanh": "time_to_target",
@@ -397,10 +399,12 @@ def build_report(
     tables_dir = out_dir / "tables"
     run_recs = tables.run_records(runs, families)
     written: list[Path] = []
+    effects = forest.records(stats, claim_rows, baseline, comparisons)
     for name, records in (
         ("runs.csv", run_recs),
         ("ablations.csv", tables.ablation_records(stats, baseline)),
         ("paper_vs_measured.csv", [r.as_record() for r in claim_rows]),
+        ("forest.csv", effects),
     ):
         write_text(tables_dir / name, tables.to_csv(records))
         written.append(tables_dir / name)
@@ -410,7 +414,7 @@ def build_report(
     # the ReLU-vs-tanh figure shows the arm the relu_vs_tanh claim compares with the baseline
     tanh_arms = claim_arms(claims, "relu_vs_tanh")
     tanh = next((a for a in tanh_arms if a in order), tanh_arms[0] if tanh_arms else "tanh")
-    figs = render_all(runs, stats, order, baseline, out_dir / "figures", tanh=tanh)
+    figs = render_all(runs, stats, order, baseline, out_dir / "figures", tanh, effects)
     counts = {s: sum(r.status == s for r in runs) for s in ALL_STATUSES}
     preset = (study or {}).get("preset") if isinstance(study, dict) else None
     preset = preset or next((p for r in runs if (p := r.record.run.preset)), None)
@@ -425,12 +429,16 @@ def build_report(
         ),
         how_to_read=_how_to_read(study, baseline, runs),
         counts=counts,
+        lead=figs.lead,
         findings=tables.findings_table(stats, claim_rows, baseline),
         claims=tables.claims_table(claim_rows),
         null_rule=pvm.NULL_RULE,
         accuracy=tables.accuracy_table(stats, baseline),
-        speed=tables.speed_table(stats, baseline),
-        scaling=figs.scaling,
+        speed=[
+            tables.speed_table(stats, baseline),
+            tables.resources_table(stats, baseline),
+            *([figs.scaling] if figs.scaling is not None else []),
+        ],
         figures=figs.figures,
         figure_notes=figs.notes + ([figure1_note] if figure1_note else []),
         problems=tables.problems_table(runs),
@@ -450,7 +458,9 @@ def build_report(
     write_text(out_dir / "summary.md", md_mod.render(page))
     write_text(out_dir / "index.html", html_mod.render(page))
     written += [out_dir / "summary.md", out_dir / "index.html"]
-    for f in figs.figures + (figure1.figures if figure1 is not None else []):
+    shown = [*([figs.lead] if figs.lead else []), *figs.figures]
+    shown += figure1.figures if figure1 is not None else []
+    for f in shown:
         written += [f.png_path, f.svg_path]
 
     if snakemake_report_dir is not None:
@@ -463,7 +473,7 @@ def build_report(
         "index_html": str(out_dir / "index.html"),
         "summary_md": str(out_dir / "summary.md"),
         "tables": [str(p) for p in written if p.suffix == ".csv"],
-        "figures": [str(f.png_path) for f in figs.figures + (figure1.figures if figure1 else [])],
+        "figures": [str(f.png_path) for f in shown],
         "figures_skipped": list(figs.notes),
         "runs": len(runs),
         "left_out": [str(p) for p in extras],
