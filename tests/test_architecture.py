@@ -8,7 +8,7 @@ Layers, low to high (a module may import its own layer and the ones below):
 1. components and the reading side: data/, model, cifar_net, lsuv, diagnostics, parallel/,
    telemetry/, metrics, checkpoint, runrecord, collect, claims, study
 2. one run: record, train, launch
-3. features built on runs: figure1/
+3. features built on runs: figure1/, calibration (judging the calibration sweep)
 4. views: reports/, versus/ (one results directory against another), plan/ (it trains probe
    runs and renders a report section, and the report shows it)
 5. entry points: cli, reports/cli, figure1/cli, versus/cli, plan/cli, reports/__main__ (may
@@ -74,6 +74,7 @@ LAYERS: dict[str, int] = {
     ),
     **dict.fromkeys(["record", "train", "launch"], 2),
     "figure1": 3,
+    "calibration": 3,
     "reports": 4,
     "versus": 4,
     "plan": 4,
