@@ -91,7 +91,21 @@ def _label(ax: Any, x: float, y: float, text: str) -> None:
     ax.annotate(text, (x, y), xytext=(6, 0), textcoords="offset points", va="center", fontsize=8)
 
 
-def _bar_axes(ax: Any, unit_label: str) -> None:
+def _bar(ax: Any, y: float, mean: float, seeds: Sequence[float], color: Any, text: str) -> float:
+    """A bar (the mean) with its seeds as dots and a label right of both; returns its right end."""
+    ax.barh(y, mean, color=color, alpha=0.85, height=0.6)
+    if seeds:
+        ax.plot(seeds, [y] * len(seeds), "o", color="black", markersize=3.5)
+    right = max([mean, *seeds])
+    _label(ax, right, y, text)
+    return right
+
+
+def _bar_axes(ax: Any, names: Sequence[str], xmax: float, room: float, unit_label: str) -> None:
+    """Bars' axes: the first name on top, ``room`` × the longest bar for the labels."""
+    ax.set_yticks(range(len(names)), names)
+    ax.set_ylim(len(names) - 0.5, -0.5)
+    ax.set_xlim(0, xmax * room if xmax > 0 else 1)
     ax.set_xlabel(unit_label)
     ax.grid(True, axis="x", alpha=0.3)
     ax.grid(False, axis="y")
@@ -348,13 +362,10 @@ def _ttt_bars(ax: Any, stats: Sequence[AblationStats], metric: str, colors: dict
             ax.text(0, y, "  no trained runs", va="center", fontsize=8, color="#888888")
             continue
         if s.n:
-            ax.barh(y, s.mean, color=color, alpha=0.85, height=0.6)
-            ax.plot(s.values, [y] * s.n, "o", color="black", markersize=3.5)
-            xmax = max(xmax, max(s.values))
             label = fmt_number(s.mean, 1) + (
                 f"  ({s.n}/{len(done)} reached)" if s.n < len(done) else ""
             )
-            _label(ax, max(s.values), y, label)
+            xmax = max(xmax, _bar(ax, y, s.mean, s.values, color, label))
         else:
             b = a.summaries[bound]
             if b.n:
@@ -363,10 +374,8 @@ def _ttt_bars(ax: Any, stats: Sequence[AblationStats], metric: str, colors: dict
                 _label(ax, b.mean, y, f"not reached in {fmt_number(b.mean, 0)}")
             else:
                 ax.text(0, y, "  not reached", va="center", fontsize=8)
-    ax.set_yticks(ys, [a.name for a in stats])
-    ax.set_ylim(len(stats) - 0.5, -0.5)  # first ablation on top
-    ax.set_xlim(0, xmax * 1.4 if xmax > 0 else 1)
-    _bar_axes(ax, "epochs" if metric == "ttt_epoch" else "seconds")
+    unit = "epochs" if metric == "ttt_epoch" else "seconds"
+    _bar_axes(ax, [a.name for a in stats], xmax, 1.4, unit)
 
 
 def time_to_target(stats: Sequence[AblationStats], colors: dict[str, Any]) -> Figure | None:
@@ -389,17 +398,13 @@ def _metric_bars(
         return None
     fig = Figure(figsize=(8, 0.42 * len(rows) + 1.4), layout="constrained")
     ax = fig.subplots()
-    ys = np.arange(len(rows))
-    xmax = max(max(a.summaries[metric].values) for a in rows)
-    for y, a in zip(ys, rows, strict=True):
+    xmax = 0.0
+    for y, a in enumerate(rows):
         s = a.summaries[metric]
-        ax.barh(y, s.mean, color=colors.get(a.name, "C0"), alpha=0.85, height=0.6)
-        ax.plot(s.values, [y] * s.n, "o", color="black", markersize=3.5)
-        _label(ax, max(s.values), y, format_sig(s.mean))
-    ax.set_yticks(ys, [a.name for a in rows])
-    ax.set_ylim(len(rows) - 0.5, -0.5)
-    ax.set_xlim(0, xmax * 1.25 if xmax > 0 else 1)
-    _bar_axes(ax, xlabel)
+        xmax = max(
+            xmax, _bar(ax, y, s.mean, s.values, colors.get(a.name, "C0"), format_sig(s.mean))
+        )
+    _bar_axes(ax, [a.name for a in rows], xmax, 1.25, xlabel)
     ax.set_title(title)
     return fig
 
@@ -489,18 +494,10 @@ def scaling(
     rows.insert(0, [baseline, "1", format_sig(b_thr), "1.00×", "100%"])
     fig = Figure(figsize=(8, 0.55 * len(labels) + 1.4), layout="constrained")
     ax = fig.subplots()
-    ys = np.arange(len(labels))
-    for y, name, v, sv, t in zip(
-        ys, [baseline, *[a.name for a in multi]], values, seeds, texts, strict=True
-    ):
-        ax.barh(y, v, color=colors.get(name, "C0"), alpha=0.85, height=0.5)
-        if sv:
-            ax.plot(sv, [y] * len(sv), "o", color="black", markersize=3.5)
-        _label(ax, max([v, *sv]), y, t)
-    ax.set_yticks(ys, labels)
-    ax.set_ylim(len(labels) - 0.5, -0.5)
-    ax.set_xlim(0, max(values) * 1.45 if max(values) > 0 else 1)
-    _bar_axes(ax, "throughput (images/s, median over steps)")
+    names = [baseline, *[a.name for a in multi]]
+    for y, (name, v, sv, t) in enumerate(zip(names, values, seeds, texts, strict=True)):
+        _bar(ax, y, v, sv, colors.get(name, "C0"), t)
+    _bar_axes(ax, labels, max(values), 1.45, "throughput (images/s, median over steps)")
     where = " — CPU RUNS: devices are CPU processes, not GPUs" if on_cpu else ""
     ax.set_title(f"Multi-device scaling{where}", color="#b03a2e" if on_cpu else "black")
     ax.grid(True, axis="x", alpha=0.3)

@@ -219,30 +219,12 @@ def draw(recs: Sequence[dict[str, Any]]) -> Figure | None:
                 _panel(ax, panels[panel], rows)
     axes[0][0].set_yticks(list(rows.values()), list(rows))
     axes[0][0].set_ylim(len(rows) - 0.5, -0.5)
+    blue, grey = COLORS["excludes"], COLORS["bound"]
     handles = [
-        Line2D(
-            [],
-            [],
-            color=COLORS["excludes"],
-            marker="o",
-            lw=2,
-            label="paired effect, 95% CI",
-        ),
-        Patch(
-            color=COLORS["null"],
-            alpha=0.5,
-            label="CI includes no effect (band)",
-        ),
-        Line2D(
-            [],
-            [],
-            color=COLORS["excludes"],
-            marker="o",
-            mfc="white",
-            ls="",
-            label="one pair: no CI",
-        ),
-        Line2D([], [], color=COLORS["bound"], marker=">", lw=1.6, label="bound (censored seeds)"),
+        Line2D([], [], color=blue, marker="o", lw=2, label="paired effect, 95% CI"),
+        Patch(color=COLORS["null"], alpha=0.5, label="CI includes no effect (band)"),
+        Line2D([], [], color=blue, marker="o", mfc="white", ls="", label="one pair: no CI"),
+        Line2D([], [], color=grey, marker=">", lw=1.6, label="bound (censored seeds)"),
         Line2D([], [], color=COLORS[PAPER], marker="D", ls="", label="the paper"),
         Line2D([], [], color="black", marker="x", ls="", label="others found"),
     ]
