@@ -553,7 +553,7 @@ def render_all(
     with mpl.rc_context(sns.axes_style("whitegrid")), mpl.rc_context(RC):
         fig = forest.draw(effects)
         if fig is not None:
-            lead = _save(fig, out_dir, "forest", "Every paired effect vs the baseline", FOREST)
+            lead = _save(fig, out_dir, "forest", "Every paired effect on this page", FOREST)
         add(
             learning_curves(hist, diverged, order, baseline, colors, "epoch"),
             "learning_curves_epoch",

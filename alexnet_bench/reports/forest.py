@@ -34,8 +34,8 @@ PANELS = {
 }
 #: the other metrics a claim may compare
 AXES = {
-    "overfit_gap": "Δ overfit gap, val − train top-1 (pts)",
-    "figure1_epochs_to_target": "Figure 1 study: epochs to target (ratio)",
+    "overfit_gap": "Δ overfit gap, val − train (pts)",
+    "figure1_epochs_to_target": "Figure 1 study, epochs (ratio)",
 }
 MEASURED, PAPER, OTHER = "measured", "paper", "other"
 COLORS = {"excludes": "#1f4e9c", "null": "#7aa6d6", "bound": "#555555", PAPER: "#c0392b"}

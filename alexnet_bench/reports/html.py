@@ -99,7 +99,7 @@ def table_view(t: Table) -> dict[str, Any]:
         cls = t.row_classes[i] if i < len(t.row_classes) else ""
         rows.append({"class": cls, "cells": cells})
     columns = [t.columns[j] for j in shown] + (["Notes"] if t.aside else [])
-    slug = re.sub(r"[^a-z0-9]+", "-", t.title.lower()).strip("-")[:40] or "table"
+    slug = "-".join(re.findall(r"[a-z0-9]+", t.title.lower())[:4]) or "table"
     view = {"id": slug, "title": t.title, "columns": columns, "rows": rows, "note": t.note}
     return {**view, "notes": notes}
 
