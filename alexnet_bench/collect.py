@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -413,6 +413,11 @@ def run_value(run: Run, name: str) -> float | None:
     except KeyError:
         raise KeyError(f"unknown run value {name!r}") from None
     return accessor(run)
+
+
+def first_value(runs: Iterable[Run], name: str) -> float | None:
+    """The first of ``runs`` that has ``name`` (e.g. the study's target training error)."""
+    return next((v for r in runs if (v := run_value(r, name)) is not None), None)
 
 
 def run_measure(run: Run, name: str) -> float | Crossing | None:

@@ -8,7 +8,7 @@ Layers, low to high (a module may import its own layer and the ones below): the 
 distributed, gpu_lock, progress, train_result: no knowledge of models, runs or reports) <
 components and the reading side (data/, model, cifar_net, lsuv, diagnostics, parallel/,
 telemetry/, metrics, checkpoint, runrecord, collect, claims, study) < one run (record, train,
-launch) < features built on runs (figure1/) < views (reports/, versus/, plan/) < entry points
+launch) < features built on runs (figure1/, calibration) < views (reports/, versus/, plan/) < entry points
 (cli and every package's cli, reports/__main__: they may import anything, nothing imports
 them). ``exhaustive = true``: a new top-level module must be given a layer.
 """

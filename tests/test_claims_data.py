@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from alexnet_bench.claims import CLAIMS, parse_claims, study_claims
 from alexnet_bench.collect import RUN_VALUES, collect, run_value
 from alexnet_bench.errors import ConfigError
-from alexnet_bench.reports.claims import CLAIMS, evaluate, parse_claims, study_claims
+from alexnet_bench.reports.paper_vs_measured import evaluate
 from alexnet_bench.study import check_study
 from tests.fixtures_reports import STUDY, build_study_results
 

@@ -14,6 +14,7 @@ import json
 import shutil
 import time
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,10 @@ def test_the_same_results_compared_twice_are_bit_identical_and_unchanged(
     for name in ("index.html", "compare.md", "compare.json"):
         assert "bit-identical" in (tmp_path / "o" / name).read_text()
     assert (tmp_path / "o" / "curves.png").read_bytes().startswith(b"\x89PNG")
+    # the study report's layout and style: both pages extend one base template
+    css = resources.files("alexnet_bench.reports").joinpath("templates/report.css").read_text()
+    page = (tmp_path / "o" / "index.html").read_text()
+    assert css.strip() in page and '<nav><a href="#verdicts">Verdicts</a>' in page
 
 
 def test_a_run_slowed_in_every_step_is_slower_and_exits_1(

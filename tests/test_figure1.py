@@ -638,6 +638,12 @@ def test_summary_and_report_section(block: dict, tmp_path: Path) -> None:
     assert "not CIFAR-10" in rows[0]["caveats"]
     with open(out / "tables" / "figure1_final.csv", newline="") as fh:
         assert {r["init"] for r in csv.DictReader(fh)} == set(s.inits)
+    with open(out / "tables" / "forest.csv", newline="") as fh:  # the first figure's row
+        forest = [r for r in csv.DictReader(fh) if r["panel"] == "figure1_epochs_to_target"]
+    row = "figure1 tanh / figure1 ReLU"
+    assert [(r["row"], r["mark"]) for r in forest] == [(row, "measured"), (row, "paper")]
+    assert float(forest[0]["value"]) == pytest.approx(era_ratio)
+    assert float(forest[1]["value"]) == pytest.approx(6.0)
     md = (out / "summary.md").read_text()
     assert "## Figure 1 study" in md and "Learning-rate sweeps" in md
 
@@ -690,7 +696,7 @@ def test_one_init_alone_has_no_interaction(block: dict, tmp_path: Path) -> None:
         s.run_config(ERA, "relu", 0.01)  # an init that is not run has no protocol
     assert list(summary["inits"]) == [VP] and summary["paper_era_init"] is None
     assert summary["interaction"]["kind"] == "n/a" and "Not measured" in summary["init_explains"]
-    from alexnet_bench.reports.figure1 import claim_row
+    from alexnet_bench.reports.figure1_view import claim_row
 
     row = claim_row(summary)
     assert row.measured == summary["inits"][VP]["ratio"]["text"]

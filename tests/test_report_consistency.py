@@ -113,11 +113,12 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class _Tables(HTMLParser):
-    """The tables of an HTML page by section id: {section: [[cell, ...], ...]}."""
+    """The tables of an HTML page by section id: {section: [table, ...]}, a table being its
+    rows of cell texts, the header first."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.tables: dict[str, list[list[str]]] = {}
+        self.tables: dict[str, list[list[list[str]]]] = {}
         self.section = ""
         self.row: list[str] | None = None
         self.cell: list[str] | None = None
@@ -125,6 +126,8 @@ class _Tables(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list) -> None:
         if tag == "section":
             self.section = dict(attrs).get("id", "")
+        elif tag == "table":
+            self.tables.setdefault(self.section, []).append([])
         elif tag == "tr":
             self.row = []
         elif tag in ("td", "th") and self.row is not None:
@@ -135,7 +138,7 @@ class _Tables(HTMLParser):
             self.row.append("".join(self.cell).strip())
             self.cell = None
         elif tag == "tr" and self.row is not None:
-            self.tables.setdefault(self.section, []).append(self.row)
+            self.tables[self.section][-1].append(self.row)
             self.row = None
 
     def handle_data(self, data: str) -> None:
@@ -143,12 +146,14 @@ class _Tables(HTMLParser):
             self.cell.append(data)
 
 
-def html_tables(out: Path) -> dict[str, list[dict[str, str]]]:
+def html_tables(out: Path, which: int = 0) -> dict[str, list[dict[str, str]]]:
+    """Table ``which`` (default: the first) of each section of index.html, as dicts per row."""
     parser = _Tables()
     parser.feed((out / "index.html").read_text())
     return {
         section: [dict(zip(rows[0], row, strict=True)) for row in rows[1:]]
-        for section, rows in parser.tables.items()
+        for section, tables in parser.tables.items()
+        if len(tables) > which and (rows := tables[which])
     }
 
 
@@ -156,14 +161,14 @@ def md_tables(out: Path) -> dict[str, list[dict[str, str]]]:
     """The first table under each ``## heading`` of summary.md."""
     tables: dict[str, list[dict[str, str]]] = {}
     heading, rows = "", []
-    for line in [*(out / "summary.md").read_text().splitlines(), "## end"]:
+    for line in (out / "summary.md").read_text().splitlines():
         if line.startswith("## "):
-            if rows:
-                tables.setdefault(heading, [dict(zip(rows[0], r, strict=True)) for r in rows[1:]])
             heading, rows = line[3:], []
-        elif line.startswith("| "):
-            cells = re.split(r"(?<!\\) \| ", line[2:-2])
-            rows.append([c.replace("\\|", "|") for c in cells])
+        elif line.startswith("| ") and heading not in tables:
+            cells = re.split(r"(?<!\\) \| ", line[2:-2])  # pandas pads the cells
+            rows.append([c.strip().replace("\\|", "|") for c in cells])
+        elif rows and heading not in tables and not line.startswith("|"):  # the table ended
+            tables[heading] = [dict(zip(rows[0], r, strict=True)) for r in rows[1:]]
     return tables
 
 
@@ -363,3 +368,55 @@ def md_tables_note(out: Path, heading: str) -> str:
     """The italic note under the table of a ``## heading`` of summary.md."""
     text = (out / "summary.md").read_text().split(f"## {heading}\n", 1)[1]
     return next(line for line in text.splitlines() if line.startswith("_"))
+
+
+def test_the_forest_plot_draws_the_tables_effects(report: Path) -> None:
+    """tables/forest.csv is what the first figure draws: per ablation and metric the paired
+    effect of the tables (value, interval, kind, pairs, text), the band of a null with what it
+    rules out, and the paper's and others' values of paper_vs_measured.csv on the same axis."""
+    forest = csv_rows(report / "tables" / "forest.csv")
+    measured = {(r["panel"], r["row"]): r for r in forest if r["mark"] == "measured"}
+    ablations = {r["ablation"]: r for r in csv_rows(report / "tables" / "ablations.csv")}
+    for a in ABLATIONS:
+        for metric, prefix in (
+            ("val_top1", "val_top1_delta_pts"),
+            ("val_top5", "val_top5_delta_pts"),
+            ("ttt_epoch", "ttt_epoch_ratio_vs_baseline"),
+            ("ttt_seconds", "ttt_seconds_ratio_vs_baseline"),
+        ):
+            p, row = expected(metric, a, "baseline"), measured[(metric, a)]
+            assert (row["a"], row["b"], row["kind"], int(row["n_pairs"])) == (
+                a,
+                "baseline",
+                p.kind,
+                p.n,
+            )
+            assert row["text"] == p.text()
+            for key, attr in (("value", "value"), ("ci95_low", "ci_low"), ("ci95_high", "ci_high")):
+                _close(row[key], getattr(p, attr))
+                column = prefix if key == "value" else f"{prefix}_{key}"
+                assert row[key] == ablations[a][column], (a, key)  # the same number
+            res = resolution(p)
+            _close(row["rules_out"], res.excluded if res.null else None)
+    tanh = measured[("ttt_epoch", "tanh")]
+    assert tanh["kind"] == "lower bound" and tanh["ci95_low"] == ""  # drawn as an arrow
+    assert measured[("val_top1", "no_lrn")]["rules_out"] != ""  # a null: a band
+    claims = [
+        r for r in csv_rows(report / "tables" / "paper_vs_measured.csv") if r["measured_kind"]
+    ]
+    paper = {(r["panel"], r["row"]): r for r in forest if r["mark"] == "paper"}
+    drawn = 0
+    for r in claims:
+        x, y, _ = _compared(r["compared"])
+        if r["paper_effect"] == "" or "baseline" not in (x, y):
+            continue
+        flip = x == "baseline"  # drawn as the ablation vs the baseline
+        arm = y if flip else x
+        value = float(r["paper_effect"])
+        value = (1 / value if r["kind"] == "ratio" else -value) if flip else value
+        _close(paper[(r["metric"], arm)]["value"], value)
+        drawn += 1
+    assert drawn >= 4  # ReLU vs tanh (twice), LRN (top-1, top-5), ...
+    assert any(r["mark"] == "other" for r in forest)
+    page = (report / "index.html").read_text()
+    assert page.index('id="fig-forest"') < page.index('id="findings"')  # the first screen

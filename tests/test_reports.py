@@ -18,9 +18,10 @@ import pytest
 from alexnet_bench.collect import collect
 from alexnet_bench.effects import summarize, t_crit, welch
 from alexnet_bench.reports import build_report, caption_path, captions_dir
-from alexnet_bench.reports.claims import evaluate
+from alexnet_bench.reports.paper_vs_measured import evaluate
 from alexnet_bench.reports.study_input import normalize_study
 from tests.fixtures_reports import STUDY, build_study_results, write_run
+from tests.test_report_consistency import html_tables, md_tables
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 T975 = {1: 12.7062047, 2: 4.3026527, 3: 3.1824463, 4: 2.7764451, 10: 2.2281389, 30: 2.0422725}
@@ -165,6 +166,74 @@ def test_problem_cells_are_listed_with_reasons(report: dict) -> None:
     assert "not part of this study and was left out: baseline/seed7" in page
 
 
+def test_identical_problem_reasons_share_a_row(tmp_path: Path) -> None:
+    """One Problems row per distinct (status, reason), naming its cells; another reason, or the
+    same reason with another status, is a row of its own."""
+    from .test_report_consistency import html_tables, md_tables
+
+    res = tmp_path / "results" / "default"
+    skip = "needs 2 GPUs but this host has none (on_insufficient_gpus: skip); recorded, not run"
+    for seed in (0, 1, 2):
+        write_run(res, "baseline", seed)
+        write_run(res, "gpus2", seed, status="skipped", reason=skip, epochs=0, history=False)
+    write_run(res, "tanh", 0, status="failed", reason=skip, epochs=1)
+    write_run(res, "tanh", 1, status="failed", reason="DataError: corrupt file x.png", epochs=2)
+    write_run(res, "tanh", 2)
+    study = {"baseline": "baseline", "seeds": [0, 1, 2], "ablations": ["baseline", "gpus2", "tanh"]}
+    out = tmp_path / "reports"
+    build_report(res, out, study=study)
+    for where, tables in (("HTML", html_tables(out)), ("Markdown", md_tables(out))):
+        key = (
+            "problems" if where == "HTML" else next(k for k in tables if k.startswith("Collapsed"))
+        )
+        rows = [
+            (r["Status"], r["Reason"], r["Cells"], r["Which (epochs done)"]) for r in tables[key]
+        ]
+        assert rows == [
+            ("skipped", skip, "3", "gpus2/seed0 (0 ep), gpus2/seed1 (0 ep), gpus2/seed2 (0 ep)"),
+            ("failed", skip, "1", "tanh/seed0 (1 ep)"),
+            ("failed", "DataError: corrupt file x.png", "1", "tanh/seed1 (2 ep)"),
+        ], where
+    page = (out / "index.html").read_text()
+    assert page.count(skip) == 2  # once per row, not once per cell
+    assert str(res / "gpus2" / "seed2" / "metrics.json") in page  # the paths: the row's note
+
+
+def test_long_columns_become_numbered_notes_in_html() -> None:
+    from alexnet_bench.reports.html import table_view
+    from alexnet_bench.reports.tables import Table
+
+    t = Table(
+        title="Paper vs measured",
+        columns=["Claim", "Effect", "Same direction?", "Caveats"],
+        rows=[["a", "+1.00 pts", "yes", "long text"], ["b", "n/a", "n/a", "–"]],
+        aside=("Caveats",),
+    )
+    view = table_view(t)
+    assert view["columns"] == ["Claim", "Effect", "Same direction?", "Notes"]
+    assert view["notes"] == [{"label": "a", "parts": [("Caveats", "long text")]}]
+    assert [c["note"] for r in view["rows"] for c in r["cells"]] == [None] * 3 + [1] + [None] * 4
+    assert view["rows"][0]["cells"][2]["badge"] == "b-yes"
+    assert view["rows"][1]["cells"][2]["badge"] == "b-na"
+    assert t.frame().columns.tolist() == t.columns  # Markdown keeps every column
+
+
+def test_the_page_escapes_what_it_shows(tmp_path: Path) -> None:
+    """Autoescaped templates: text from the runs and the study is shown, never interpreted."""
+    res = tmp_path / "results" / "default"
+    write_run(res, "baseline", 0)
+    write_run(res, "tanh", 0, status="failed", reason="<script>alert(1)</script> & more")
+    study = {
+        "baseline": "baseline",
+        "seeds": [0],
+        "ablations": {"baseline": {"description": "<b>bold</b>"}, "tanh": {}},
+    }
+    build_report(res, tmp_path / "out", study=study)
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in page
+    assert "<script>" not in page and "<b>bold</b>" not in page and "&lt;b&gt;bold" in page
+
+
 # ----------------------------------------------------------------------------- claims
 
 
@@ -276,8 +345,6 @@ def test_a_collapsed_seed_is_a_censored_time_to_target_and_named_on_the_accuracy
 ) -> None:
     """tanh collapses in seed 2 of 3: its time to target is a bound that counts that seed (it
     never reached the target), and its accuracy row says the Δ left that seed out, and why."""
-    from .test_report_consistency import html_tables, md_tables
-
     res = tmp_path / "results" / "default"
     for seed, (ttt, top1) in enumerate([(2, 0.30), (3, 0.32), (4, 0.31)]):
         write_run(res, "baseline", seed, val_top1=top1, ttt_epoch=ttt, ttt_seconds=3.0 * ttt)
@@ -367,7 +434,14 @@ def test_html_is_self_contained(report: dict) -> None:
     assert "abc1234" in page and "testhost" in page  # environment
     assert "ablation_defs:" in page  # study YAML
     md = (report["out"] / "summary.md").read_text()
-    assert "| baseline | paper settings | 2 completed | 32.00 ± 2.83 |" in md
+    accuracy = {r["Ablation"]: r for r in md_tables(report["out"])["Accuracy vs baseline"]}
+    row = accuracy["baseline"]
+    assert [row["What changes"], row["Runs"], row["Val top-1 err % (mean ± sd)"]] == [
+        "paper settings",
+        "2 completed",
+        "32.00 ± 2.83",
+    ]
+    assert "| baseline " in md and "| paper settings " in md  # pandas' pipe table
     assert "(figures/learning_curves_epoch.png)" in md
 
 
@@ -506,6 +580,42 @@ def test_caption_files_exist() -> None:
     assert captions_dir().is_dir()
     for name in ("learning_curves", "time_to_target", "paper_vs_measured", "ablations_table"):
         assert caption_path(name).read_text().strip()
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed")
+def test_no_table_is_wider_than_the_page_at_1280_px(report: dict, tmp_path: Path) -> None:
+    """Headless Chromium lays the page out 1280 px wide with every <details> open: no table
+    scrolls sideways and the page has no horizontal scroll."""
+    probe = (
+        "<script>document.querySelectorAll('details').forEach(d => { d.open = true; });"
+        "const t = [...document.querySelectorAll('.tablewrap')].map("
+        "w => [w.querySelector('table').id, w.scrollWidth, w.clientWidth]);"
+        "document.title = 'WIDTHS ' + JSON.stringify({page: document.documentElement.scrollWidth,"
+        " view: window.innerWidth, tables: t});</script>"
+    )
+    page = tmp_path / "index.html"
+    page.write_text((report["out"] / "index.html").read_text() + probe)
+    dom = subprocess.run(
+        [
+            shutil.which("chromium") or "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1280,900",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    found = json.loads(re.search(r"<title>WIDTHS (.*?)</title>", dom).group(1))
+    assert found["view"] == 1280 and found["page"] <= 1280, found
+    assert len(found["tables"]) >= 8  # findings, claims, accuracy, speed (3), problems, runs
+    wide = [(name, sw, cw) for name, sw, cw in found["tables"] if sw > cw or cw == 0]
+    assert wide == []
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed")

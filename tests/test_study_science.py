@@ -9,10 +9,12 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import torch
 from torch import nn
 
+from alexnet_bench.calibration import choose, load_candidates
 from alexnet_bench.collect import collect
 from alexnet_bench.config import RunConfig
 from alexnet_bench.diagnostics import activation_health
@@ -21,8 +23,7 @@ from alexnet_bench.lsuv import unit_variance_init
 from alexnet_bench.metrics import collapse_reason, time_to_target
 from alexnet_bench.model import CONV_INDICES, AlexNet
 from alexnet_bench.record import flops_record
-from alexnet_bench.reports.calibration import choose, load_candidates
-from alexnet_bench.reports.claims import evaluate
+from alexnet_bench.reports.paper_vs_measured import evaluate
 from alexnet_bench.reports.study_input import normalize_study
 from alexnet_bench.telemetry.peak import cpu_peak_for
 from alexnet_bench.train import Trainer, build_optimizer, build_scheduler, step_scheduler
@@ -375,6 +376,24 @@ def test_calibration_criteria_and_choice(tmp_path: Path) -> None:
     # the convergence criterion reads the last-epoch change of the baseline's val error
     assert good.baseline_last_gain == pytest.approx(0.005)
     assert good.baseline_val_error == pytest.approx(0.12)
+    # the verdict's files: the CSV's numbers and the Markdown table (pandas) of the same rows
+    from alexnet_bench.reports.calibration import write_calibration
+
+    assert write_calibration(root, tmp_path / "out", study)["chosen"] == "tied"
+    csv_rows = pd.read_csv(tmp_path / "out" / "calibration.csv").set_index("candidate")
+    assert csv_rows.loc["good", "baseline_val_top1_pct"] == pytest.approx(12.0)
+    assert csv_rows.loc["good", "baseline_last_epoch_gain_pct"] == pytest.approx(0.5)
+    assert bool(csv_rows.loc["tied", "chosen"]) and not bool(csv_rows.loc["cheap", "passes"])
+    md = (tmp_path / "out" / "calibration.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| `good`"))
+    assert [c.strip() for c in row.strip("|").split("|")][-7:-2] == [
+        "4/4",
+        "12.0 (0.0)",
+        "0.5",
+        "4/4",
+        "20",
+    ]
+    assert "**Chosen: `tied`**" in md and "| `tied` **(chosen)**" in md
     # with CPU stand-ins trained, gpus2 (not calibrated) costs the baseline's time per device
     study["cpu_standins"] = "run"
     good = {r.name: r for r in load_candidates(root, study)}["good"]

@@ -10,6 +10,6 @@ the workflow imports it), :mod:`.analysis` (learning-rate selection on runs read
 :mod:`alexnet_bench.collect`), :mod:`.results` (selection.json, summary.json and its schema; the
 ratio from :mod:`alexnet_bench.effects`) and :mod:`.cli` (``alexnet-bench figure1
 train|select|summarize``; ``train`` is one seed, launched like every study cell). The study's
-pictures and tables are a view in :mod:`alexnet_bench.reports.figure1`, which imports this
+pictures and tables are a view in :mod:`alexnet_bench.reports.figure1_view`, which imports this
 package, never the other way round.
 """

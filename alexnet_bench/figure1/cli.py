@@ -1,6 +1,6 @@
 """``alexnet-bench figure1 train | select | summarize``: the commands the figure1 rules call.
 
-An entry point: it may import the report's rendering (``reports.figure1``) to write the study's
+An entry point: it may import the report's rendering (``reports.figure1_view``) to write the study's
 own figure; the figure1 package itself never imports ``reports``.
 """
 
@@ -91,7 +91,7 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 def cmd_summarize(args: argparse.Namespace) -> int:
     """Ratio with its CI, checks, the figure and summary.md from the sweep and final runs."""
-    from ..reports.figure1 import final_records, write_outputs
+    from ..reports.figure1_view import final_records, write_outputs
     from ..reports.tables import to_csv
     from .results import FINAL_CSV, SUMMARY, build_summary, check_summary
 

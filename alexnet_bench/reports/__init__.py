@@ -1,4 +1,5 @@
-"""Study report: per-ablation tables vs baseline, learning curves, speed, paper vs measured.
+"""Study report: a forest plot of every effect, per-ablation tables vs baseline, learning curves,
+speed, paper vs measured.
 
 Entry point: :func:`build_report`; CLI: ``alexnet-bench report`` (:mod:`.cli`) or
 ``python -m alexnet_bench.reports``. Reads only the run output formats (metrics.json,

@@ -22,9 +22,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from ..collect import Run, run_value
+from ..collect import Run, first_value
 from ..io import write_bytes
 from ..numbers import fmt_number
+from . import forest
 from .tables import AblationStats, Table, format_sig
 
 DPI = 110
@@ -43,9 +44,19 @@ PNG_META = {"Software": None}
 SVG_META = {"Date": None, "Creator": None}
 BASE_COLOR = "#555555"
 BAND = ("pi", 100)  # min–max over seeds
+FOREST = (
+    "One row per ablation (vs the baseline) and per other pair of arms a claim compares, one "
+    "panel per measure: the paired effect over seeds with its 95% interval (the tables' numbers; "
+    "tables/forest.csv). Where the interval includes no effect it is a band, labelled with the "
+    "largest effect it rules out; an arrow is a bound (seeds that never reached the target). "
+    "Diamonds: the paper's value; crosses: what others found (turned around where the claim "
+    "compares the baseline with the ablation). Δ > 0 and ratios > 1: the row's first arm (the "
+    "ablation) is worse: higher error, slower."
+)
 
 #: every figure this module may write (stale ones from an earlier build are removed)
 FIGURE_NAMES = (
+    "forest",
     "learning_curves_epoch",
     "learning_curves_time",
     "figure1_relu_vs_tanh",
@@ -72,6 +83,7 @@ class FigureSet:
     figures: list[FigureFile]
     notes: list[str]  # why a figure was skipped
     scaling: Table | None
+    lead: FigureFile | None = None  # the forest plot of every effect
 
 
 def _label(ax: Any, x: float, y: float, text: str) -> None:
@@ -79,7 +91,21 @@ def _label(ax: Any, x: float, y: float, text: str) -> None:
     ax.annotate(text, (x, y), xytext=(6, 0), textcoords="offset points", va="center", fontsize=8)
 
 
-def _bar_axes(ax: Any, unit_label: str) -> None:
+def _bar(ax: Any, y: float, mean: float, seeds: Sequence[float], color: Any, text: str) -> float:
+    """A bar (the mean) with its seeds as dots and a label right of both; returns its right end."""
+    ax.barh(y, mean, color=color, alpha=0.85, height=0.6)
+    if seeds:
+        ax.plot(seeds, [y] * len(seeds), "o", color="black", markersize=3.5)
+    right = max([mean, *seeds])
+    _label(ax, right, y, text)
+    return right
+
+
+def _bar_axes(ax: Any, names: Sequence[str], xmax: float, room: float, unit_label: str) -> None:
+    """Bars' axes: the first name on top, ``room`` × the longest bar for the labels."""
+    ax.set_yticks(range(len(names)), names)
+    ax.set_ylim(len(names) - 0.5, -0.5)
+    ax.set_xlim(0, xmax * room if xmax > 0 else 1)
     ax.set_xlabel(unit_label)
     ax.grid(True, axis="x", alpha=0.3)
     ax.grid(False, axis="y")
@@ -93,15 +119,20 @@ def palette(names: Sequence[str], baseline: str) -> dict[str, Any]:
     return out
 
 
-def _save(fig: Figure, out_dir: Path, name: str, title: str, caption: str) -> FigureFile:
-    png = io.BytesIO()
+def figure_bytes(fig: Figure) -> tuple[bytes, bytes]:
+    """The figure as PNG and SVG, deterministically (no dates, no software tag)."""
+    png, svg = io.BytesIO(), io.BytesIO()
     fig.savefig(png, format="png", dpi=DPI, metadata=PNG_META, facecolor="white")
-    svg = io.BytesIO()
     fig.savefig(svg, format="svg", metadata=SVG_META, facecolor="white")
+    return png.getvalue(), svg.getvalue()
+
+
+def _save(fig: Figure, out_dir: Path, name: str, title: str, caption: str) -> FigureFile:
+    png, svg = figure_bytes(fig)
     png_path, svg_path = out_dir / f"{name}.png", out_dir / f"{name}.svg"
-    write_bytes(png_path, png.getvalue())
-    write_bytes(svg_path, svg.getvalue())
-    return FigureFile(name, title, caption, png.getvalue(), png_path, svg_path)
+    write_bytes(png_path, png)
+    write_bytes(svg_path, svg)
+    return FigureFile(name, title, caption, png, png_path, svg_path)
 
 
 def _history_frame(runs: Sequence[Run]) -> pd.DataFrame:
@@ -331,13 +362,10 @@ def _ttt_bars(ax: Any, stats: Sequence[AblationStats], metric: str, colors: dict
             ax.text(0, y, "  no trained runs", va="center", fontsize=8, color="#888888")
             continue
         if s.n:
-            ax.barh(y, s.mean, color=color, alpha=0.85, height=0.6)
-            ax.plot(s.values, [y] * s.n, "o", color="black", markersize=3.5)
-            xmax = max(xmax, max(s.values))
             label = fmt_number(s.mean, 1) + (
                 f"  ({s.n}/{len(done)} reached)" if s.n < len(done) else ""
             )
-            _label(ax, max(s.values), y, label)
+            xmax = max(xmax, _bar(ax, y, s.mean, s.values, color, label))
         else:
             b = a.summaries[bound]
             if b.n:
@@ -346,10 +374,8 @@ def _ttt_bars(ax: Any, stats: Sequence[AblationStats], metric: str, colors: dict
                 _label(ax, b.mean, y, f"not reached in {fmt_number(b.mean, 0)}")
             else:
                 ax.text(0, y, "  not reached", va="center", fontsize=8)
-    ax.set_yticks(ys, [a.name for a in stats])
-    ax.set_ylim(len(stats) - 0.5, -0.5)  # first ablation on top
-    ax.set_xlim(0, xmax * 1.4 if xmax > 0 else 1)
-    _bar_axes(ax, "epochs" if metric == "ttt_epoch" else "seconds")
+    unit = "epochs" if metric == "ttt_epoch" else "seconds"
+    _bar_axes(ax, [a.name for a in stats], xmax, 1.4, unit)
 
 
 def time_to_target(stats: Sequence[AblationStats], colors: dict[str, Any]) -> Figure | None:
@@ -372,17 +398,13 @@ def _metric_bars(
         return None
     fig = Figure(figsize=(8, 0.42 * len(rows) + 1.4), layout="constrained")
     ax = fig.subplots()
-    ys = np.arange(len(rows))
-    xmax = max(max(a.summaries[metric].values) for a in rows)
-    for y, a in zip(ys, rows, strict=True):
+    xmax = 0.0
+    for y, a in enumerate(rows):
         s = a.summaries[metric]
-        ax.barh(y, s.mean, color=colors.get(a.name, "C0"), alpha=0.85, height=0.6)
-        ax.plot(s.values, [y] * s.n, "o", color="black", markersize=3.5)
-        _label(ax, max(s.values), y, format_sig(s.mean))
-    ax.set_yticks(ys, [a.name for a in rows])
-    ax.set_ylim(len(rows) - 0.5, -0.5)
-    ax.set_xlim(0, xmax * 1.25 if xmax > 0 else 1)
-    _bar_axes(ax, xlabel)
+        xmax = max(
+            xmax, _bar(ax, y, s.mean, s.values, colors.get(a.name, "C0"), format_sig(s.mean))
+        )
+    _bar_axes(ax, [a.name for a in rows], xmax, 1.25, xlabel)
     ax.set_title(title)
     return fig
 
@@ -472,18 +494,10 @@ def scaling(
     rows.insert(0, [baseline, "1", format_sig(b_thr), "1.00×", "100%"])
     fig = Figure(figsize=(8, 0.55 * len(labels) + 1.4), layout="constrained")
     ax = fig.subplots()
-    ys = np.arange(len(labels))
-    for y, name, v, sv, t in zip(
-        ys, [baseline, *[a.name for a in multi]], values, seeds, texts, strict=True
-    ):
-        ax.barh(y, v, color=colors.get(name, "C0"), alpha=0.85, height=0.5)
-        if sv:
-            ax.plot(sv, [y] * len(sv), "o", color="black", markersize=3.5)
-        _label(ax, max([v, *sv]), y, t)
-    ax.set_yticks(ys, labels)
-    ax.set_ylim(len(labels) - 0.5, -0.5)
-    ax.set_xlim(0, max(values) * 1.45 if max(values) > 0 else 1)
-    _bar_axes(ax, "throughput (images/s, median over steps)")
+    names = [baseline, *[a.name for a in multi]]
+    for y, (name, v, sv, t) in enumerate(zip(names, values, seeds, texts, strict=True)):
+        _bar(ax, y, v, sv, colors.get(name, "C0"), t)
+    _bar_axes(ax, labels, max(values), 1.45, "throughput (images/s, median over steps)")
     where = " — CPU RUNS: devices are CPU processes, not GPUs" if on_cpu else ""
     ax.set_title(f"Multi-device scaling{where}", color="#b03a2e" if on_cpu else "black")
     ax.grid(True, axis="x", alpha=0.3)
@@ -513,8 +527,10 @@ def render_all(
     baseline: str,
     out_dir: Path,
     tanh: str = "tanh",
+    effects: Sequence[dict[str, Any]] = (),
 ) -> FigureSet:
-    """Render every applicable figure into ``out_dir``; skipped ones get a note."""
+    """Render every applicable figure into ``out_dir`` (``effects``: the forest plot's records,
+    :func:`.forest.records`); skipped ones get a note."""
     out_dir.mkdir(parents=True, exist_ok=True)
     figures: list[FigureFile] = []
     notes: list[str] = []
@@ -524,10 +540,9 @@ def render_all(
     hist = _history_frame(completed)
     # runs that did not learn (collapsed) or blew up (diverged): drawn, never averaged
     diverged = _history_frame([r for r in runs if r.status in ("diverged", "collapsed")])
-    target = next(
-        (v for r in completed if (v := run_value(r, "target_train_error")) is not None), None
-    )
+    target = first_value(completed, "target_train_error")
     table: Table | None = None
+    lead: FigureFile | None = None
 
     def add(fig: Figure | None, name: str, title: str, caption: str, skip_note: str) -> None:
         if fig is None:
@@ -536,6 +551,9 @@ def render_all(
         figures.append(_save(fig, out_dir, name, title, caption))
 
     with mpl.rc_context(sns.axes_style("whitegrid")), mpl.rc_context(RC):
+        fig = forest.draw(effects)
+        if fig is not None:
+            lead = _save(fig, out_dir, "forest", "Every paired effect on this page", FOREST)
         add(
             learning_curves(hist, diverged, order, baseline, colors, "epoch"),
             "learning_curves_epoch",
@@ -611,9 +629,9 @@ def render_all(
             "efficiency = speedup / N.",
             "Scaling figure skipped: no completed multi-device run (or no baseline throughput).",
         )
-    written = {f.name for f in figures}
+    written = {f.name for f in figures} | ({lead.name} if lead else set())
     for name in FIGURE_NAMES:
         if name not in written:
             for ext in ("png", "svg"):
                 (out_dir / f"{name}.{ext}").unlink(missing_ok=True)
-    return FigureSet(figures, notes, table)
+    return FigureSet(figures, notes, table, lead)

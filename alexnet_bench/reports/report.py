@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from ..claims import claim_arms, study_claims
 from ..collect import (
     ALL_STATUSES,
     Run,
@@ -22,10 +23,10 @@ from ..effects import t_crit
 from ..io import write_bytes, write_text
 from ..plan.actual import PLAN_FILE
 from ..plan.actual import report_section as plan_section
-from . import claims, tables
-from . import figure1 as figure1_mod
+from . import figure1_view, forest, tables
 from . import html as html_mod
 from . import markdown as md_mod
+from . import paper_vs_measured as pvm
 from .compare import Comparisons
 from .figures import FigureFile, render_all
 from .html import Extra
@@ -34,6 +35,7 @@ from .tables import Table
 
 CAPTIONS = (
     "report",
+    "forest",
     "learning_curves",
     "time_to_target",
     "throughput",
@@ -61,6 +63,7 @@ def caption_path(name: str) -> Path:
 
 # Output file stem (figures/<stem>.png, tables/<stem>.csv) -> its caption file.
 OUTPUT_CAPTIONS = {
+    "forest": "forest",
     "learning_curves_epoch": "learning_curves",
     "learning_curves_time": "learning_curves",
     "figure1_relu_vs_tanh": "time_to_target",
@@ -207,17 +210,18 @@ def _how_to_read(study: dict[str, Any] | None, baseline: str, runs: Sequence[Run
         "Errors are top-1/top-5 validation errors in percent at the last epoch. Δ is the "
         "ablation mean minus the baseline mean in percentage points: positive Δ means the "
         "ablation is worse than the baseline.",
-        "95% CI of a mean = Student-t interval over seeds. Every effect on this page (Findings, "
-        "Paper vs measured, Accuracy, Speed, tables/*.csv) is the same paired statistic: each "
-        "seed's ablation run is compared with the baseline run of the same seed (same data "
-        "order, augmentation draws and, where shapes agree, initial weights), and the per-seed "
-        "differences get a t-interval on n−1 degrees of freedom (ratios: geometric mean of "
-        "per-seed ratios). Welch's unpaired interval appears only where labelled 'Welch'. "
+        "95% CI of a mean = Student-t interval over seeds. Every effect on this page (the forest "
+        "plot, Findings, Paper vs measured, Accuracy, Speed, tables/*.csv) is the same paired "
+        "statistic: each seed's ablation run is compared with the baseline run of the same "
+        "seed (same data order, augmentation draws and, where shapes agree, initial weights), "
+        "and the per-seed differences get a t-interval on n−1 degrees of freedom (ratios: "
+        "geometric mean of per-seed ratios). Welch's unpaired interval appears only where "
+        "labelled 'Welch'. "
         "Where an interval includes no effect, 'What the seeds resolve' gives the largest "
         "effect the interval excludes and the smallest one these seeds would detect (80% "
         "power at the spread they showed). " + t_txt,
         "Paper vs measured: 'Same direction?' asks whether the measured effect has the sign the "
-        f"paper reports; '{claims.NULL_COLUMN}' whether its paired 95% interval excludes no "
+        f"paper reports; '{pvm.NULL_COLUMN}' whether its paired 95% interval excludes no "
         "effect (rule stated above the table), one test at 95%. The Findings table makes many "
         "such tests; its 'Holds after Holm' column gives the family-wise verdict "
         "(Holm–Bonferroni over its m paired t-tests). Magnitudes are not expected to match "
@@ -300,7 +304,7 @@ FIGURE1_TABLES = ("figure1_sweep", "figure1_final")
 
 def _figure1_section(
     figure1_dir: Path | None, out_dir: Path
-) -> tuple[html_mod.Extra | None, claims.ClaimRow | None, str | None]:
+) -> tuple[html_mod.Extra | None, pvm.ClaimRow | None, str | None]:
     """The figure1 study's section, paper-vs-measured row and files, when its summary exists.
 
     Writes ``figures/figure1_cnn.png|svg`` and ``tables/figure1_{sweep,final}.csv``; removes
@@ -308,7 +312,9 @@ def _figure1_section(
     """
     summary_path = Path(figure1_dir) / "summary.json" if figure1_dir is not None else None
     if summary_path is None or not summary_path.is_file():
-        for path in [out_dir / "figures" / f"{figure1_mod.FIGURE}.{ext}" for ext in ("png", "svg")]:
+        for path in [
+            out_dir / "figures" / f"{figure1_view.FIGURE}.{ext}" for ext in ("png", "svg")
+        ]:
             path.unlink(missing_ok=True)
         for name in FIGURE1_TABLES:
             (out_dir / "tables" / f"{name}.csv").unlink(missing_ok=True)
@@ -319,15 +325,15 @@ def _figure1_section(
             else None
         )
         return None, None, note
-    summary = figure1_mod.load_summary(summary_path)
-    sec = figure1_mod.section(summary)
-    png = out_dir / "figures" / f"{figure1_mod.FIGURE}.png"
+    summary = figure1_view.load_summary(summary_path)
+    sec = figure1_view.section(summary)
+    png = out_dir / "figures" / f"{figure1_view.FIGURE}.png"
     svg = png.with_suffix(".svg")
     write_bytes(png, sec.figure.png)
     write_bytes(svg, sec.figure.svg)
-    figure1_mod.write_tables(sec, out_dir / "tables")
+    figure1_view.write_tables(sec, out_dir / "tables")
     figure = FigureFile(
-        figure1_mod.FIGURE,
+        figure1_view.FIGURE,
         "Figure 1 reproduced: four-layer CNN, ReLU vs tanh, lr tuned per activation",
         "One panel per initialisation (variance-preserving; the paper era's cuda-convnet "
         "constants): running training error vs epochs at each activation's chosen learning "
@@ -349,10 +355,10 @@ def _figure1_section(
         figures=[figure],
         tables=sec.tables,
     )
-    return extra, figure1_mod.claim_row(summary), None
+    return extra, figure1_view.claim_row(summary), None
 
 
-def _insert_claim(rows: list[claims.ClaimRow], row: claims.ClaimRow) -> None:
+def _insert_claim(rows: list[pvm.ClaimRow], row: pvm.ClaimRow) -> None:
     """Put ``row`` after the last row of its claim (or first, when the claim has no rows)."""
     last = max((i for i, r in enumerate(rows) if r.claim_id == row.claim_id), default=-1)
     rows.insert(last + 1, row)
@@ -386,8 +392,8 @@ def build_report(
     runs = sort_runs(runs, order)
     comparisons = Comparisons(runs)  # every effect on the page, computed once
     stats = tables.aggregate(runs, order, study, baseline, comparisons)
-    study_claims = claims.study_claims(study)  # parsed and validated once
-    claim_rows = claims.evaluate(runs, study, baseline, study_claims, comparisons)
+    claims = study_claims(study)  # parsed and validated once
+    claim_rows = pvm.evaluate(runs, study, baseline, claims, comparisons)
     families = {a.name: a.family for a in stats}
     figure1, figure1_row, figure1_note = _figure1_section(figure1_dir, out_dir)
     if figure1_row is not None:
@@ -396,10 +402,12 @@ def build_report(
     tables_dir = out_dir / "tables"
     run_recs = tables.run_records(runs, families)
     written: list[Path] = []
+    effects = forest.records(stats, claim_rows, baseline, comparisons)
     for name, records in (
         ("runs.csv", run_recs),
         ("ablations.csv", tables.ablation_records(stats, baseline)),
         ("paper_vs_measured.csv", [r.as_record() for r in claim_rows]),
+        ("forest.csv", effects),
     ):
         write_text(tables_dir / name, tables.to_csv(records))
         written.append(tables_dir / name)
@@ -407,9 +415,9 @@ def build_report(
         written += [tables_dir / f"{name}.csv" for name in FIGURE1_TABLES]
 
     # the ReLU-vs-tanh figure shows the arm the relu_vs_tanh claim compares with the baseline
-    tanh_arms = claims.claim_arms(study_claims, "relu_vs_tanh")
+    tanh_arms = claim_arms(claims, "relu_vs_tanh")
     tanh = next((a for a in tanh_arms if a in order), tanh_arms[0] if tanh_arms else "tanh")
-    figs = render_all(runs, stats, order, baseline, out_dir / "figures", tanh=tanh)
+    figs = render_all(runs, stats, order, baseline, out_dir / "figures", tanh, effects)
     counts = {s: sum(r.status == s for r in runs) for s in ALL_STATUSES}
     preset = (study or {}).get("preset") if isinstance(study, dict) else None
     preset = preset or next((p for r in runs if (p := r.record.run.preset)), None)
@@ -424,12 +432,16 @@ def build_report(
         ),
         how_to_read=_how_to_read(study, baseline, runs),
         counts=counts,
+        lead=figs.lead,
         findings=tables.findings_table(stats, claim_rows, baseline),
         claims=tables.claims_table(claim_rows),
-        null_rule=claims.NULL_RULE,
+        null_rule=pvm.NULL_RULE,
         accuracy=tables.accuracy_table(stats, baseline),
-        speed=tables.speed_table(stats, baseline),
-        scaling=figs.scaling,
+        speed=[
+            tables.speed_table(stats, baseline),
+            tables.resources_table(stats, baseline),
+            *([figs.scaling] if figs.scaling is not None else []),
+        ],
         figures=figs.figures,
         figure_notes=figs.notes + ([figure1_note] if figure1_note else []),
         problems=tables.problems_table(runs),
@@ -449,7 +461,9 @@ def build_report(
     write_text(out_dir / "summary.md", md_mod.render(page))
     write_text(out_dir / "index.html", html_mod.render(page))
     written += [out_dir / "summary.md", out_dir / "index.html"]
-    for f in figs.figures + (figure1.figures if figure1 is not None else []):
+    shown = [*([figs.lead] if figs.lead else []), *figs.figures]
+    shown += figure1.figures if figure1 is not None else []
+    for f in shown:
         written += [f.png_path, f.svg_path]
 
     if snakemake_report_dir is not None:
@@ -462,7 +476,7 @@ def build_report(
         "index_html": str(out_dir / "index.html"),
         "summary_md": str(out_dir / "summary.md"),
         "tables": [str(p) for p in written if p.suffix == ".csv"],
-        "figures": [str(f.png_path) for f in figs.figures + (figure1.figures if figure1 else [])],
+        "figures": [str(f.png_path) for f in shown],
         "figures_skipped": list(figs.notes),
         "runs": len(runs),
         "left_out": [str(p) for p in extras],

@@ -20,11 +20,11 @@ from typing import Any
 
 import pandas as pd
 
-from ..collect import ALL_STATUSES, TRAINED_STATUSES, Run, run_value
+from ..collect import ALL_STATUSES, TRAINED_STATUSES, Run, first_value, run_value
 from ..effects import ALPHA, Paired, Summary, Welch, holm, resolution, summarize
-from ..numbers import as_float, fmt_number
-from .claims import NULL_COLUMN, ClaimRow
+from ..numbers import MISSING, as_float, fmt_number
 from .compare import Comparisons, LeftOut, left_out_text
+from .paper_vs_measured import NULL_COLUMN, ClaimRow
 
 #: per-run metrics aggregated for each ablation
 AGG_METRICS = (
@@ -63,6 +63,11 @@ class Table:
     note: str = ""
     row_classes: list[str] = field(default_factory=list)
     css: str = ""
+    #: columns of long text that the HTML page shows as notes under the table, not as columns
+    aside: tuple[str, ...] = ()
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=self.columns, dtype=object)
 
 
 @dataclass
@@ -176,19 +181,16 @@ def aggregate(
 # ----------------------------------------------------------------------------- formatting
 
 
-def _present(x: float | None) -> bool:
-    return as_float(x) is not None
-
-
 def fint(x: float | None) -> str:
-    return f"{round(x):,}" if _present(x) else "–"  # type: ignore[arg-type]
+    f = as_float(x)
+    return MISSING if f is None else f"{round(f):,}"
 
 
 def format_sig(x: float | None, sig: int = 3) -> str:
     """Significant-figure format for quantities spanning orders of magnitude."""
-    if not _present(x):
-        return "–"
-    assert x is not None
+    x = as_float(x)
+    if x is None:
+        return MISSING
     if x != 0 and (abs(x) >= 1e5 or abs(x) < 1e-3):
         return f"{x:.{sig - 1}e}".replace("-", "−")
     digits = max(0, sig - 1 - math.floor(math.log10(abs(x)))) if x else 0
@@ -197,7 +199,7 @@ def format_sig(x: float | None, sig: int = 3) -> str:
 
 def mean_sd(s: Summary, digits: int = 2) -> str:
     if not s.n:
-        return "–"
+        return MISSING
     if s.n < 2:
         return fmt_number(s.mean, digits)
     return f"{fmt_number(s.mean, digits)} ± {fmt_number(s.std, digits)}"
@@ -205,7 +207,7 @@ def mean_sd(s: Summary, digits: int = 2) -> str:
 
 def ci_text(s: Summary, digits: int = 2) -> str:
     if not s.n:
-        return "–"
+        return MISSING
     if not s.has_ci:
         return "n/a (n=1)"
     return f"[{fmt_number(s.ci_low, digits)}, {fmt_number(s.ci_high, digits)}]"
@@ -216,7 +218,7 @@ def effect_text(a: AblationStats, metric: str, baseline: str) -> str:
     if a.name == baseline:
         return "(baseline)"
     p = a.effects.get(metric)
-    return p.text() if p is not None and p.value is not None else "–"
+    return p.text() if p is not None and p.value is not None else MISSING
 
 
 def ttt_text(a: AblationStats) -> str:
@@ -225,7 +227,7 @@ def ttt_text(a: AblationStats) -> str:
     s = a.summaries["ttt_epoch"]
     done = len(a.trained)
     if not done:
-        return "–"
+        return MISSING
     if s.n == 0:
         ep = a.summaries["epochs_completed"]
         return f"not reached ({fint(ep.mean)} ep)" if ep.n else "not reached"
@@ -240,10 +242,8 @@ def ttt_text(a: AblationStats) -> str:
 
 def _rounded(x: float | None, digits: int = 10) -> float | None:
     """Round for CSV stability; None for unavailable values."""
-    if not _present(x):
-        return None
-    assert x is not None
-    return float(f"{x:.{digits}g}")
+    x = as_float(x)
+    return None if x is None else float(f"{x:.{digits}g}")
 
 
 def run_records(runs: Sequence[Run], families: dict[str, str]) -> list[dict[str, Any]]:
@@ -449,42 +449,67 @@ def accuracy_table(stats: Sequence[AblationStats], baseline: str) -> Table:
             "finding of its own, not averaged away. Welch's unpaired version is in "
             "tables/ablations.csv (*_welch_* columns). Overfit gap = val − train top-1 error."
         ),
-        row_classes=["baseline" if a.name == baseline else "" for a in stats],
+        row_classes=_baseline_classes(stats, baseline),
+        aside=("What changes",),
     )
+
+
+def _baseline_classes(stats: Sequence[AblationStats], baseline: str) -> list[str]:
+    return ["baseline" if a.name == baseline else "" for a in stats]
 
 
 def speed_table(stats: Sequence[AblationStats], baseline: str) -> Table:
-    target = next(
-        (
-            v
-            for a in stats
-            for r in a.completed
-            if (v := run_value(r, "target_train_error")) is not None
-        ),
-        None,
-    )
+    """Time to the target training error and its paired ratio vs the baseline."""
+    target = first_value((r for a in stats for r in a.completed), "target_train_error")
     tgt = f"{fmt_number(target, 0)}%" if target is not None else "target"
-    cols = [
-        "Ablation",
-        "Runs",
-        f"Epochs to {tgt} train err",
-        "Time to target (s)",
-        "TTT ratio vs baseline, epochs (paired)",
-        "TTT ratio vs baseline, seconds (paired)",
-        "Throughput (img/s)",
-        "Step time (ms)",
-        "MFU",
-        "GPU util %",
-        "Peak GPU mem (MiB)",
-        "Peak RSS (MiB)",
-        "Energy (J/img)",
-        "Params",
-        "Device",
+    rows = [
+        [
+            a.name,
+            status_summary(a.counts),
+            ttt_text(a),
+            fmt_number(a.summaries["ttt_seconds"].mean, 1),
+            effect_text(a, "ttt_epoch", baseline),
+            effect_text(a, "ttt_seconds", baseline),
+        ]
+        for a in stats
     ]
+    return Table(
+        title=(
+            "Time to target per ablation (means over the runs that reached it; collapsed and "
+            "diverged runs count as never reaching it)"
+        ),
+        columns=[
+            "Ablation",
+            "Runs",
+            f"Epochs to {tgt} train err",
+            "Time to target (s)",
+            "TTT ratio vs baseline, epochs (paired)",
+            "TTT ratio vs baseline, seconds (paired)",
+        ],
+        rows=rows,
+        numeric=[False, False, True, True, True, True],
+        note=(
+            "Time to target = when the training top-1 error fell to "
+            f"{tgt}, interpolated between epoch ends (epochs and training seconds); the mean is "
+            "over runs that reached it, 'k/n reached' out of every trained run (completed, "
+            "collapsed, diverged). TTT ratio = geometric mean over seeds of (ablation / "
+            "baseline of the same seed) with its paired 95% interval (> 1 = slower): the same "
+            "number as in Paper vs measured. A seed that never reached the target makes it a "
+            "bound ('>'), and a run that never learned counts as such a seed: a collapsed run is "
+            "right-censored at its last epoch, a diverged one at its last epoch with a finite "
+            "loss (seconds: the training time up to then), so an arm that fails some seeds "
+            "cannot look as fast as one that never fails."
+        ),
+        row_classes=_baseline_classes(stats, baseline),
+    )
+
+
+def resources_table(stats: Sequence[AblationStats], baseline: str) -> Table:
+    """Throughput, utilisation, memory and energy: means over completed runs."""
     rows = []
     for a in stats:
         sm = a.summaries
-        device = a.device_type or "–"
+        device = a.device_type or MISSING
         ws = sm["world_size"].mean if sm["world_size"].n else None
         if ws is not None and ws > 1:
             mode = a.parallel_mode
@@ -492,11 +517,6 @@ def speed_table(stats: Sequence[AblationStats], baseline: str) -> Table:
         rows.append(
             [
                 a.name,
-                status_summary(a.counts),
-                ttt_text(a),
-                fmt_number(sm["ttt_seconds"].mean, 1),
-                effect_text(a, "ttt_epoch", baseline),
-                effect_text(a, "ttt_seconds", baseline),
                 format_sig(sm["throughput"].mean),
                 fmt_number(sm["step_ms"].mean, 1),
                 fmt_number(sm["mfu"].mean, 3),
@@ -509,30 +529,28 @@ def speed_table(stats: Sequence[AblationStats], baseline: str) -> Table:
             ]
         )
     return Table(
-        title=(
-            "Speed and resources per ablation (means over completed runs; time to target also "
-            "counts collapsed and diverged runs, as never reaching it)"
-        ),
-        columns=cols,
+        title="Speed and resources per ablation (means over completed runs)",
+        columns=[
+            "Ablation",
+            "Throughput (img/s)",
+            "Step time (ms)",
+            "MFU",
+            "GPU util %",
+            "Peak GPU mem (MiB)",
+            "Peak RSS (MiB)",
+            "Energy (J/img)",
+            "Params",
+            "Device",
+        ],
         rows=rows,
-        numeric=[False, False, *([True] * 12), False],
+        numeric=[False, *([True] * 8), False],
         note=(
-            "Time to target = when the training top-1 error fell to "
-            f"{tgt}, interpolated between epoch ends (epochs and training seconds); the mean is "
-            "over runs that reached it, 'k/n reached' out of every trained run (completed, "
-            "collapsed, diverged). TTT ratio = geometric mean over seeds of (ablation / "
-            "baseline of the same seed) with its paired 95% interval (> 1 = slower): the same "
-            "number as in Paper vs measured. A seed that never reached the target makes it a "
-            "bound ('>'), and a run that never learned counts as such a seed: a collapsed run is "
-            "right-censored at its last epoch, a diverged one at its last epoch with a finite "
-            "loss (seconds: the training time up to then), so an arm that fails some seeds "
-            "cannot look as fast as one that never fails. Throughput = median images/s over "
-            "training; "
-            "MFU = achieved / peak FLOP/s (GPU: spec-sheet peak; CPU: the host's matmul rate, "
-            "measured once per study with nothing else running, peak_flops.json, for the job's "
-            "thread count and processes). GPU columns are blank without GPU telemetry."
+            "Throughput = median images/s over training; MFU = achieved / peak FLOP/s (GPU: "
+            "spec-sheet peak; CPU: the host's matmul rate, measured once per study with nothing "
+            "else running, peak_flops.json, for the job's thread count and processes). GPU "
+            "columns are blank without GPU telemetry."
         ),
-        row_classes=["baseline" if a.name == baseline else "" for a in stats],
+        row_classes=_baseline_classes(stats, baseline),
     )
 
 
@@ -559,13 +577,13 @@ def claims_table(rows: Sequence[ClaimRow]) -> Table:
                 f"{r.claim} ({r.reference})" if first else "",
                 f"{r.comparison} [{r.compared}]",
                 r.paper_value,
-                "; ".join(o.shown() for o in r.others) or "–",
+                "; ".join(o.shown() for o in r.others) or MISSING,
                 r.measured,
-                r.welch or "–",
+                r.welch or MISSING,
                 r.same_direction,
                 r.ci_excludes_null,
-                r.resolves or "–",
-                "; ".join(r.caveats) or "–",
+                r.resolves or MISSING,
+                "; ".join(r.caveats) or MISSING,
             ]
         )
         cls = "absent" if r.measured == "not in this study" else ""
@@ -584,7 +602,7 @@ def claims_table(rows: Sequence[ClaimRow]) -> Table:
             "at the per-seed spread they showed (ratios: a factor either way)."
         ),
         row_classes=classes,
-        css="claims",
+        aside=("Others found", "Welch (unpaired)", "Caveats"),
     )
 
 
@@ -671,9 +689,9 @@ def findings_table(
                 delta,
                 a.left_out_text(),
                 verdict,
-                "; ".join(other) or "–",
-                "; ".join(paper) or "–",
-                "; ".join(others) or "–",
+                "; ".join(other) or MISSING,
+                "; ".join(paper) or MISSING,
+                "; ".join(others) or MISSING,
             ]
         )
     return Table(
@@ -689,6 +707,7 @@ def findings_table(
         ],
         rows=out,
         numeric=[False] * 7,
+        aside=("Other measured effects", "The paper", "Others found"),
         note=(
             "Every number here is the paired effect of the tables below (the same object). "
             "Δ > 0: the ablation is worse. Where the interval includes 0: |Δ| < X = the largest "
@@ -709,29 +728,37 @@ def findings_table(
 
 
 def problems_table(runs: Sequence[Run]) -> Table:
-    rows = []
+    """One row per distinct (status, reason) of the runs that did not complete (or carry notes),
+    listing its cells."""
+    groups: dict[tuple[str, str], list[Run]] = {}
     for r in runs:
-        if r.completed and not r.notes:
-            continue
-        reason = r.reason or ""
-        if r.notes:
-            reason = "; ".join([*([reason] if reason else []), *r.notes])
-        epochs = run_value(r, "epochs_completed")
+        if not r.completed or r.notes:
+            reason = "; ".join([*([r.reason] if r.reason else []), *r.notes]) or MISSING
+            groups.setdefault((r.status, reason), []).append(r)
+    rows = []
+    for (status, reason), members in groups.items():
+        epochs = [run_value(r, "epochs_completed") for r in members]
+        cells = [
+            r.cell + (f" ({fint(e)} ep)" if e is not None else "")
+            for r, e in zip(members, epochs, strict=True)
+        ]
         rows.append(
             [
-                r.cell,
-                r.status,
-                fint(epochs) if epochs is not None else "–",
-                reason or "–",
-                str(r.path),
+                status,
+                reason,
+                str(len(members)),
+                ", ".join(cells),
+                ", ".join(str(r.path) for r in members),
             ]
         )
     return Table(
         title="Runs that did not complete (not averaged in)",
-        columns=["Cell", "Status", "Epochs done", "Reason", "Path"],
+        columns=["Status", "Reason", "Cells", "Which (epochs done)", "Paths"],
         rows=rows,
         numeric=[False, False, True, False, False],
-        row_classes=[row[1] for row in rows],
+        note="Cells with the same status and reason share a row.",
+        row_classes=[row[0] for row in rows],
+        aside=("Paths",),
     )
 
 
@@ -742,9 +769,9 @@ def runs_table(runs: Sequence[Run]) -> Table:
         rows.append(
             [
                 r.ablation,
-                str(r.seed) if r.seed is not None else "–",
+                str(r.seed) if r.seed is not None else MISSING,
                 r.status,
-                fint(v("epochs_completed")) if v("epochs_completed") is not None else "–",
+                fint(v("epochs_completed")),
                 fmt_number(v("train_top1")),
                 fmt_number(v("val_top1")),
                 fmt_number(v("val_top5")),
@@ -753,8 +780,8 @@ def runs_table(runs: Sequence[Run]) -> Table:
                 format_sig(v("throughput")),
                 fmt_number(v("train_time_s"), 1),
                 fmt_number(v("dead_relu_max"), 1),
-                f"{v('lrn_load'):.1e}" if v("lrn_load") is not None else "–",
-                str(r.record.config_hash or "–"),
+                f"{v('lrn_load'):.1e}" if v("lrn_load") is not None else MISSING,
+                r.record.config_hash or MISSING,
             ]
         )
     return Table(

@@ -8,11 +8,11 @@ import base64
 from pathlib import Path
 from typing import Any
 
-import jinja2
 from tabulate import tabulate
 
 from ..io import write_bytes, write_json, write_text
-from ..reports.html import CSS
+from ..reports.html import cell, environment
+from ..reports.markdown import frame_md
 from . import tables
 from .comparison import Comparison
 from .curves import learning_curves
@@ -85,12 +85,7 @@ def terminal(c: Comparison, written: list[Path] | None = None, report_only: bool
 
 
 def _md_table(v: View) -> str:
-    if v.frame.empty:
-        return "(none)\n"
-    frame = v.frame.map(lambda x: str(x).replace("|", "\\|"))
-    align = ["right" if col in v.numeric else "left" for col in frame.columns]
-    text = frame.to_markdown(index=False, colalign=align, disable_numparse=True)
-    return text + (f"\n\n_{v.note}_\n" if v.note else "\n")
+    return frame_md(v.frame, [col in v.numeric for col in v.frame.columns], v.note)
 
 
 def markdown(c: Comparison, figure: bool) -> str:
@@ -113,28 +108,28 @@ def markdown(c: Comparison, figure: bool) -> str:
     return "\n".join(out).rstrip("\n") + "\n"
 
 
-def _html_view(v: View) -> dict[str, Any]:
+def _html_view(v: View, id: str) -> dict[str, Any]:
+    """A view as the report's table macro draws it."""
     rows = [
-        [
-            {
-                "text": str(value),
-                "numeric": col in v.numeric,
-                "badge": verdict_class(str(value)) if col in v.verdicts else None,
-            }
-            for col, value in zip(v.frame.columns, record, strict=True)
-        ]
+        {
+            "class": "",
+            "cells": [
+                cell(
+                    value,
+                    col in v.numeric,
+                    verdict_class(str(value)) if col in v.verdicts else None,
+                )
+                for col, value in zip(v.frame.columns, record, strict=True)
+            ],
+        }
         for record in v.frame.itertuples(index=False)
     ]
-    return {"title": v.title, "columns": list(v.frame.columns), "rows": rows, "note": v.note}
+    columns = list(v.frame.columns)
+    view = {"id": id, "title": v.title, "columns": columns, "rows": rows, "note": v.note}
+    return {**view, "notes": []}
 
 
 def html(c: Comparison, figure_png: bytes | None) -> str:
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("alexnet_bench.versus", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-    )
-    views = {k: _html_view(v) for k, v in _views(c).items()}
     nav = [
         ("verdicts", "Verdicts"),
         ("speed", "Speed"),
@@ -143,20 +138,25 @@ def html(c: Comparison, figure_png: bytes | None) -> str:
         ("settings", "Settings"),
         ("environment", "Environment"),
     ]
-    return env.get_template("compare.html.j2").render(
-        title=f"{c.base.path} vs {c.new.path}",
-        subtitle=f"{_side(c, 'BASE')} vs {_side(c, 'NEW')}; threshold ±{pct(c.threshold)}, "
-        f"numerics margin {c.margin.how}",
-        nav=nav,
-        css=CSS,
-        regressions=c.regressions,
-        warnings=c.warnings,
-        how_to_read=how_to_read(c),
-        views=views,
-        figure_name=FIGURE,
-        figure=base64.b64encode(figure_png).decode("ascii") if figure_png else None,
-        base=c.base.path,
-        new=c.new.path,
+    ids = {"summary": "verdicts"}
+    views = {k: _html_view(v, ids.get(k, k)) for k, v in _views(c).items()}
+    return (
+        environment("alexnet_bench.versus")
+        .get_template("compare.html.j2")
+        .render(
+            title=f"{c.base.path} vs {c.new.path}",
+            subtitle=f"{_side(c, 'BASE')} vs {_side(c, 'NEW')}; threshold ±{pct(c.threshold)}, "
+            f"numerics margin {c.margin.how}",
+            nav=nav,
+            regressions=c.regressions,
+            warnings=c.warnings,
+            how_to_read=how_to_read(c),
+            views=views,
+            figure_name=FIGURE,
+            figure=base64.b64encode(figure_png).decode("ascii") if figure_png else None,
+            base=c.base.path,
+            new=c.new.path,
+        )
     )
 
 

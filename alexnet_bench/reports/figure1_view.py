@@ -10,7 +10,6 @@ and which never imports the report. Rendering is deterministic like the rest of 
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,8 +26,9 @@ from ..effects import Paired, resolution, t_test_p
 from ..figure1.results import data_name
 from ..figure1.results import load_summary as load_summary
 from ..io import write_bytes, write_text
-from .claims import ClaimRow
-from .figures import DPI, PNG_META, RC, SVG_META
+from ..numbers import fmt_number
+from .figures import RC, figure_bytes
+from .paper_vs_measured import ClaimRow
 from .tables import Table, to_csv
 
 FIGURE = "figure1_cnn"
@@ -206,10 +206,7 @@ def render(summary: dict[str, Any]) -> Rendered:
             f"{summary_data(summary)}",
             fontsize=10,
         )
-        png, svg = io.BytesIO(), io.BytesIO()
-        fig.savefig(png, format="png", dpi=DPI, metadata=PNG_META, facecolor="white")
-        fig.savefig(svg, format="svg", metadata=SVG_META, facecolor="white")
-    return Rendered(png.getvalue(), svg.getvalue())
+        return Rendered(*figure_bytes(fig))
 
 
 def summary_data(summary: dict[str, Any]) -> str:
@@ -256,7 +253,7 @@ def final_table(summary: dict[str, Any]) -> Table:
                 f"{r['lr']:g}" if r["lr"] is not None else "–",
                 r["crossing_text"],
                 str(r["crossing_first_epoch"] or "–"),
-                _pct_text(r.get("val_error_at_target")),
+                fmt_number(_pct(x) if (x := r.get("val_error_at_target")) is not None else None, 1),
                 str(r["crossing_epochs_trained"]),
                 r["status"],
             ]
@@ -310,10 +307,6 @@ def ratio_table(summary: dict[str, Any]) -> Table:
         + (f"Share of the gap to 6× the init explains: {x['method']}. " if x else "")
         + f"The paper: {summary['paper']['ratio']:g}×.",
     )
-
-
-def _pct_text(x: float | None) -> str:
-    return "–" if x is None else f"{100 * x:.1f}"
 
 
 def _main_init(summary: dict[str, Any]) -> str:

@@ -25,18 +25,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..claims import (
-    BASELINE,
-    CLAIMS,
-    Claim,
-    Comparison,
-    Finding,
-    claim_arms,
-    parse_claims,
-    study_claims,
-)
-from ..collect import Run, run_value
+from ..claims import BASELINE, Claim, Comparison, Finding, study_claims
+from ..collect import Run, first_value, run_value
 from ..effects import Paired, resolution
+from ..numbers import fmt_number
 from .compare import Comparisons
 
 NULL_COLUMN = "95% CI excludes 0 (ratios: 1)?"
@@ -118,10 +110,6 @@ class ClaimRow:
             "p_value": self.effect.p_value if self.effect is not None else None,
             "caveats": "; ".join(self.caveats),
         }
-
-
-def _fmt(x: float, digits: int = 2) -> str:
-    return f"{x:.{digits}f}".replace("-", "−")
 
 
 class _Context:
@@ -230,7 +218,7 @@ def _censoring_caveats(ctx: _Context, cmp: Comparison, a: str, b: str, target: s
         if never:
             trained = max(run_value(r, "epochs_completed") or 0 for r in ctx.completed(name))
             out.append(
-                f"censored: {name} did not reach {target} within {_fmt(trained, 0)} epochs in "
+                f"censored: {name} did not reach {target} within {fmt_number(trained, 0)} epochs in "
                 f"seed(s) {', '.join(str(r.seed) for r in never)}"
             )
         for r in runs:
@@ -309,13 +297,14 @@ def evaluate_comparison(claim: Claim, cmp: Comparison, ctx: _Context) -> ClaimRo
     row.n_a = sum(v is not None for v in values_a.values())
     row.n_b = sum(v is not None for v in values_b.values())
     if comparisons.censorable(cmp.metric):
-        target_pct = next(
-            (v for r in runs_a + runs_b if (v := run_value(r, "target_train_error")) is not None),
-            None,
+        target_pct = first_value(runs_a + runs_b, "target_train_error")
+        target = (
+            f"{fmt_number(target_pct, 0)}% train error" if target_pct is not None else "the target"
         )
-        target = f"{_fmt(target_pct, 0)}% train error" if target_pct is not None else "the target"
         if claim.id == "relu_vs_tanh" and target_pct is not None and abs(target_pct - 25) > 1e-9:
-            row.caveats.append(f"target here is {_fmt(target_pct, 0)}% training error (paper: 25%)")
+            row.caveats.append(
+                f"target here is {fmt_number(target_pct, 0)}% training error (paper: 25%)"
+            )
         row.caveats += _censoring_caveats(ctx, cmp, a, b, target)
     if not row.n_a or not row.n_b:
         row.measured = f"metric '{cmp.metric}' not recorded"
@@ -360,18 +349,3 @@ def evaluate(
     claims = study_claims(study) if claims is None else claims
     ctx = _Context(runs, study, baseline, comparisons)
     return [evaluate_comparison(c, cmp, ctx) for c in claims for cmp in c.comparisons]
-
-
-__all__ = [
-    "CLAIMS",
-    "NULL_COLUMN",
-    "NULL_RULE",
-    "Claim",
-    "ClaimRow",
-    "Comparison",
-    "Finding",
-    "claim_arms",
-    "evaluate",
-    "parse_claims",
-    "study_claims",
-]
