@@ -27,7 +27,8 @@ from alexnet_bench.study import (
     study_identity,
 )
 
-min_version("9.2")  # params derived from input are not rerun triggers: locations stay provenance
+# 9.2: params derived from input are not rerun triggers, so locations stay provenance.
+min_version("9.2")
 
 
 validate(config, workflow.source_path("../schemas/config.schema.yaml"))
