@@ -143,6 +143,9 @@ class HostStats:
             rss_now = self._proc.memory_info().rss / _MIB
         except psutil.Error:
             rss_now = None
+        # The kernel's high-water mark and psutil's RSS are read from counters that lag each
+        # other by a few pages: the peak is at least any RSS seen.
+        peak_rss = max(_maxrss_mib(resource.RUSAGE_SELF), rss_now or 0.0)
         lifetime = end[1]
         return {
             "process_cpu_s": round(cpu_s, 4),
@@ -153,7 +156,7 @@ class HostStats:
             "children_cpu_s": round(children_cpu, 4),
             "wall_s": round(wall, 4),
             "cpu_util_pct": round(100.0 * cpu_s / wall, 2) if wall > 0 else None,
-            "peak_rss_mib": round(_maxrss_mib(resource.RUSAGE_SELF), 1),
+            "peak_rss_mib": round(peak_rss, 1),
             "rss_mib": round(rss_now, 1) if rss_now is not None else None,
             "threads": torch.get_num_threads(),
             "interop_threads": torch.get_num_interop_threads(),
