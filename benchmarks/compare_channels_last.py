@@ -121,7 +121,7 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    for name in VARIANTS:
+    for name in [] if args.no_train else VARIANTS:
         (args.runs / name).mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / "config.yaml", args.runs / name / "config.yaml")
     for seed in [] if args.no_train else args.seeds:
@@ -139,10 +139,11 @@ def main() -> int:
         if g["numerics"]["verdict"] != "bit-identical"
     ]
     for g in rerun["groups"]:
-        speed = next(s for s in g["speed"] if s["measure"] == "throughput")
+        speed = next((s for s in g["speed"] if s["measure"] == "throughput"), None)
+        verdict = speed["verdict"] if speed else "no throughput recorded"
         pooled = g["label"] == ALL or len(rerun["groups"]) == 1
-        if speed["verdict"] in ("faster", "slower") or (pooled and speed["verdict"] != "unchanged"):
-            failed.append(f"{g['label']}: speed {speed['verdict']}")
+        if verdict in ("faster", "slower") or (pooled and verdict != "unchanged"):
+            failed.append(f"{g['label']}: speed {verdict}")
     if failed:
         print("the rerun does not read bit-identical and unchanged: " + "; ".join(failed))
         return 1

@@ -10,7 +10,7 @@ Notes: child CPU time comes from two places: children already reaped by the time
 ``stop()`` (``RUSAGE_CHILDREN``, counted only once a child has exited *and* been waited for)
 and children still alive at ``stop()`` (read directly, minus what they had used at
 ``start()``). ``peak_rss_mib`` is the process's high-water mark since it began
-(``ru_maxrss``), not since ``start()``.
+(``ru_maxrss``, or the RSS read beside it if larger), not since ``start()``.
 """
 
 from __future__ import annotations
