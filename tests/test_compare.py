@@ -177,6 +177,24 @@ def test_missing_cells_are_insufficient_data(
     assert result.warnings == ["tanh/seed0: NEW: no such cell"] and result.exit_status == 0
 
 
+def test_cells_skipped_alike_on_both_sides_share_one_line(studies: Studies, tmp_path: Path) -> None:
+    """A study's skipped cells (e.g. the two-GPU ones on a CPU) are one warning, not one each."""
+    reason = "needs 2 GPUs and none is visible"
+
+    def skip_two(metrics: dict[str, Any], seed: int) -> None:
+        if seed in (0, 1):
+            metrics.update(status="skipped", reason=reason)
+
+    base = copy_study(studies.base, tmp_path / "base" / "tiny")
+    new = copy_study(studies.base, tmp_path / "new" / "tiny")
+    for root in (base, new):
+        edit_records(root, skip_two)
+    result = compare(base, new, 0.05, Margin.parse("1sd"))
+    assert result.warnings == [
+        f"baseline/seed0, baseline/seed1 (2 cells): BASE and NEW: skipped ({reason})"
+    ]
+
+
 def test_numerics_that_differ_within_seed_noise(
     studies: Studies, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

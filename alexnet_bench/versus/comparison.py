@@ -99,13 +99,21 @@ class Comparison:
 
 
 def _warnings(pairs: list[Pair]) -> list[str]:
-    out = []
+    """One line per distinct problem, naming every cell that has it (a study's skipped
+    two-GPU cells share one line, not one each)."""
+    cells: dict[str, list[str]] = {}
     for p in pairs:
         if p.problem:
-            out.append(f"{p.key.label}: {p.problem}")
+            text = p.problem
         elif p.base and p.new and p.base.status != p.new.status:
-            out.append(f"{p.key.label}: BASE {p.base.status}, NEW {p.new.status}")
-    return out
+            text = f"BASE {p.base.status}, NEW {p.new.status}"
+        else:
+            continue
+        cells.setdefault(text, []).append(p.key.label)
+    return [
+        f"{', '.join(labels)}{f' ({len(labels)} cells)' if len(labels) > 1 else ''}: {text}"
+        for text, labels in cells.items()
+    ]
 
 
 def _group(label: str, pairs: list[Pair], threshold: float, margin: ResolvedMargin) -> GroupRow:

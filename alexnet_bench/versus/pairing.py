@@ -70,6 +70,13 @@ class Pair:
         """Why this cell cannot be compared (None when it can)."""
         if self.trained:
             return None
+        if (
+            self.base is not None
+            and self.new is not None
+            and (self.base.status, self.base.reason) == (self.new.status, self.new.reason)
+        ):
+            why = f" ({self.base.reason})" if self.base.reason else ""
+            return f"{ROLES[0]} and {ROLES[1]}: {self.base.status}{why}"
         parts = []
         for role, run in zip(ROLES, (self.base, self.new), strict=True):
             if run is None:
