@@ -65,6 +65,8 @@ def test_collapse_detector_flags_runs_stuck_at_chance() -> None:
     assert collapse_reason(_rows([math.log(2), math.log(2)], [0.3, 0.3]), 2) is not None
 
 
+# the stubbed epochs take no optimizer step, so torch warns about the scheduler's step
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)`:UserWarning")
 def test_collapsed_run_gets_its_own_status(tmp_path: Path, monkeypatch) -> None:
     """A run whose loss stays at ln(C) ends as 'collapsed', with the reason, not 'completed'."""
     from alexnet_bench import train as train_mod
