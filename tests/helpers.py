@@ -226,24 +226,27 @@ def job_counts(output: str) -> dict[str, int]:
 # ------------------------------------------------------------ the prepared-data cache
 
 
+def prepare_args(
+    root: Path, cache: Path, *extra: str, stored_size: int = STORED, workers: int = 1
+) -> list[str]:
+    """``prepare-data``'s arguments (after the program) for ``root`` into ``cache``."""
+    return [
+        "prepare-data",
+        "--root",
+        str(root),
+        "--stored-size",
+        str(stored_size),
+        "--cache-dir",
+        str(cache),
+        "--workers",
+        str(workers),
+        *extra,
+    ]
+
+
 def prepare(root: Path, cache: Path, *extra: str, val_fraction: float = 0.1) -> Path:
     """``alexnet-bench prepare-data`` in process; the tree directory it prepared."""
-    code = main(
-        [
-            "prepare-data",
-            "--root",
-            str(root),
-            "--stored-size",
-            str(STORED),
-            "--cache-dir",
-            str(cache),
-            "--workers",
-            "1",
-            "--val-fraction",
-            str(val_fraction),
-            *extra,
-        ]
-    )
+    code = main(prepare_args(root, cache, "--val-fraction", str(val_fraction), *extra))
     assert code == 0
     return tree_dir(cache, scan_tree(root, val_fraction))
 
@@ -281,8 +284,7 @@ def start_held_build(root: Path, cache: Path, hold_at: int, *extra: str) -> subp
         "    return decode(path, size)\n"
         "builder.decode_image = held\n"
         "from alexnet_bench.cli import main\n"
-        f"sys.exit(main(['prepare-data', '--root', {str(root)!r}, '--stored-size', '{STORED}',"
-        f" '--cache-dir', {str(cache)!r}, '--workers', '1', *{list(extra)!r}]))\n"
+        f"sys.exit(main({prepare_args(root, cache, *extra)!r}))\n"
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True

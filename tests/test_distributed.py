@@ -6,12 +6,12 @@ import csv
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from .conftest import tiny_run
+from .helpers import train_cmd
 
 EXACT = {
     "model": {"dropout": 0.0, "init": "kaiming"},
@@ -21,17 +21,9 @@ EXACT = {
 
 def train_cli(out: Path, run: dict) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "alexnet_bench.cli",
-        "train",
-        "--out",
-        str(out),
-        "--config-json",
-        json.dumps(run),
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, check=False)
+    return subprocess.run(
+        train_cmd(out, run), capture_output=True, text=True, timeout=300, env=env, check=False
+    )
 
 
 def losses(out: Path) -> list[float]:

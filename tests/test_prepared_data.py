@@ -37,7 +37,7 @@ from alexnet_bench.imagefolder import scan_tree, store_dir, tree_dir
 from alexnet_bench.train import Trainer, run_training
 
 from .conftest import fit_killed_in_epoch
-from .helpers import STORED, folder_run, prepare, start_held_build
+from .helpers import STORED, folder_run, prepare, prepare_args, start_held_build
 
 CPU = torch.device("cpu")
 TIMING = ("epoch_time_s", "elapsed_s", "images_per_s")
@@ -236,19 +236,7 @@ def test_unchanged_tree_is_reused_and_a_changed_one_rebuilt(
     manifest = tree / f"train-{STORED}px" / MANIFEST
     stamp = manifest.stat().st_mtime_ns
     assert prepare(image_folder, cache) == tree and manifest.stat().st_mtime_ns == stamp
-    other_size = main(
-        [
-            "prepare-data",
-            "--root",
-            str(image_folder),
-            "--stored-size",
-            "40",
-            "--cache-dir",
-            str(cache),
-            "--workers",
-            "1",
-        ]
-    )
+    other_size = main(prepare_args(image_folder, cache, stored_size=40))
     assert other_size == 0 and (tree / "train-40px" / MANIFEST).is_file()  # a new size: built
     Image.fromarray(np.zeros((20, 24, 3), np.uint8)).save(image_folder / "dog" / "0.png")
     new_tree = prepare(image_folder, cache)
@@ -291,19 +279,7 @@ def test_corrupt_file_fails_the_build_or_is_skipped_listed_and_counted(
     broken = image_folder / "dog" / "broken.jpg"
     broken.write_bytes(b"not an image at all")
     cache = tmp_path / "cache"
-    code = main(
-        [
-            "prepare-data",
-            "--root",
-            str(image_folder),
-            "--stored-size",
-            str(STORED),
-            "--cache-dir",
-            str(cache),
-            "--workers",
-            "2",
-        ]
-    )
+    code = main(prepare_args(image_folder, cache, workers=2))
     err = capsys.readouterr().err
     assert code == 2 and f"error: cannot decode image '{broken}'" in err and "Traceback" not in err
     assert not list(cache.rglob(MANIFEST)) and not list(cache.rglob("*.tmp-*"))
@@ -344,19 +320,7 @@ def test_full_disk_is_one_line_and_leaves_no_half_cache(
 
     monkeypatch.setattr(builder.os, "posix_fallocate", no_room)
     cache = tmp_path / "cache"
-    code = main(
-        [
-            "prepare-data",
-            "--root",
-            str(image_folder),
-            "--stored-size",
-            str(STORED),
-            "--cache-dir",
-            str(cache),
-            "--workers",
-            "1",
-        ]
-    )
+    code = main(prepare_args(image_folder, cache))
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error: disk full: cannot write ")
     assert f"train-{STORED}px/{IMAGES} (needs about " in err[0]
@@ -387,17 +351,7 @@ def test_full_tmpfs_build_is_one_line_and_leaves_no_store(
         sys.executable,
         "-m",
         "alexnet_bench.cli",
-        "prepare-data",
-        "--root",
-        str(image_folder),
-        "--stored-size",
-        "64",
-        "--cache-dir",
-        str(mnt),
-        "--workers",
-        "1",
-        "--split",
-        "train",
+        *prepare_args(image_folder, mnt, "--split", "train", stored_size=64),
     ]
     script = (
         f"mount -t tmpfs -o size=64k tmpfs {mnt} || exit 99; {shlex.join(cmd)}; rc=$?; "
