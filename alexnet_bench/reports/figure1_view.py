@@ -27,7 +27,7 @@ from ..figure1.results import data_name
 from ..figure1.results import load_summary as load_summary
 from ..io import write_bytes, write_text
 from ..numbers import fmt_number
-from .figures import RC, figure_bytes
+from .figures import RC, figure_bytes, mark_target
 from .paper_vs_measured import ClaimRow
 from .tables import Table, to_csv
 
@@ -108,15 +108,7 @@ def _curves_axis(ax: Any, summary: dict[str, Any], init: str) -> None:
             va="center",
             transform=ax.transAxes,
         )
-    ax.axhline(target, color="black", lw=0.9, linestyle=":")
-    ax.annotate(
-        f"{target:g}% training error",
-        xy=(1, target),
-        xycoords=("axes fraction", "data"),
-        ha="right",
-        va="bottom",
-        fontsize=8,
-    )
+    mark_target(ax, target, f"{target:g}% training error", ":")
     ax.set_xlabel("epochs")
     ax.set_ylabel("training error (%), running over each epoch")
     ax.set_ylim(0, 100)

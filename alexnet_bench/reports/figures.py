@@ -111,6 +111,19 @@ def _bar_axes(ax: Any, names: Sequence[str], xmax: float, room: float, unit_labe
     ax.grid(False, axis="y")
 
 
+def mark_target(ax: Any, y: float, label: str, linestyle: str) -> None:
+    """A training-error target: a black horizontal line, labelled at the right edge."""
+    ax.axhline(y, color="black", linestyle=linestyle, linewidth=0.9)
+    ax.annotate(
+        label,
+        xy=(1, y),
+        xycoords=("axes fraction", "data"),
+        ha="right",
+        va="bottom",
+        fontsize=8,
+    )
+
+
 def palette(names: Sequence[str], baseline: str) -> dict[str, Any]:
     others = [n for n in names if n != baseline]
     colors = sns.color_palette("tab10" if len(others) <= 10 else "husl", max(len(others), 1))
@@ -324,15 +337,7 @@ def relu_vs_tanh(
             err_kws={"alpha": 0.2, "linewidth": 0},
         )
     if target is not None:
-        ax.axhline(target, color="black", linestyle="--", linewidth=0.9)
-        ax.annotate(
-            f"target {fmt_number(target, 0)}%",
-            xy=(1, target),
-            xycoords=("axes fraction", "data"),
-            ha="right",
-            va="bottom",
-            fontsize=8,
-        )
+        mark_target(ax, target, f"target {fmt_number(target, 0)}%", "--")
     ax.set_xlabel("epoch")
     ax.set_ylabel(
         "training top-1 error (%), clean pass"
