@@ -214,6 +214,53 @@ def test_numerics_that_differ_within_seed_noise(
     assert code in (0, 1)  # the speed verdict is this machine's business
 
 
+def test_a_run_diverged_on_one_side_only_leaves_its_group_without_a_numerics_verdict(
+    studies: Studies, tmp_path: Path
+) -> None:
+    """A diverged run's record holds its last finite epoch's error, not a final one: it is not
+    paired as if it were, and the group says which cell stopped the test."""
+    new = copy_study(studies.channels_off, tmp_path / "new" / "tiny")
+
+    def diverge_seed3(metrics: dict[str, Any], seed: int) -> None:
+        if seed == 3:
+            metrics.update(status="diverged", reason="loss became NaN at epoch 3")
+
+    edit_records(new, diverge_seed3)
+    result = compare(studies.base, new, 0.05, Margin.parse("2sd"))
+    numerics = next(g for g in result.groups if g.label == "baseline").numerics
+    assert numerics.verdict == "insufficient data" and numerics.delta is None
+    assert "diverged on one side only: baseline/seed3" in numerics.reason
+    cell = next(c for c in result.cells if c.pair.key.label == "baseline/seed3").numerics
+    assert cell is not None and cell.new is None and cell.delta is None
+    # diverged on both sides: left out of the test, which the reason says
+    base = copy_study(studies.base, tmp_path / "base" / "tiny")
+    edit_records(base, diverge_seed3)
+    both = compare(base, new, 0.05, Margin.parse("2sd"))
+    numerics = next(g for g in both.groups if g.label == "baseline").numerics
+    assert numerics.verdict == "within noise", numerics
+    assert "(3 of 4 pairs; the others diverged on both sides)" in numerics.reason
+
+
+def test_a_collapsed_base_seed_does_not_widen_the_seed_sd_margin(
+    studies: Studies, tmp_path: Path
+) -> None:
+    """One seed at chance would make BASE's spread, and a 1sd margin, as wide as chance."""
+    base = copy_study(studies.base, tmp_path / "base" / "tiny")
+
+    def collapse_seed3(metrics: dict[str, Any], seed: int) -> None:
+        if seed == 3:
+            metrics.update(status="collapsed", reason="did not learn")
+            metrics["final"]["val_top1_error"] = 0.9
+
+    edit_records(base, collapse_seed3)
+    without = copy_study(studies.base, tmp_path / "without" / "tiny")
+    shutil.rmtree(without / "baseline" / "seed3")
+    margin = compare(base, studies.channels_off, 0.05, Margin.parse("1sd")).margin
+    reference = compare(without, studies.channels_off, 0.05, Margin.parse("1sd")).margin
+    assert margin.points == pytest.approx(reference.points)
+    assert margin.how.endswith("(BASE's seed sd, df 2; 1 collapsed/diverged run(s) left out)")
+
+
 def test_numerics_far_apart_are_different_and_exit_1(
     studies: Studies, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

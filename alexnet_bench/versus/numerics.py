@@ -7,11 +7,15 @@
   that their mean lies within ±margin: the 90% paired t-interval lies inside (-margin, margin).
 * ``different``: the 95% paired interval lies entirely beyond the margin.
 * ``insufficient data``: no trained pair, one pair whose curves differ (no spread to test
-  against), or an interval that overlaps the margin (more seeds would decide).
+  against), a pair in which one side diverged and the other did not (a diverged run has no
+  final error: its last finite epoch's is not one), or an interval that overlaps the margin
+  (more seeds would decide). Pairs that diverged on both sides are left out of the test, and
+  the reason says how many.
 
 The margin is stated in points, or in units of BASE's seed-to-seed standard deviation of final
-validation top-1 error (pooled over its ablations): ``1sd`` asks whether NEW's mean moved by
-less than one seed's typical spread. Both intervals come from
+validation top-1 error over its completed runs (pooled over its ablations; collapsed runs left
+out, as the report's accuracy comparisons leave them out): ``1sd`` asks whether NEW's mean
+moved by less than one seed's typical spread. Both intervals come from
 :func:`~alexnet_bench.effects.paired` (the report's paired statistic).
 """
 
@@ -81,12 +85,17 @@ class ResolvedMargin:
     how: str
 
 
-def seed_sd(runs: Iterable[Run]) -> tuple[float | None, int]:
-    """BASE's seed-to-seed sd of final val top-1 error (points), pooled over ablations, and its
-    degrees of freedom."""
+def seed_sd(runs: Iterable[Run]) -> tuple[float | None, int, int]:
+    """BASE's seed-to-seed sd of final val top-1 error (points) over its completed runs, pooled
+    over ablations; its degrees of freedom; how many collapsed or diverged runs were left out
+    (one at chance would make the spread, and so a ``1sd`` margin, as wide as chance)."""
     by_ablation: dict[str, list[float]] = {}
+    left_out = 0
     for r in runs:
-        v = run_value(r, MEASURE) if r.status in ("completed", "collapsed") else None
+        if r.status in ("collapsed", "diverged"):
+            left_out += 1
+            continue
+        v = run_value(r, MEASURE) if r.status == "completed" else None
         if v is not None:
             by_ablation.setdefault(r.ablation, []).append(v)
     ss, df = 0.0, 0
@@ -95,17 +104,22 @@ def seed_sd(runs: Iterable[Run]) -> tuple[float | None, int]:
         if s.n >= 2:
             ss += (s.n - 1) * s.std**2
             df += s.n - 1
-    return (math.sqrt(ss / df), df) if df else (None, 0)
+    return ((math.sqrt(ss / df), df) if df else (None, 0)) + (left_out,)
 
 
 def resolve_margin(margin: Margin, base_runs: Iterable[Run]) -> ResolvedMargin:
     if not margin.in_sd:
         return ResolvedMargin(margin.value, f"±{margin.value:g} pts (--margin)")
-    sd, df = seed_sd(base_runs)
+    sd, df, left_out = seed_sd(base_runs)
+    without = f"; {left_out} collapsed/diverged run(s) left out" if left_out else ""
     if sd is None:
-        return ResolvedMargin(None, f"{margin.text()}: BASE has no seed spread to scale by")
+        return ResolvedMargin(
+            None, f"{margin.text()}: BASE has no seed spread to scale by{without}"
+        )
     pts = margin.value * sd
-    return ResolvedMargin(pts, f"±{pts:.2f} pts = {margin.text()} (BASE's seed sd, df {df})")
+    return ResolvedMargin(
+        pts, f"±{pts:.2f} pts = {margin.text()} (BASE's seed sd, df {df}{without})"
+    )
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
@@ -141,13 +155,19 @@ class CellNumerics:
         return IDENTICAL if self.identical else "curves differ"
 
 
+def _final_error(run: Run) -> float | None:
+    """A run's final val top-1 error (points); None for a diverged run, whose record holds its
+    last finite epoch's error, not a final one."""
+    return None if run.status == "diverged" else run_value(run, MEASURE)
+
+
 def cell_numerics(pair: Pair) -> CellNumerics | None:
     """The numerics of one trained pair (None when a side did not train)."""
     if not pair.trained:
         return None
     assert pair.base is not None and pair.new is not None
     same = identical_curves(pair.base, pair.new)
-    return CellNumerics(same, run_value(pair.base, MEASURE), run_value(pair.new, MEASURE))
+    return CellNumerics(same, _final_error(pair.base), _final_error(pair.new))
 
 
 @dataclass(frozen=True)
@@ -181,21 +201,28 @@ def group_numerics(pairs: Sequence[Pair], margin: ResolvedMargin) -> GroupNumeri
         return GroupNumerics(INSUFFICIENT, "no cell trained on both sides", 0, 0)
     if same == n:
         return GroupNumerics(IDENTICAL, f"{n} of {n} cell(s) bit-identical", n, n, 0.0)
+    one_sided = [pairs[i].key.label for i, c in cells if (c.base is None) != (c.new is None)]
+    if one_sided:
+        why = f"diverged on one side only: {', '.join(one_sided)} (no final error to pair)"
+        return GroupNumerics(INSUFFICIENT, why, n, same)
     base = {i: c.base for i, c in cells}
     new = {i: c.new for i, c in cells}
     p95, p90 = paired(new, base), paired(new, base, confidence=0.90)
     ci95 = _interval(p95.ci_low, p95.ci_high)
     ci90 = _interval(p90.ci_low, p90.ci_high)
     found = GroupNumerics(INSUFFICIENT, "", n, same, p95.estimate, ci95, ci90, margin.points)
+    tested = f" ({p95.n} of {n} pairs; the others diverged on both sides)" if p95.n < n else ""
     if ci95 is None or ci90 is None:
         why = f"{p95.n} pair(s) with a final val error: no seed spread to test against"
         return replace(found, reason=why)
     if margin.points is None:
-        return replace(found, reason=margin.how)
+        return replace(found, reason=margin.how + tested)
     m = margin.points
     if -m < ci90[0] and ci90[1] < m:
-        return replace(found, verdict=WITHIN, reason=f"90% interval within {margin.how} (TOST)")
+        why = f"90% interval within {margin.how} (TOST){tested}"
+        return replace(found, verdict=WITHIN, reason=why)
     if ci95[0] > m or ci95[1] < -m:
-        return replace(found, verdict=DIFFERENT, reason=f"95% interval beyond {margin.how}")
-    why = f"interval overlaps {margin.how}: more seeds would decide"
+        why = f"95% interval beyond {margin.how}{tested}"
+        return replace(found, verdict=DIFFERENT, reason=why)
+    why = f"interval overlaps {margin.how}: more seeds would decide{tested}"
     return replace(found, reason=why)
