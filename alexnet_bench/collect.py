@@ -112,6 +112,12 @@ class Run:
         """Training seconds to the target."""
         return self._crossing(by_seconds=True)
 
+    @property
+    def reached_target(self) -> bool:
+        """The run's training error fell below the target (after its first epoch counts:
+        left-censored, the epoch count then only a bound)."""
+        return self.ttt_epochs.kind in ("reached", "left-censored")
+
     def _crossing(self, by_seconds: bool) -> Crossing:
         h, target = self.history, self.target_error
         if self.status not in TRAINED_STATUSES or h is None or target is None:

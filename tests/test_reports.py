@@ -340,6 +340,34 @@ def test_claims_spread_censoring_and_fallback(tmp_path: Path) -> None:
     assert "gpus2_model not in this study; compared with baseline instead" in half.caveats
 
 
+def test_a_run_below_the_target_after_its_first_epoch_counts_as_reaching_it(
+    tmp_path: Path,
+) -> None:
+    """Left-censored (below the target after epoch 1): it reached the target, at a bound, so it
+    is counted as reached and named, not folded into the mean or shown as 'not reached'."""
+    res = tmp_path / "results" / "default"
+    for seed in range(3):
+        write_run(res, "baseline", seed, ttt_epoch=3, ttt_seconds=9.0)
+    for seed, ttt in enumerate([1, 4, 5]):
+        write_run(res, "tanh", seed, ttt_epoch=ttt, ttt_seconds=3.0 * ttt)
+    history = res / "tanh" / "seed0" / "history.csv"
+    rows = list(csv.DictReader(history.open()))
+    rows[0]["train_top1_error"] = "0.4"  # already below the 50% target after epoch 1
+    with history.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    study = {"baseline": "baseline", "seeds": [0, 1, 2], "ablations": ["baseline", "tanh"]}
+    out = tmp_path / "reports"
+    info = build_report(res, out, study=study)
+    assert info["ttt_reached"]["tanh"] == 3
+    speed = {r["Ablation"]: r for r in md_tables(out)["Speed and resources"]}
+    assert speed["tanh"]["Epochs to 50% train err"] == (
+        "4.5 (1 within the first epoch, not in the mean)"
+    )
+    assert _csv(out / "tables" / "ablations.csv")["tanh"]["ttt_reached"] == "3"
+
+
 def test_a_collapsed_seed_is_a_censored_time_to_target_and_named_on_the_accuracy_row(
     tmp_path: Path,
 ) -> None:

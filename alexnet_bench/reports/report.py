@@ -16,7 +16,6 @@ from ..collect import (
     ablation_order,
     collect,
     extra_runs,
-    run_value,
     sort_runs,
 )
 from ..effects import t_crit
@@ -485,9 +484,7 @@ def build_report(
         "claims": len(claim_rows),
         "figure1": figure1_row.measured if figure1_row is not None else None,
         "completed_per_ablation": {a.name: len(a.completed) for a in stats},
-        "ttt_reached": {
-            a.name: sum(run_value(r, "ttt_epoch") is not None for r in a.trained) for a in stats
-        },
+        "ttt_reached": {a.name: sum(r.reached_target for r in a.trained) for a in stats},
     }
 
 

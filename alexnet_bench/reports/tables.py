@@ -222,19 +222,23 @@ def effect_text(a: AblationStats, metric: str, baseline: str) -> str:
 
 
 def ttt_text(a: AblationStats) -> str:
-    """Mean epochs to the target over the runs that reached it, ``(k/n reached)`` out of every
-    trained run (a collapsed or diverged run counts as not reaching it)."""
+    """Mean epochs to the target over the runs that reached it at a known epoch, ``(k/n
+    reached)`` out of every trained run (a collapsed or diverged run counts as not reaching
+    it; one already below the target after its first epoch counts as reaching it, ``≤ 1``)."""
     s = a.summaries["ttt_epoch"]
     done = len(a.trained)
     if not done:
         return MISSING
-    if s.n == 0:
+    reached = sum(r.reached_target for r in a.trained)
+    if reached == 0:
         ep = a.summaries["epochs_completed"]
         return f"not reached ({fint(ep.mean)} ep)" if ep.n else "not reached"
-    text = fmt_number(s.mean, 1)
-    if s.n < done:
-        text += f" ({s.n}/{done} reached)"
-    return text
+    early = reached - s.n  # left-censored: below the target after the first epoch
+    text = fmt_number(s.mean, 1) if s.n else "≤ 1"
+    notes = [f"{reached}/{done} reached"] if reached < done else []
+    if early and s.n:
+        notes.append(f"{early} within the first epoch, not in the mean")
+    return text + (f" ({'; '.join(notes)})" if notes else "")
 
 
 # ----------------------------------------------------------------------------- records
@@ -360,7 +364,7 @@ def ablation_records(stats: Sequence[AblationStats], baseline: str) -> list[dict
         rec["train_top1_err_pct_mean"] = _rounded(a.summaries["train_top1"].mean)
         rec["overfit_gap_pts_mean"] = _rounded(a.summaries["overfit_gap"].mean)
         rec["best_epoch_mean"] = _rounded(a.summaries["best_epoch"].mean)
-        rec["ttt_reached"] = a.summaries["ttt_epoch"].n
+        rec["ttt_reached"] = sum(r.reached_target for r in a.trained)
         rec["ttt_trained"] = len(a.trained)  # completed, collapsed and diverged runs
         rec["ttt_epoch_mean"] = _rounded(a.summaries["ttt_epoch"].mean)
         rec["ttt_seconds_mean"] = _rounded(a.summaries["ttt_seconds"].mean)
