@@ -214,6 +214,28 @@ def test_numerics_that_differ_within_seed_noise(
     assert code in (0, 1)  # the speed verdict is this machine's business
 
 
+def test_one_trained_pair_of_several_gives_its_group_no_speed_verdict(
+    studies: Studies, tmp_path: Path
+) -> None:
+    """Seeds 1-3 failed on NEW: seed 0's within-run interval would call it slower (it is four
+    times slower), but one run's epochs leave out the run-to-run spread."""
+    new = copy_study(studies.slowed, tmp_path / "new" / "tiny")
+
+    def fail_after_seed0(metrics: dict[str, Any], seed: int) -> None:
+        if seed > 0:
+            metrics.update(status="failed", reason="out of memory")
+
+    edit_records(new, fail_after_seed0)
+    result = compare(studies.base, new, 0.05, Margin.parse("1sd"))
+    speed = next(g for g in result.groups if g.label == "baseline").speed
+    throughput = next(s for s in speed if s.metric.name == "throughput")
+    assert throughput.verdict == "insufficient data" and throughput.ratio < 0.5
+    assert throughput.reason.startswith("1 of 4 cells trained on both sides")
+    cell = next(c for c in result.cells if c.pair.key.label == "baseline/seed0")
+    assert next(s for s in cell.speed if s.metric.name == "throughput").verdict == "slower"
+    assert result.exit_status == 0
+
+
 def test_a_run_diverged_on_one_side_only_leaves_its_group_without_a_numerics_verdict(
     studies: Studies, tmp_path: Path
 ) -> None:

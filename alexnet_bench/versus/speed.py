@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..collect import Run, run_measure, run_value
 from ..effects import paired
@@ -169,12 +169,20 @@ def present(metric: SpeedMetric, pairs: Sequence[Pair]) -> bool:
 
 def compare_speed(pairs: Sequence[Pair], t: float) -> list[SpeedRatio]:
     """Every speed measure present in the pairs: over seeds with two or more trained pairs,
-    within the run with one."""
+    within the run with one. The within-run interval leaves out the run-to-run spread, so it
+    decides only a group of one cell; one trained pair of several gives no verdict."""
     trained = [p for p in pairs if p.trained]
     out = []
     for metric in (m for m in SPEED_METRICS if present(m, pairs)):
         if len(trained) == 1:
-            out.append(within_run(metric, trained[0], t))
+            ratio = within_run(metric, trained[0], t)
+            if len(pairs) > 1:
+                why = (
+                    f"1 of {len(pairs)} cells trained on both sides: one run's epochs leave "
+                    "out the run-to-run spread"
+                )
+                ratio = replace(ratio, verdict=INSUFFICIENT, reason=why)
+            out.append(ratio)
         elif not trained:
             why = "no cell trained on both sides"
             out.append(SpeedRatio(metric, 0, None, None, None, reason=why))
