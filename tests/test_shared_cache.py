@@ -165,6 +165,35 @@ def test_removal_needs_the_lease_and_a_reader_removes_what_it_outlived(
     assert not path.exists() and not tree.exists()  # the last store of its tree: dir gone too
 
 
+def test_a_store_the_last_reader_may_not_remove_is_left_with_a_warning(
+    image_folder: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Removing a superseded store is tidying after a run that succeeded: a store in another
+    user's directory (rename refused) stays for data-gc, and closing the reader never raises
+    (an error there would fail the job whose results are written, and Snakemake would delete
+    them)."""
+    import alexnet_bench.data.store.maintenance as maintenance
+
+    tree = prepare(image_folder, tmp_path / "cache")
+    path = store_dir(tree, "val", STORED)
+    reader = ImageStore.open(path)
+    edit_pixels(image_folder)
+    prepare(image_folder, tmp_path / "cache")
+    assert (path / SUPERSEDED).exists()
+
+    def refused(src: object, dst: object) -> None:
+        raise PermissionError(13, "Permission denied", str(src))
+
+    monkeypatch.setattr(maintenance.os, "rename", refused)
+    with caplog.at_level(logging.WARNING, logger=maintenance.__name__):
+        reader.close()
+    assert (path / MANIFEST).is_file()
+    assert f"left {path} in place: cannot remove it" in caplog.text
+
+
 def test_a_tree_back_in_a_state_keeps_that_state_s_store(
     image_folder: Path, tmp_path: Path
 ) -> None:

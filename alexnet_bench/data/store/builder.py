@@ -258,7 +258,7 @@ def build_store(
 def _move_into_place(tmp: Path, dest: Path) -> None:
     """Rename the finished build to ``dest``; a stale store there is moved aside first and
     removed unless a job still reads it."""
-    from .maintenance import remove_store
+    from .maintenance import tidy
 
     replaced = None
     if dest.exists():
@@ -267,7 +267,7 @@ def _move_into_place(tmp: Path, dest: Path) -> None:
     os.rename(tmp, dest)
     _fsync_dir(dest.parent)
     if replaced is not None:
-        remove_store(replaced)
+        tidy(replaced)
 
 
 def _build(

@@ -70,6 +70,17 @@ def remove_store(path: Path) -> bool:
     return True
 
 
+def tidy(path: Path) -> bool:
+    """:func:`remove_store` where removing is tidying after work that succeeded (a reader
+    closing, a build superseding): a store this process may not remove (another user's, say)
+    is left for ``data-gc`` with a warning, never an error that would fail that work."""
+    try:
+        return remove_store(path)
+    except OSError as exc:
+        log.warning("left %s in place: cannot remove it (%s); data-gc can, later", path, exc)
+        return False
+
+
 def _lockable(lease: Path) -> bool:
     """False on a file system without flock (where a held lease cannot be told)."""
     try:
@@ -82,17 +93,17 @@ def _lockable(lease: Path) -> bool:
 def remove_if_superseded(path: Path) -> None:
     """After a reader closed ``path``: remove it if a newer build marked it superseded, and the
     older stores a rebuild moved aside from its place, unless other jobs still read them."""
-    if (path / SUPERSEDED).exists() and remove_store(path):
+    if (path / SUPERSEDED).exists() and tidy(path):
         log.info("removed %s: superseded by a newer build while this job read it", path)
     for aside in path.parent.glob(f".{path.name}.replaced-*"):
-        if remove_store(aside):
+        if tidy(aside):
             log.info("removed %s: replaced by a rebuild while this job read it", aside)
 
 
 def mark_current(path: Path) -> None:
     """Record that the store at ``path`` stands for its tree's current state (a build, or a
     later build that found it up to date): clears a superseded mark, dates the confirmation."""
-    with contextlib.suppress(FileNotFoundError):
+    with contextlib.suppress(OSError):  # absent, or another user's store: the mark stays
         (path / SUPERSEDED).unlink()
     with contextlib.suppress(OSError):
         (path / CURRENT).touch()
@@ -135,7 +146,7 @@ def remove_superseded_by(dest: Path, manifest: dict[str, Any]) -> None:
             continue
         if other.get("fingerprint") == manifest.get("fingerprint"):
             continue
-        if remove_store(store):
+        if tidy(store):
             log.warning(
                 "removed %s: superseded by %s (a newer state of %s)",
                 store,
