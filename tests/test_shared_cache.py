@@ -28,6 +28,7 @@ from alexnet_bench.data.store import (
     ImageStore,
     JpegRows,
     RawRows,
+    build_store,
     find_garbage,
     locks,
     read_manifest,
@@ -232,12 +233,14 @@ def test_the_store_of_a_moved_and_changed_tree_is_listed(
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to read as another user")
 def test_another_user_reads_a_shared_store(image_folder: Path) -> None:
-    """A store built by one user is opened (leased) and read by another: a forked child that
-    drops to the unprivileged uid 65534 before it opens the store."""
+    """A store built by one user is opened (leased) and read by another, and another user's
+    prepare finds it up to date (without the build lock it may not create in that user's
+    directory): a forked child that drops to the unprivileged uid 65534."""
     shared = Path(tempfile.mkdtemp(prefix="shared-cache-", dir="/tmp"))
     try:
         shared.chmod(0o755)
         store = store_dir(prepare(image_folder, shared), "train", STORED)
+        scan, digest = scan_tree(image_folder, 0.1), read_manifest(store)["digest"]
         read_end, write_end = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: another user, nothing but this test's code already loaded
@@ -246,6 +249,8 @@ def test_another_user_reads_a_shared_store(image_folder: Path) -> None:
                 os.setuid(65534)
                 with ImageStore.open(store) as opened:
                     answer = f"{opened.num_images} {opened.read([0]).shape[0]}"
+                kept = build_store(scan, "train", STORED, store)["digest"] == digest
+                answer += f" {kept}"
             except BaseException as exc:  # reported to the parent, which asserts
                 answer = f"error {type(exc).__name__}: {exc}"
             os.write(write_end, answer.encode())
@@ -254,7 +259,7 @@ def test_another_user_reads_a_shared_store(image_folder: Path) -> None:
         answer = os.read(read_end, 4096).decode()
         os.waitpid(pid, 0)
         assert not answer.startswith("error"), answer
-        assert answer.split()[1] == "1"
+        assert answer.split()[1:] == ["1", "True"]
     finally:
         shutil.rmtree(shared, ignore_errors=True)
 

@@ -182,6 +182,19 @@ def _decode_all(paths: list[str], fmt: dict[str, Any], workers: int, sink: _Sink
     return sorted(sink.bad)
 
 
+def _kept_if_current(dest: Path, scan: TreeScan) -> dict[str, Any] | None:
+    """The manifest of the store at ``dest`` when it is up to date for ``scan`` (marked current,
+    the stores it supersedes removed: the tree may have come back to it), else None."""
+    existing = read_manifest(dest)
+    if existing is None or stale_reason(existing, scan.fingerprint) is not None:
+        return None
+    log.info("prepared data at %s is up to date", dest)
+    from .maintenance import remove_superseded_by
+
+    remove_superseded_by(dest, existing)
+    return existing
+
+
 def build_store(
     scan: TreeScan,
     split: str,
@@ -203,17 +216,19 @@ def build_store(
     split, size and encoding, older state) are removed unless a job still reads them.
     """
     dest = Path(dest)
+    # Up to date needs no lock (a manifest is written last, inside the finished build, before
+    # it is renamed into place), so a user who may not create the lock file in another user's
+    # tree directory can still use the store that user built.
+    existing = _kept_if_current(dest, scan)
+    if existing is not None:
+        return existing
     with locks.exclusive(dest.parent / f".{dest.name}.build.lock"):
+        existing = _kept_if_current(dest, scan)  # another process may have built it meanwhile
+        if existing is not None:
+            return existing
         existing = read_manifest(dest)
         if existing is not None:
-            reason = stale_reason(existing, scan.fingerprint)
-            if reason is None:
-                log.info("prepared data at %s is up to date", dest)
-                from .maintenance import remove_superseded_by
-
-                remove_superseded_by(dest, existing)  # the tree may have come back to it
-                return existing
-            log.info("rebuilding %s: %s", dest, reason)
+            log.info("rebuilding %s: %s", dest, stale_reason(existing, scan.fingerprint))
         for leftover in dest.parent.glob(f"{dest.name}.tmp-*"):
             log.info("removing %s, left by a build that did not finish", leftover)
             shutil.rmtree(leftover, ignore_errors=True)
