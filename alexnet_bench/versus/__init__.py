@@ -15,6 +15,16 @@ judged, per cell, per ablation and over all cells, on
 
 from __future__ import annotations
 
-from .comparison import Comparison, compare
+from typing import Any
 
 __all__ = ["Comparison", "compare"]
+
+
+def __getattr__(name: str) -> Any:
+    """``compare`` and ``Comparison`` on first use: registering the subcommand (every
+    ``alexnet-bench`` command, training jobs included) does not load the comparison."""
+    if name in __all__:
+        from . import comparison
+
+        return getattr(comparison, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
