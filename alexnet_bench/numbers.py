@@ -4,6 +4,7 @@ for numbers and durations (no dependencies: every layer may import it)."""
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Iterable
 from typing import Any
 
@@ -24,6 +25,12 @@ def as_float(value: Any) -> float | None:
 def finite(values: Iterable[Any]) -> list[float]:
     """The finite floats among ``values`` (:func:`as_float`'s rule)."""
     return [f for f in map(as_float, values) if f is not None]
+
+
+def median_of(values: Iterable[Any]) -> float | None:
+    """The median of the finite values (:func:`as_float`'s rule), None when there are none."""
+    xs = finite(values)
+    return statistics.median(xs) if xs else None
 
 
 def fmt_number(x: Any, digits: int = 2, signed: bool = False) -> str:

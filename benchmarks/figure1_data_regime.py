@@ -48,6 +48,7 @@ from alexnet_bench.figure1.results import (
     ratio_record,
 )
 from alexnet_bench.figure1.settings import ACTIVATIONS, Figure1Settings
+from alexnet_bench.telemetry.host import cpu_isa_flags, cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -87,15 +88,9 @@ def train(
 
 def _cpu() -> str:
     """The CPU model and its widest vector extension (results differ between them)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown"
-    lines = info.splitlines()
-    models = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")]
-    flags = next((ln for ln in lines if ln.startswith("flags")), "")
-    model = models[0] if models else "unknown"
-    return f"{model}, {'AVX-512' if 'avx512f' in flags else 'AVX2' if 'avx2' in flags else '?'}"
+    flags = cpu_isa_flags() or []
+    widest = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "?"
+    return f"{cpu_model() or 'unknown'}, {widest}"
 
 
 def main() -> int:

@@ -30,6 +30,7 @@ from typing import Any
 from ..collect import TRAINED_STATUSES, discover
 from ..config import RunConfig
 from ..errors import BenchError, ConfigError
+from ..numbers import median_of
 from .cells import Cell, timing_key
 from .rates import GroupRates, HostRates
 
@@ -129,11 +130,6 @@ def _history_bytes(path: Path) -> tuple[float, float] | None:
     return float(len(lines[0])), sum(map(len, rows)) / len(rows)
 
 
-def _median(values: list[float | None]) -> float | None:
-    xs = [v for v in values if v is not None]
-    return statistics.median(xs) if xs else None
-
-
 def recorded_runs(results_dir: Path) -> tuple[list[_Run], list[_Run], list[str]]:
     """(trained runs with timing, skipped runs, notes) of a results directory."""
     results_dir = Path(results_dir)
@@ -197,13 +193,13 @@ def recorded_rates(
     if not starts:
         starts = [r.startup_s for r in trained]
         source = "the records' CPU time before training (no benchmark files found)"
-    startup = _median(starts) or 0.0
+    startup = median_of(starts) or 0.0
     bench = benchmark_dir(Path(results_dir))
     skip_walls = [
         read_benchmark_s(bench / r.path.parent.parent.name / f"{r.path.parent.name}.tsv")
         for r in skipped
     ]
-    startup_cli = _median(skip_walls)
+    startup_cli = median_of(skip_walls)
     host = HostRates(
         source=f"recorded in {where}",
         startup_train_s=startup,
@@ -211,7 +207,7 @@ def recorded_rates(
         contention_note=(
             "as the recorded study ran (its jobs' times include whatever ran beside them)"
         ),
-        metrics_bytes=_median([float(r.metrics_bytes) for r in trained if r.metrics_bytes]),
+        metrics_bytes=median_of([float(r.metrics_bytes) for r in trained if r.metrics_bytes]),
         notes=[*notes, f"process start-up from {source}"],
     )
     peak = read_benchmark_s(bench.parent / "peak_flops" / f"{Path(results_dir).name}.tsv")
@@ -228,17 +224,18 @@ def recorded_rates(
 
 def _rates(key: str, runs: list[_Run], source: str) -> GroupRates:
     history = [r.history for r in runs if r.history]
-    energy = _median([r.energy_per_image_j for r in runs])
+    energy = median_of([r.energy_per_image_j for r in runs])
     return GroupRates(
         key=key,
         source=source,
         batch_size=runs[0].cfg.train.batch_size,
-        step_s=runs[0].cfg.train.batch_size / (_median([r.images_per_s for r in runs]) or math.inf),
-        other_s_per_epoch=_median([r.other_s_per_epoch for r in runs]) or 0.0,
-        checkpoint_bytes=_int(_median([r.checkpoint_bytes for r in runs])),
-        final_weights_bytes=_int(_median([r.final_bytes for r in runs])),
-        history_header_bytes=_median([h[0] for h in history]),
-        history_row_bytes=_median([h[1] for h in history]),
+        step_s=runs[0].cfg.train.batch_size
+        / (median_of([r.images_per_s for r in runs]) or math.inf),
+        other_s_per_epoch=median_of([r.other_s_per_epoch for r in runs]) or 0.0,
+        checkpoint_bytes=_int(median_of([r.checkpoint_bytes for r in runs])),
+        final_weights_bytes=_int(median_of([r.final_bytes for r in runs])),
+        history_header_bytes=median_of([h[0] for h in history]),
+        history_row_bytes=median_of([h[1] for h in history]),
         energy_per_image_j=energy,
         energy_source=(
             f"NVML energy per image {source}"
@@ -269,7 +266,7 @@ def _scaled(cell: Cell, trained: list[_Run], where: str) -> GroupRates:
             "probing this host instead (leave out --from-results)"
         )
     rate = statistics.median(r.flops_per_image * r.images_per_s for r in usable)  # type: ignore[operator]
-    other = _median(
+    other = median_of(
         [
             r.other_s_per_epoch / (r.flops_per_image * r.eval_images)  # type: ignore[operator]
             for r in usable

@@ -9,13 +9,10 @@ from typing import Any
 import pandas as pd
 
 from ..calibration import TIE_POINTS, CandidateResult, history, load_candidates
+from ..collect import percent
 from ..io import write_text
 from ..numbers import fmt_number
 from .markdown import frame_md
-
-
-def _pct(value: float | None) -> float | None:
-    return None if value is None else 100.0 * value
 
 
 def _scaled(value: float | None, digits: int = 1) -> float | None:
@@ -38,10 +35,10 @@ def table(results: list[CandidateResult]) -> pd.DataFrame:
         row.update(
             {
                 "arms_learned": r.learned,
-                "worst_val_top1_pct": _scaled(_pct(r.worst_val_error)),
-                "baseline_val_top1_pct": _scaled(_pct(r.baseline_val_error)),
-                "baseline_val_top1_sd_pct": _scaled(_pct(r.baseline_val_sd)),
-                "baseline_last_epoch_gain_pct": _scaled(_pct(r.baseline_last_gain)),
+                "worst_val_top1_pct": _scaled(percent(r.worst_val_error)),
+                "baseline_val_top1_pct": _scaled(percent(r.baseline_val_error)),
+                "baseline_val_top1_sd_pct": _scaled(percent(r.baseline_val_sd)),
+                "baseline_last_epoch_gain_pct": _scaled(percent(r.baseline_last_gain)),
                 "target_reached": r.target_reached,
                 "job_cpu_s": _scaled(r.job_cpu_s),
                 "projected_study_min": _scaled(r.projected_minutes),
@@ -88,14 +85,14 @@ def markdown(results: list[CandidateResult], study: dict[str, Any], command: str
     rows = []
     for r in results:
         failed = [k for k, ok in r.passes.items() if not ok]
-        sd = fmt_number(_pct(r.baseline_val_sd), 1)
+        sd = fmt_number(percent(r.baseline_val_sd), 1)
         rows.append(
             [
                 f"`{r.name}`" + (" **(chosen)**" if r.chosen else ""),
                 *[str(r.knobs.get(k, "")) for k in knob_names],
                 r.learned,
-                f"{fmt_number(_pct(r.baseline_val_error), 1)} ({sd})",
-                fmt_number(_pct(r.baseline_last_gain), 1),
+                f"{fmt_number(percent(r.baseline_val_error), 1)} ({sd})",
+                fmt_number(percent(r.baseline_last_gain), 1),
                 r.target_reached,
                 fmt_number(r.job_cpu_s, 0),
                 fmt_number(r.projected_minutes, 1),

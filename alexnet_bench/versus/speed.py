@@ -24,12 +24,12 @@ data`` (no interval, or one too wide to tell, with the reason).
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from ..collect import Run, run_measure, run_value
 from ..effects import paired
+from ..numbers import median_of
 from .pairing import Pair
 
 FASTER, SLOWER, UNCHANGED, INSUFFICIENT = "faster", "slower", "unchanged", "insufficient data"
@@ -113,11 +113,6 @@ def _epoch_throughput(run: Run) -> list[float]:
     return run.history.finite_values("images_per_s")[1:]
 
 
-def _median(values: Sequence[float | None]) -> float | None:
-    xs = [v for v in values if v is not None]
-    return statistics.median(xs) if xs else None
-
-
 def within_run(metric: SpeedMetric, pair: Pair, t: float) -> SpeedRatio:
     """One pair: for throughput and step time the interval over its epochs."""
     assert pair.base is not None and pair.new is not None
@@ -145,8 +140,8 @@ def over_seeds(metric: SpeedMetric, pairs: Sequence[Pair], t: float) -> SpeedRat
     base = {i: run_measure(p.base, metric.name) for i, p in enumerate(pairs) if p.base}
     new = {i: run_measure(p.new, metric.name) for i, p in enumerate(pairs) if p.new}
     p = paired(new, base, ratio=True)
-    mb = _median([run_value(x.base, metric.name) for x in pairs if x.base])
-    mn = _median([run_value(x.new, metric.name) for x in pairs if x.new])
+    mb = median_of([run_value(x.base, metric.name) for x in pairs if x.base])
+    mn = median_of([run_value(x.new, metric.name) for x in pairs if x.new])
     over = f"seeds (paired, n={p.n})"
     if p.kind in ("lower bound", "upper bound"):
         why = f"{len(p.censored)} censored pair(s): only a {p.kind}"

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from ..effects import fmt_interval
 from ..numbers import fmt_number
 from .comparison import Comparison
 from .numerics import IDENTICAL
@@ -49,11 +50,9 @@ def ratio_text(r: float | None) -> str:
 
 def interval_text(interval: tuple[float | None, float | None] | None, signed: bool = False) -> str:
     """``[0.645, 0.842]`` (ratios) or ``[−1.77, +1.27]`` (signed differences); "" without one."""
-    if interval is None or interval[0] is None or interval[1] is None:
+    if interval is None:
         return ""
-    digits = 2 if signed else 3
-    low, high = (fmt_number(x, digits, signed) for x in interval)
-    return f"[{low}, {high}]"
+    return fmt_interval(*interval, ratio=not signed, digits=2 if signed else 3).lstrip()
 
 
 def speed_text(s: SpeedRatio | None) -> str:
