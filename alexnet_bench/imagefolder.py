@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import DataError
 
@@ -262,11 +264,33 @@ def parse_cache_format(text: str) -> tuple[str, int | None]:
     return ("raw", None) if text == "raw" else ("jpeg", int(match.group(1)))
 
 
-def store_dir(tree: str | Path, split: str, stored_size: int, cache_format: str = "raw") -> Path:
-    """The store of one split at one stored size and format: ``<tree dir>/<split>-<S>px``
-    (raw uint8) or ``<tree dir>/<split>-<S>px-jpeg<quality>``."""
+def decoder_tag(version: object, decoders: dict[str, Any]) -> str:
+    """``v<format version>-<8 hex digits of the decoders' versions>``: what a store's pixels
+    depend on beyond the tree, in its directory name, so that environments with other decoders
+    (another Pillow or libjpeg) sharing a cache keep a store each instead of rebuilding one
+    store in place under each other's readers."""
+    text = json.dumps(decoders, sort_keys=True, separators=(",", ":"))
+    return f"v{version}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+def store_name(
+    split: str, stored_size: int, cache_format: str, version: object, decoders: dict[str, Any]
+) -> str:
+    """A store's directory name: ``<split>-<S>px[-jpeg<quality>]-<decoder tag>``."""
     suffix = "" if cache_format == "raw" else f"-{cache_format}"
-    return Path(tree) / f"{split}-{stored_size}px{suffix}"
+    return f"{split}-{stored_size}px{suffix}-{decoder_tag(version, decoders)}"
+
+
+#: the decoder tag at the end of a store's name (:func:`decoder_tag`)
+DECODER_TAG = re.compile(r"-v[0-9]+-[0-9a-f]{8}$")
+
+
+def store_dir(tree: str | Path, split: str, stored_size: int, cache_format: str = "raw") -> Path:
+    """The store this environment reads for one split at one stored size and format:
+    ``<tree dir>/<split>-<S>px-v2-1a2b3c4d`` (raw uint8) or ``...px-jpeg<quality>-v2-...``
+    (:func:`store_name` with this alexnet-bench's format version and decoders)."""
+    name = store_name(split, stored_size, cache_format, STORE_VERSION, decoder_versions())
+    return Path(tree) / name
 
 
 def read_store_digest(store: Path) -> str | None:

@@ -501,6 +501,7 @@ def test_image_folder_study_plans_its_store_builds(
     images), and the probe's stand-in: a store built by the real builder from a sample of the
     tree, timed (the prepare jobs' rate), with the full store's in-memory choice."""
     from alexnet_bench.config import deep_merge
+    from alexnet_bench.imagefolder import store_dir
     from alexnet_bench.plan.build import _probe_config, _store_jobs
     from alexnet_bench.plan.probe import ProbeGroup, sample_stores
 
@@ -513,7 +514,8 @@ def test_image_folder_study_plans_its_store_builds(
     study = load_study("config.yaml", ["preset=imagenet", "seeds=[0]", "ablations=[baseline]", run])
     cells = plan_cells(study, CPU_HOST)
     stores = _store_jobs(study, cells)
-    assert [Path(s["store"]).name for s in stores] == ["train-36px", "val-36px"]
+    names = [store_dir(".", split, 36).name for split in ("train", "val")]
+    assert [Path(s["store"]).name for s in stores] == names  # train-36px-v2-<decoders>, val-...
     assert sum(s["images"] for s in stores) == 18 and {s["size"] for s in stores} == {36}
     group = ProbeGroup(cells[0].group, _probe_config(cells[0]))
     [sampled], rates = sample_stores([group], tmp_path)

@@ -233,16 +233,17 @@ def test_unchanged_tree_is_reused_and_a_changed_one_rebuilt(
 ) -> None:
     cache = tmp_path / "cache"
     tree = prepare(image_folder, cache)
-    manifest = tree / f"train-{STORED}px" / MANIFEST
+    manifest = store_dir(tree, "train", STORED) / MANIFEST
     stamp = manifest.stat().st_mtime_ns
     assert prepare(image_folder, cache) == tree and manifest.stat().st_mtime_ns == stamp
     other_size = main(prepare_args(image_folder, cache, stored_size=40))
-    assert other_size == 0 and (tree / "train-40px" / MANIFEST).is_file()  # a new size: built
+    bigger = store_dir(tree, "train", 40)
+    assert other_size == 0 and (bigger / MANIFEST).is_file()  # a new size: built
     Image.fromarray(np.zeros((20, 24, 3), np.uint8)).save(image_folder / "dog" / "0.png")
     new_tree = prepare(image_folder, cache)
-    assert new_tree != tree and (new_tree / f"train-{STORED}px" / MANIFEST).is_file()
-    assert not (tree / f"train-{STORED}px").exists()  # the older state's store is gone
-    assert (tree / "train-40px").exists()  # (not rebuilt here: only what was asked for)
+    assert new_tree != tree and (store_dir(new_tree, "train", STORED) / MANIFEST).is_file()
+    assert not manifest.parent.exists()  # the older state's store is gone
+    assert bigger.exists()  # (not rebuilt here: only what was asked for)
 
 
 def test_interrupted_build_is_not_trusted_and_is_rebuilt(
@@ -256,13 +257,13 @@ def test_interrupted_build_is_not_trusted_and_is_rebuilt(
     proc.wait(timeout=30)
     tree = tree_dir(cache, scan_tree(image_folder, 0.1))
     dest = store_dir(tree, "train", STORED)
-    leftovers = list(tree.glob(f"train-{STORED}px.tmp-*"))
+    leftovers = list(tree.glob(f"{dest.name}.tmp-*"))
     assert leftovers and not (dest / MANIFEST).exists()
     with pytest.raises(DataError, match="never built, removed, or its build did not finish"):
         ImageStore.open(dest)
     found = {g.path: g.why for g in find_garbage(cache)}
     assert found[leftovers[0]] == "left by a build that did not finish"
-    assert found[tree / f".train-{STORED}px.build.lock"] == "a lock file nobody holds"
+    assert found[tree / f".{dest.name}.build.lock"] == "a lock file nobody holds"
     dest.mkdir()  # an empty directory where the store belongs is no store
     assert prepare(image_folder, cache) == tree
     assert ImageStore.open(dest).num_images > 0
@@ -323,7 +324,7 @@ def test_full_disk_is_one_line_and_leaves_no_half_cache(
     code = main(prepare_args(image_folder, cache))
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error: disk full: cannot write ")
-    assert f"train-{STORED}px/{IMAGES} (needs about " in err[0]
+    assert f"train-{STORED}px-v2-" in err[0] and f"/{IMAGES} (needs about " in err[0]
     assert not [p for p in cache.rglob("*") if p.is_dir() and "px" in p.name]
 
 

@@ -19,6 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
+from alexnet_bench import imagefolder
 from alexnet_bench.cli import main
 from alexnet_bench.config import RunConfig
 from alexnet_bench.data.loaders import MappedBatchLoader
@@ -113,7 +114,7 @@ def test_concurrent_builds_of_one_store_build_it_once(image_folder: Path, tmp_pa
     assert waiting.returncode == 0, err
     assert "is up to date" in err  # it found the store the first build made
     tree = tree_dir(cache, scan_tree(image_folder, 0.1))
-    assert [p.name for p in tree.iterdir()] == [f"train-{STORED}px"]
+    assert [p.name for p in tree.iterdir()] == [store_dir(tree, "train", STORED).name]
 
 
 # ------------------------------------------------------------------ a store in use stays
@@ -299,6 +300,76 @@ def test_a_format_or_decoder_mismatch_rebuilds_the_store_and_says_why(
     assert find_garbage(tmp_path / "cache") == []
 
 
+def other_decoders(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process as another environment would be: another Pillow decoding the same tree."""
+    found = imagefolder.decoder_versions()
+    monkeypatch.setattr(imagefolder, "decoder_versions", lambda: {**found, "pillow": "0.0"})
+
+
+def test_environments_with_other_decoders_keep_a_store_each(
+    image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two environments sharing a cache: neither rebuilds the other's store (which its jobs
+    may be reading) in place, and each finds its own up to date afterwards."""
+    cache = tmp_path / "cache"
+    tree = prepare(image_folder, cache)
+    ours = store_dir(tree, "train", STORED)
+    stamp = (ours / MANIFEST).stat().st_mtime_ns
+    reader = ImageStore.open(ours)
+    with monkeypatch.context() as patched:
+        other_decoders(patched)
+        assert prepare(image_folder, cache) == tree
+        theirs = store_dir(tree, "train", STORED)
+        manifest = read_manifest(theirs)
+        assert theirs != ours and manifest is not None
+        assert manifest["decoders"]["pillow"] == "0.0"
+        assert find_garbage(cache) == []
+    assert reader.read(np.arange(reader.num_images)).shape[0] == reader.num_images
+    reader.close()
+    assert prepare(image_folder, cache) == tree  # ours again: up to date, not rebuilt
+    assert (ours / MANIFEST).stat().st_mtime_ns == stamp and (theirs / MANIFEST).is_file()
+    assert find_garbage(cache) == []
+
+
+def untagged(store: Path) -> Path:
+    """Where alexnet-bench put ``store`` before store names carried the decoders."""
+    return store.with_name(store.name.split("px")[0] + "px")
+
+
+def test_a_store_named_as_before_is_renamed_into_place_not_rebuilt(
+    image_folder: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = tmp_path / "cache"
+    tree = prepare(image_folder, cache)
+    store = store_dir(tree, "train", STORED)
+    stamp = (store / MANIFEST).stat().st_mtime_ns
+    store.rename(untagged(store))  # as an upgrade finds its cache
+    assert find_garbage(cache) == []  # the next build takes it over: nothing to delete
+    with caplog.at_level(logging.INFO, logger="alexnet_bench.data.store.builder"):
+        assert prepare(image_folder, cache) == tree
+    built = " images/s over "  # the line a build logs
+    assert f"(renamed from {untagged(store).name})" in caplog.text and built not in caplog.text
+    assert (store / MANIFEST).stat().st_mtime_ns == stamp and not untagged(store).exists()
+
+
+def test_a_store_named_as_before_with_other_decoders_is_listed_by_data_gc(
+    image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache"
+    tree = prepare(image_folder, cache)
+    store = store_dir(tree, "train", STORED)
+    with monkeypatch.context() as patched:
+        other_decoders(patched)
+        prepare(image_folder, cache)
+        theirs = store_dir(tree, "train", STORED)
+    old = untagged(store)
+    theirs.rename(old)  # an older alexnet-bench's store, built by other decoders
+    listed = {g.path: g.why for g in find_garbage(cache)}
+    assert list(listed) == [old] and "other decoders than this environment's" in listed[old]
+    assert prepare(image_folder, cache) == tree and old.exists()  # not ours: neither used
+    assert (store / MANIFEST).is_file()  # nor rebuilt over
+
+
 # ------------------------------------------------------------------ data-gc
 
 
@@ -308,7 +379,7 @@ def test_data_gc_lists_what_it_would_free_then_deletes_what_is_not_in_use(
     cache = tmp_path / "cache"
     tree = prepare(image_folder, cache)
     current = store_dir(tree, "train", STORED)
-    older = cache / "folder-000000000000" / f"train-{STORED}px"
+    older = cache / "folder-000000000000" / current.name
     shutil.copytree(current, older)
     manifest = json.loads((older / MANIFEST).read_text())
     manifest.update(fingerprint="0" * 64)

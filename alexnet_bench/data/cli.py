@@ -96,7 +96,7 @@ def add_data_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
         description=(
             "Decode every image of an ImageFolder tree (root/train + root/val, or one tree split "
             "by --val-fraction) once, resized as training resizes it (shorter side to the stored "
-            "size, centre crop), into <cache-dir>/<tree>-<fingerprint>/<split>-<S>px/. Training "
+            "size, centre crop), into <cache-dir>/<tree>-<fingerprint>/<split>-<S>px-v2-<decoders>/. Training "
             "runs with data.cache set to the printed directory read it instead of the JPEGs. An "
             "up-to-date store is left as it is, wherever the tree lies now; a changed tree gets "
             "a new one, and the store it supersedes is removed once no job reads it."

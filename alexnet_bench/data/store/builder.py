@@ -5,7 +5,10 @@ A build runs under the store's build lock, so two studies asking for the same st
 once (the second finds it up to date); a killed or disk-full build leaves no directory with a
 manifest, and a store without one is never read. A store is up to date for a tree state when
 its fingerprint, format version and decoder versions all match (:func:`.manifest.stale_reason`);
-otherwise it is rebuilt, with one log line saying why. Once a new store is in place, the stores
+otherwise it is rebuilt, with one log line saying why. The decoders are in a store's name too
+(:func:`~alexnet_bench.imagefolder.store_name`), so environments with other decoders sharing a
+cache each keep their own store; a store of the same tree state, format and decoders built before
+names carried them is renamed into place, not rebuilt. Once a new store is in place, the stores
 it supersedes are removed unless a job still reads them (:mod:`.maintenance`).
 """
 
@@ -28,9 +31,9 @@ from typing import IO, Any
 import numpy as np
 from PIL import Image
 
-from ... import __version__
+from ... import __version__, imagefolder
 from ...errors import DataError, DiskFullError
-from ...imagefolder import TreeScan, parse_cache_format, scan_tree, store_dir, tree_dir
+from ...imagefolder import DECODER_TAG, TreeScan, parse_cache_format, scan_tree, store_dir, tree_dir
 from ...io import disk_full_message, human_bytes, write_json
 from ...progress import CountProgress
 from ..sources import BadImage, decode_image
@@ -48,7 +51,6 @@ from .manifest import (
     ROWS,
     VERSION,
     ContentDigest,
-    decoder_versions,
     image_digest,
     read_manifest,
     stale_reason,
@@ -195,6 +197,27 @@ def _kept_if_current(dest: Path, scan: TreeScan) -> dict[str, Any] | None:
     return existing
 
 
+def _adopt_untagged(dest: Path, scan: TreeScan) -> dict[str, Any] | None:
+    """The store of ``dest``'s split, size and format under the name alexnet-bench gave it
+    before names carried the decoder tag (``train-36px``), renamed to ``dest`` when it is up to
+    date for ``scan`` (same tree state, format version and decoders): an upgrade rebuilds
+    nothing. A job of the older version reading it keeps its open files and its lease."""
+    untagged = dest.with_name(DECODER_TAG.sub("", dest.name))
+    if untagged == dest or dest.exists():
+        return None
+    with locks.exclusive(untagged.parent / f".{untagged.name}.build.lock"):  # the old builder's
+        manifest = read_manifest(untagged)
+        if manifest is None or stale_reason(manifest, scan.fingerprint) is not None:
+            return None
+        os.rename(untagged, dest)
+        _fsync_dir(dest.parent)
+    log.info("prepared data at %s is up to date (renamed from %s)", dest, untagged.name)
+    from .maintenance import remove_superseded_by
+
+    remove_superseded_by(dest, manifest)
+    return manifest
+
+
 def build_store(
     scan: TreeScan,
     split: str,
@@ -224,6 +247,8 @@ def build_store(
         return existing
     with locks.exclusive(dest.parent / f".{dest.name}.build.lock"):
         existing = _kept_if_current(dest, scan)  # another process may have built it meanwhile
+        if existing is None:
+            existing = _adopt_untagged(dest, scan)
         if existing is not None:
             return existing
         existing = read_manifest(dest)
@@ -378,7 +403,7 @@ def _build(
         "images": images,
         "skipped": [{"path": path, "reason": reason} for _, path, reason in bad],
         "ignored": {"count": len(scan.ignored), "examples": [str(p) for p in scan.ignored[:20]]},
-        "decoders": decoder_versions(),
+        "decoders": imagefolder.decoder_versions(),
         "build": {
             "seconds": round(seconds, 2),
             "images_per_s": round(n / max(seconds, 1e-9), 1),

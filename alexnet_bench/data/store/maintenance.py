@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ... import imagefolder
 from ...errors import DataError
+from ...imagefolder import STORE_VERSION, store_name
 from ...io import human_bytes
 from . import locks
 from .manifest import CURRENT, LEASE, SUPERSEDED, read_manifest
@@ -40,6 +42,29 @@ def _group(manifest: dict[str, Any]) -> tuple[Any, ...]:
         manifest.get("stored_size"),
         images.get("encoding"),
         images.get("quality"),
+    )
+
+
+def _own_name(manifest: dict[str, Any]) -> str | None:
+    """The directory name the builder gives the store of ``manifest`` (None: incomplete)."""
+    images = manifest.get("images") or {}
+    fmt = "raw" if images.get("encoding") == "raw" else f"jpeg{images.get('quality')}"
+    split, size = manifest.get("split"), manifest.get("stored_size")
+    if not isinstance(split, str) or not isinstance(size, int):
+        return None
+    return store_name(split, size, fmt, manifest.get("version"), manifest.get("decoders") or {})
+
+
+def _adoptable(store: Path, manifest: dict[str, Any]) -> bool:
+    """Whether the next build here renames ``store`` (named as before names carried the
+    decoders) into place instead of rebuilding it: this environment's format and decoders, and
+    no store under its new name yet (:func:`.builder._adopt_untagged`)."""
+    own = _own_name(manifest)
+    return (
+        manifest.get("version") == STORE_VERSION
+        and manifest.get("decoders") == imagefolder.decoder_versions()
+        and own is not None
+        and not (store.parent / own).exists()
     )
 
 
@@ -215,6 +240,11 @@ def find_garbage(cache_dir: str | Path) -> list[Garbage]:
             why = (
                 f"its tree {manifest.get('source_root')} is gone, and {moved_on[0]} holds a "
                 "later build of the same files"
+            )
+        elif store.name != _own_name(manifest) and not _adoptable(store, manifest):
+            why = (
+                "named as before store names carried the decoders, and no build here takes it "
+                "over (other decoders than this environment's, or already built under its name)"
             )
         else:
             continue

@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from ...imagefolder import STORE_VERSION, decoder_versions
+from ... import imagefolder
+from ...imagefolder import STORE_VERSION
 
 FORMAT = "alexnet-bench-image-store"
 VERSION = STORE_VERSION  # 2: the content digest and the reader lease
@@ -67,7 +68,7 @@ def stale_reason(manifest: dict[str, Any], fingerprint: str) -> str | None:
     built = manifest.get("decoders") or {}
     changed = [
         f"{name} {built.get(name)} -> {now}"
-        for name, now in decoder_versions().items()
+        for name, now in imagefolder.decoder_versions().items()
         if built.get(name) != now
     ]
     if changed:
