@@ -28,7 +28,7 @@ from alexnet_bench.config import (
     split_identity,
 )
 from alexnet_bench.errors import ConfigError, DataError
-from alexnet_bench.imagefolder import scan_tree, tree_dir
+from alexnet_bench.imagefolder import read_store_digest, scan_tree, store_dir, tree_dir
 
 from .conftest import REPO, tiny_run
 from .helpers import job_counts, snakemake
@@ -154,7 +154,7 @@ def test_a_run_records_its_identity_and_provenance(tmp_path: Path, cifar_dir: Pa
 # ------------------------------------------------------------------ the workflow's rerun rule
 
 
-def _study(root: Path, cache: str = "data-cache", **run: object) -> list[str]:
+def _study(root: Path, cache: str = "data-cache", seeds: str = "[0]", **run: object) -> list[str]:
     data = {"source": "imagefolder", "root": str(root), "stored_size": 36, "val_fraction": 0.34}
     cfg = {
         "data": data,
@@ -168,7 +168,7 @@ def _study(root: Path, cache: str = "data-cache", **run: object) -> list[str]:
         "--config",
         "preset=tiny",
         "ablations=[baseline,tanh]",
-        "seeds=[0]",
+        f"seeds={seeds}",
         f"data_cache_dir={cache}",
         f"run={json.dumps(cfg)}",
     ]
@@ -249,6 +249,45 @@ def test_moving_or_touching_data_retrains_nothing_and_changed_pixels_retrain(
     stale = snakemake(workdir, "-n", *_study(moved_tree, "moved-cache"))
     assert stale.returncode != 0
     assert "rerun with --forcerun prepare_data" in stale.stdout + stale.stderr
+
+
+@pytest.mark.slow
+def test_a_store_missing_from_the_cache_is_rebuilt_by_its_prepare_job_when_a_cell_trains(
+    image_folder: Path, workdir: Path
+) -> None:
+    """data_cache_dir re-pointed to an empty directory: a completed study rebuilds nothing; a
+    new cell gets the stores from prepare_data jobs (with their cores, before any training
+    job) instead of building them inside its training job, and no completed cell retrains."""
+    assert _ran(snakemake(workdir, *_study(image_folder))) == {
+        "all": 1,
+        "peak_flops": 1,
+        "prepare_data": 2,
+        "report": 1,
+        "train": 2,
+    }
+    before = _metrics(workdir)
+    empty = _study(image_folder, "empty-cache")
+    planned = snakemake(workdir, "-n", *empty)
+    assert "Nothing to be done" in planned.stdout + planned.stderr, planned.stdout
+    assert _ran(snakemake(workdir, *empty)) == {} and not (workdir / "empty-cache").exists()
+
+    more = _study(image_folder, "empty-cache", seeds="[0,1]")
+    planned = snakemake(workdir, "-n", *more)
+    said = planned.stdout + planned.stderr
+    assert "is not in data_cache_dir: the run rebuilds it in a prepare_data job" in said, said
+    ran = snakemake(workdir, *more)
+    assert _ran(ran) == {"all": 1, "prepare_data": 2, "report": 1, "train": 2}
+    assert ran.stderr.index("checkpoint prepare_data:") < ran.stderr.index("rule train:")
+    after = _metrics(workdir)
+    assert {k: after[k] for k in before} == before  # seed 0: not retrained
+    logs = [p.read_text() for p in (workdir / "logs" / "train").rglob("seed1.log")]
+    assert len(logs) == 2 and not any("building it here" in log for log in logs)
+    scan = scan_tree(image_folder, 0.34)
+    for split in ("train", "val"):
+        assert read_store_digest(store_dir(tree_dir(workdir / "empty-cache", scan), split, 36))
+    # asked for by name, the stores are rebuilt even though every cell is complete
+    again = snakemake(workdir, "prepare", *_study(image_folder, "other-cache", seeds="[0,1]"))
+    assert _ran(again) == {"prepare_data": 2}
 
 
 @pytest.mark.slow

@@ -4,10 +4,16 @@ import hashlib
 import json
 from pathlib import Path
 
+from snakemake.logging import logger
 from snakemake.utils import min_version, validate
 
 from alexnet_bench.config import RunConfig, effective_stored_size, split_identity
-from alexnet_bench.imagefolder import STORE_VERSION, decoder_versions
+from alexnet_bench.imagefolder import (
+    STORE_VERSION,
+    decoder_versions,
+    read_store_digest,
+    store_dir,
+)
 from alexnet_bench.errors import BenchError
 from alexnet_bench.figure1.results import final_dir, init_dir, sweep_dir
 from alexnet_bench.figure1.settings import ACTIVATIONS, INIT_RULES, Figure1Settings
@@ -218,13 +224,49 @@ def token_path(key, split, stored, suffix):
     return f"{PREPARED_TOKENS}/{key}/{split}-{stored}px{suffix}.json"
 
 
-PREPARED_TOKEN_FILES = sorted(
+PREPARED_STORES = sorted(
     {
-        token_path(*store)
+        store
         for a, s in cells(config)
         for store in cell_stores(resolve_run(config, PRESET, a, s))
     }
 )
+_CHECKED_TOKENS = set()
+
+
+def renew_tokens_of_missing_stores(stores):
+    """A token says that its store, with its digest, lies in the study's cache. When the store is
+    not there now (data_cache_dir re-pointed or emptied, the store deleted), the token is removed
+    so that its prepare_data job runs again, on the cores given to it and before the cells,
+    instead of every cell reading it rebuilding the store inside its training job while holding
+    its GPU; a rebuild that finds the same pixels retrains nothing. A dry run only says so (it
+    cannot list that job). Called for `prepare` and for each cell still to train."""
+    for key, split, stored, suffix in stores:
+        token = Path(token_path(key, split, stored, suffix))
+        if token in _CHECKED_TOKENS or workflow.remote_exec or not token.exists():
+            continue
+        _CHECKED_TOKENS.add(token)
+        fmt = suffix.removeprefix("-") or "raw"
+        store = store_dir(prepared_entry(key)["tree"].tree_dir, split, stored, fmt)
+        if read_store_digest(store) is not None:
+            continue
+        if workflow.dryrun:
+            logger.warning(
+                f"prepared data {store} is not in data_cache_dir: the run rebuilds it in a "
+                "prepare_data job first (this dry run does not list it); a rebuild that reads "
+                "the same pixels retrains no cell"
+            )
+        else:
+            logger.info(
+                f"prepared data {store} is not in data_cache_dir: rebuilding it"
+            )
+            token.unlink(missing_ok=True)
+
+
+def prepared_token_files(wildcards):
+    """Every store's token (`prepare`), those of stores missing from the cache renewed."""
+    renew_tokens_of_missing_stores(PREPARED_STORES)
+    return [token_path(*store) for store in PREPARED_STORES]
 
 
 def prepared_entry(key):
@@ -239,10 +281,18 @@ def prepared_entry(key):
 
 def prepared_inputs(wildcards):
     """The cell's tokens, ancient: a token rewritten by a rebuild (or a prepare job that found
-    the store in place) reruns no cell; only a changed digest does (run_data)."""
-    return [
-        ancient(token_path(*store)) for store in cell_stores(cell_config(wildcards))
-    ]
+    the store in place) reruns no cell; only a changed digest does (run_data). The tokens of
+    stores missing from the cache are renewed first."""
+    stores = cell_stores(cell_config(wildcards))
+    if not cell_metrics(wildcards).exists():  # a completed study needs no store
+        renew_tokens_of_missing_stores(stores)
+    return [ancient(token_path(*store)) for store in stores]
+
+
+def cell_metrics(wildcards):
+    """The metrics.json of a study cell (the train rule's output)."""
+    w = wildcards
+    return Path(f"results/{w.preset}/{w.ablation}/seed{w.seed}/metrics.json")
 
 
 def prepare_state_of(key):

@@ -35,4 +35,4 @@ checkpoint prepare_data:
 # `snakemake --cores all prepare`: build (or check) every store the study reads, train nothing.
 rule prepare:
     input:
-        PREPARED_TOKEN_FILES,
+        prepared_token_files,
