@@ -13,8 +13,8 @@ hashes the layout, the split rule, the class names, the relative paths and the s
 times: it names the tree's data in a study (the workflow's prepared-data tokens) wherever the
 tree lies and whatever its files' times.
 
-Torch- and PIL-free: the Snakemake workflow imports this module to plan the cache before any
-job starts.
+Torch-free, and PIL only to read the decoders' versions (a store's name carries them): the
+Snakemake workflow imports this module to plan the cache before any job starts.
 """
 
 from __future__ import annotations
@@ -291,6 +291,19 @@ def store_dir(tree: str | Path, split: str, stored_size: int, cache_format: str 
     (:func:`store_name` with this alexnet-bench's format version and decoders)."""
     name = store_name(split, stored_size, cache_format, STORE_VERSION, decoder_versions())
     return Path(tree) / name
+
+
+def find_store(tree: str | Path, split: str, stored_size: int, cache_format: str = "raw") -> Path:
+    """The store a reader of ``tree`` opens: this environment's (:func:`store_dir`) when it is
+    complete, else the one named as before store names carried the decoders (``train-36px``)
+    when that one is complete (a cache built by an older alexnet-bench, read as it was read
+    then; its digest still decides the cell's identity), else :func:`store_dir` (absent: the
+    reader's error names it)."""
+    path = store_dir(tree, split, stored_size, cache_format)
+    if (path / "manifest.json").is_file():
+        return path
+    untagged = path.with_name(DECODER_TAG.sub("", path.name))
+    return untagged if (untagged / "manifest.json").is_file() else path
 
 
 def read_store_digest(store: Path) -> str | None:

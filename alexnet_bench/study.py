@@ -18,7 +18,7 @@ from .config import RunConfig, deep_merge, effective_stored_size, split_identity
 from .datadirs import check_data_root
 from .errors import ConfigError, DataError
 from .identity import DataIdentity, direct_identity
-from .imagefolder import SPLITS, scan_tree, store_dir, tree_dir
+from .imagefolder import SPLITS, find_store, scan_tree, tree_dir
 
 
 def _preset(study: dict[str, Any], name: str) -> dict[str, Any]:
@@ -144,7 +144,7 @@ def _stores(cfg: RunConfig) -> list[tuple[str, str]]:
         return []
     stored = effective_stored_size(cfg.data.image_size, cfg.data.stored_size)
     fmt = data.get("cache_format") or "raw"
-    return [(split, str(store_dir(data["cache"], split, stored, fmt))) for split in SPLITS]
+    return [(split, str(find_store(data["cache"], split, stored, fmt))) for split in SPLITS]
 
 
 def prepared_stores(cfg: RunConfig) -> list[str]:

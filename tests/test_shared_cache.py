@@ -323,12 +323,17 @@ def test_environments_with_other_decoders_keep_a_store_each(
         manifest = read_manifest(theirs)
         assert theirs != ours and manifest is not None
         assert manifest["decoders"]["pillow"] == "0.0"
-        assert find_garbage(cache) == []
+        listed = {g.path: g for g in find_garbage(cache)}  # listed, said whose, not removed
+        assert ours in listed and listed[ours].in_use
+        assert "not this environment's: was decoded by other" in listed[ours].why
+        assert not any(path.name.endswith(theirs.name[-12:]) for path in listed)
     assert reader.read(np.arange(reader.num_images)).shape[0] == reader.num_images
     reader.close()
     assert prepare(image_folder, cache) == tree  # ours again: up to date, not rebuilt
     assert (ours / MANIFEST).stat().st_mtime_ns == stamp and (theirs / MANIFEST).is_file()
-    assert find_garbage(cache) == []
+    listed = {g.path: g.why for g in find_garbage(cache)}
+    assert theirs in listed and "(pillow " in listed[theirs] and "-> 0.0" not in listed[theirs]
+    assert ours not in listed
 
 
 def untagged(store: Path) -> Path:
@@ -352,8 +357,11 @@ def test_a_store_named_as_before_is_renamed_into_place_not_rebuilt(
     assert (store / MANIFEST).stat().st_mtime_ns == stamp and not untagged(store).exists()
 
 
-def test_a_store_named_as_before_with_other_decoders_is_listed_by_data_gc(
-    image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_store_named_as_before_with_other_decoders_is_listed_not_taken_over(
+    image_folder: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     cache = tmp_path / "cache"
     tree = prepare(image_folder, cache)
@@ -365,9 +373,46 @@ def test_a_store_named_as_before_with_other_decoders_is_listed_by_data_gc(
     old = untagged(store)
     theirs.rename(old)  # an older alexnet-bench's store, built by other decoders
     listed = {g.path: g.why for g in find_garbage(cache)}
-    assert list(listed) == [old] and "other decoders than this environment's" in listed[old]
-    assert prepare(image_folder, cache) == tree and old.exists()  # not ours: neither used
-    assert (store / MANIFEST).is_file()  # nor rebuilt over
+    assert "not this environment's: was decoded by other library versions" in listed[old]
+    shutil.rmtree(store)
+    with caplog.at_level(logging.INFO, logger="alexnet_bench.data.store.builder"):
+        assert prepare(image_folder, cache) == tree
+    assert " images/s over " in caplog.text and "renamed from" not in caplog.text  # built
+    assert old.exists() and read_manifest(store) is not None
+
+
+def test_a_store_named_as_before_of_an_older_format_is_rebuilt_not_taken_over(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    tree = prepare(image_folder, cache)
+    store = store_dir(tree, "train", STORED)
+    old = untagged(store)
+    store.rename(old)
+    manifest = json.loads((old / MANIFEST).read_text())
+    (old / MANIFEST).write_text(json.dumps({**manifest, "version": 1}))
+    assert prepare(image_folder, cache) == tree
+    rebuilt = read_manifest(store)
+    assert rebuilt is not None and rebuilt["version"] == 2 and old.exists()
+    assert "format version 1" in {g.path: g.why for g in find_garbage(cache)}[old]
+
+
+def test_a_run_with_its_own_cache_reads_a_store_named_as_before(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    """A run that sets data.cache itself (no build step) reads the stores an older alexnet-bench
+    left, with the same data identity: its cells are not planned again."""
+    from alexnet_bench.study import planned_data_identity
+
+    tree = prepare(image_folder, tmp_path / "cache", val_fraction=0.34)
+    run = RunConfig(folder_run(image_folder, tree, in_memory="no"))
+    identity = planned_data_identity(run)
+    for split in ("train", "val"):
+        store_dir(tree, split, STORED).rename(untagged(store_dir(tree, split, STORED)))
+    assert identity is not None and planned_data_identity(run) == identity
+    metrics = run_training(run, tmp_path / "run")
+    assert metrics["status"] == "completed"
+    assert metrics["identity"]["data"] == dict(identity)
 
 
 # ------------------------------------------------------------------ data-gc

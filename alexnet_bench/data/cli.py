@@ -162,7 +162,9 @@ def add_data_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     prepare.set_defaults(func=cmd_prepare_data)
 
     info = sub.add_parser("data-info", help="show what a prepared-data cache holds")
-    info.add_argument("path", help="a store (<cache>/<tree>/<split>-<S>px) or a tree directory")
+    info.add_argument(
+        "path", help="a store (<cache>/<tree>/<split>-<S>px-v2-<decoders>) or a tree directory"
+    )
     info.set_defaults(func=cmd_data_info)
 
     gc = sub.add_parser(

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from ..errors import DataError
 from ..identity import DataIdentity, cifar10_identity, store_identity, tree_identity
-from ..imagefolder import scan_tree, store_dir
+from ..imagefolder import find_store, scan_tree
 from .placement import InMemory, Mapped, OnDisk, Placement
 from .sources import BadImage, decode_split, load_cifar10
 from .store import ImageStore, ensure_store
@@ -125,10 +125,13 @@ def _open_store(
     """One split's store in ``cache``; with ``rebuild_missing``, a store that cannot be read
     there (the cache was emptied or moved without it, an older format) is built from ``root``
     first."""
-    path = store_dir(cache, split, stored, cache_format)
+    path = find_store(cache, split, stored, cache_format)
     try:
         return ImageStore.open(path, root=root, stored_size=stored)
     except DataError as exc:
+        moved = find_store(cache, split, stored, cache_format)
+        if moved != path:  # renamed to its current name while this job opened it
+            return ImageStore.open(moved, root=root, stored_size=stored)
         if not rebuild_missing or not root.is_dir():
             raise
         reason = str(exc)

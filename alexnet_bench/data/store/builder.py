@@ -201,15 +201,19 @@ def _adopt_untagged(dest: Path, scan: TreeScan) -> dict[str, Any] | None:
     """The store of ``dest``'s split, size and format under the name alexnet-bench gave it
     before names carried the decoder tag (``train-36px``), renamed to ``dest`` when it is up to
     date for ``scan`` (same tree state, format version and decoders): an upgrade rebuilds
-    nothing. A job of the older version reading it keeps its open files and its lease."""
+    nothing. A job already reading it keeps its open files and its lease; one opening it at
+    that moment looks for it again (``data.opening._open_store``)."""
     untagged = dest.with_name(DECODER_TAG.sub("", dest.name))
-    if untagged == dest or dest.exists():
+    if untagged == dest or read_manifest(dest) is not None:
         return None
     with locks.exclusive(untagged.parent / f".{untagged.name}.build.lock"):  # the old builder's
         manifest = read_manifest(untagged)
         if manifest is None or stale_reason(manifest, scan.fingerprint) is not None:
             return None
-        os.rename(untagged, dest)
+        try:
+            os.rename(untagged, dest)  # (over an empty directory left at dest, too)
+        except OSError:  # removed meanwhile (data-gc), or dest is not empty: build instead
+            return None
         _fsync_dir(dest.parent)
     log.info("prepared data at %s is up to date (renamed from %s)", dest, untagged.name)
     from .maintenance import remove_superseded_by

@@ -5,7 +5,10 @@ stored size and encoding was built later from another state of the tree. It is r
 no job holds its lease (:mod:`.locks`): a build that supersedes a store in use marks it, and the
 last reader removes it when it closes it; ``alexnet-bench data-gc`` finds the rest. *Leftovers*
 are the temporary directories of builds that did not finish, stores moved aside by a rebuild,
-lock files nobody holds and empty tree directories.
+lock files nobody holds and empty tree directories. ``data-gc`` also lists the stores another
+environment made (another format version or other decoders, e.g. before a Pillow upgrade: the
+store's name carries them, so a new environment builds its own beside it), with the date a
+build last confirmed each, and a copy left under an older alexnet-bench's name.
 """
 
 from __future__ import annotations
@@ -14,17 +17,17 @@ import contextlib
 import logging
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ... import imagefolder
 from ...errors import DataError
-from ...imagefolder import STORE_VERSION, store_name
+from ...imagefolder import store_name
 from ...io import human_bytes
 from . import locks
-from .manifest import CURRENT, LEASE, SUPERSEDED, read_manifest
+from .manifest import CURRENT, LEASE, SUPERSEDED, other_environment, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -53,19 +56,6 @@ def _own_name(manifest: dict[str, Any]) -> str | None:
     if not isinstance(split, str) or not isinstance(size, int):
         return None
     return store_name(split, size, fmt, manifest.get("version"), manifest.get("decoders") or {})
-
-
-def _adoptable(store: Path, manifest: dict[str, Any]) -> bool:
-    """Whether the next build here renames ``store`` (named as before names carried the
-    decoders) into place instead of rebuilding it: this environment's format and decoders, and
-    no store under its new name yet (:func:`.builder._adopt_untagged`)."""
-    own = _own_name(manifest)
-    return (
-        manifest.get("version") == STORE_VERSION
-        and manifest.get("decoders") == imagefolder.decoder_versions()
-        and own is not None
-        and not (store.parent / own).exists()
-    )
 
 
 def remove_store(path: Path) -> bool:
@@ -241,11 +231,13 @@ def find_garbage(cache_dir: str | Path) -> list[Garbage]:
                 f"its tree {manifest.get('source_root')} is gone, and {moved_on[0]} holds a "
                 "later build of the same files"
             )
-        elif store.name != _own_name(manifest) and not _adoptable(store, manifest):
+        elif (other := other_environment(manifest)) is not None:
             why = (
-                "named as before store names carried the decoders, and no build here takes it "
-                "over (other decoders than this environment's, or already built under its name)"
+                f"not this environment's: {other.removeprefix('it ')}; last confirmed "
+                f"current {_date(when)} (another environment sharing the cache may still use it)"
             )
+        elif store.name != (own := _own_name(manifest)) and (store.parent / str(own)).exists():
+            why = f"a copy, under an older alexnet-bench's name, of {store.parent / str(own)}"
         else:
             continue
         found.append(Garbage(store, why, _size(store), _held(store / LEASE)))
@@ -253,6 +245,10 @@ def find_garbage(cache_dir: str | Path) -> list[Garbage]:
         for tree in sorted(p for p in cache.iterdir() if p.is_dir()):
             found.extend(_leftovers(tree))
     return found
+
+
+def _date(when: float) -> str:
+    return time.strftime("%Y-%m-%d", time.localtime(when)) if when else "never"
 
 
 def _held(lock: Path) -> bool:
@@ -337,7 +333,7 @@ def describe(path: str | Path) -> str:
     if not stores:
         raise DataError(
             f"'{path}' holds no prepared data (no manifest.json of a complete build); "
-            "pass a store (<cache>/<tree>/<split>-<S>px) or its tree directory"
+            "pass a store (<cache>/<tree>/<split>-<S>px-v2-<decoders>) or its tree directory"
         )
     return "\n\n".join(_describe_one(p, read_manifest(p) or {}) for p in stores)
 

@@ -61,6 +61,12 @@ def stale_reason(manifest: dict[str, Any], fingerprint: str) -> str | None:
     can): another state of the tree, another format version, or other decoders."""
     if manifest.get("fingerprint") != fingerprint:
         return "it was built from another state of the tree"
+    return other_environment(manifest)
+
+
+def other_environment(manifest: dict[str, Any]) -> str | None:
+    """How the store of ``manifest`` was made otherwise than this environment makes one (None:
+    the same way): another format version, or other decoders."""
     if manifest.get("version") != VERSION:
         return (
             f"it has format version {manifest.get('version')}, this alexnet-bench writes {VERSION}"
