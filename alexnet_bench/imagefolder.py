@@ -306,6 +306,17 @@ def find_store(tree: str | Path, split: str, stored_size: int, cache_format: str
     return untagged if (untagged / "manifest.json").is_file() else path
 
 
+def stores_of(
+    tree: str | Path, split: str, stored_size: int, cache_format: str = "raw"
+) -> list[Path]:
+    """Every complete store of one split, stored size and format in ``tree`` of this format
+    version, whichever decoders made it, and one named as before names carried them: what a
+    planner can tell exists, whatever environment its jobs run in."""
+    base = DECODER_TAG.sub("", store_dir(tree, split, stored_size, cache_format).name)
+    found = [Path(tree) / base, *sorted(Path(tree).glob(f"{base}-v{STORE_VERSION}-*"))]
+    return [p for p in found if DECODER_TAG.sub("", p.name) == base and read_store_digest(p)]
+
+
 def read_store_digest(store: Path) -> str | None:
     """The content digest a complete store's manifest records (None: no such store, or one
     of format version 1). Torch- and NumPy-free, for planning."""

@@ -275,6 +275,11 @@ def test_a_store_missing_from_the_cache_is_rebuilt_by_its_prepare_job_when_a_cel
     planned = snakemake(workdir, "-n", *more)
     said = planned.stdout + planned.stderr
     assert "is not in data_cache_dir: the run rebuilds it in a prepare_data job" in said, said
+    tokens = sorted((workdir / "results" / ".prepared").rglob("*.json"))
+    assert len(tokens) == 2  # a dry run, and a run that executes nothing, keep them
+    assert snakemake(workdir, "--summary", *more).returncode == 0
+    assert snakemake(workdir, "--touch", *more).returncode == 0
+    assert sorted((workdir / "results" / ".prepared").rglob("*.json")) == tokens
     ran = snakemake(workdir, *more)
     assert _ran(ran) == {"all": 1, "prepare_data": 2, "report": 1, "train": 2}
     assert ran.stderr.index("checkpoint prepare_data:") < ran.stderr.index("rule train:")

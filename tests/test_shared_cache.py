@@ -35,7 +35,7 @@ from alexnet_bench.data.store import (
     read_manifest,
 )
 from alexnet_bench.errors import DataError
-from alexnet_bench.imagefolder import scan_tree, store_dir, tree_dir
+from alexnet_bench.imagefolder import scan_tree, store_dir, stores_of, tree_dir
 from alexnet_bench.train import run_training
 
 from .helpers import (
@@ -334,6 +334,10 @@ def test_environments_with_other_decoders_keep_a_store_each(
     listed = {g.path: g.why for g in find_garbage(cache)}
     assert theirs in listed and "(pillow " in listed[theirs] and "-> 0.0" not in listed[theirs]
     assert ours not in listed
+    # a planner sees both, whichever environment its jobs run in
+    assert set(stores_of(tree, "train", STORED)) == {ours, theirs}
+    shutil.rmtree(ours)
+    assert stores_of(tree, "train", STORED) == [theirs] and stores_of(tree, "val", 40) == []
 
 
 def untagged(store: Path) -> Path:

@@ -11,8 +11,7 @@ from alexnet_bench.config import RunConfig, effective_stored_size, split_identit
 from alexnet_bench.imagefolder import (
     STORE_VERSION,
     decoder_versions,
-    read_store_digest,
-    store_dir,
+    stores_of,
 )
 from alexnet_bench.errors import BenchError
 from alexnet_bench.figure1.results import final_dir, init_dir, sweep_dir
@@ -235,32 +234,48 @@ _CHECKED_TOKENS = set()
 
 
 def renew_tokens_of_missing_stores(stores):
-    """A token says that its store, with its digest, lies in the study's cache. When the store is
-    not there now (data_cache_dir re-pointed or emptied, the store deleted), the token is removed
-    so that its prepare_data job runs again, on the cores given to it and before the cells,
-    instead of every cell reading it rebuilding the store inside its training job while holding
-    its GPU; a rebuild that finds the same pixels retrains nothing. A dry run only says so (it
-    cannot list that job). Called for `prepare` and for each cell still to train."""
+    """A token says that its store, with its digest, lies in the study's cache. When no store of
+    it is there now (data_cache_dir re-pointed or emptied, the store deleted), the token is
+    removed so that its prepare_data job runs again, on the cores given to it and before the
+    cells, instead of every cell reading it rebuilding the store inside its training job while
+    holding its GPU; a rebuild that finds the same pixels retrains nothing. Only a run that
+    executes jobs removes it (a dry run says so; --touch, --summary, --dag... leave it alone).
+    Each token is judged once, when first seen. Called for `prepare` and for each cell without
+    results yet."""
     for key, split, stored, suffix in stores:
         token = Path(token_path(key, split, stored, suffix))
-        if token in _CHECKED_TOKENS or workflow.remote_exec or not token.exists():
+        if token in _CHECKED_TOKENS or not workflow.is_main_process:
             continue
         _CHECKED_TOKENS.add(token)
-        fmt = suffix.removeprefix("-") or "raw"
-        store = store_dir(prepared_entry(key)["tree"].tree_dir, split, stored, fmt)
-        if read_store_digest(store) is not None:
+        recorded = _read_token(token)
+        if recorded is None or recorded.get("state") != prepare_state_of(key):
+            continue  # absent or stale: its prepare_data job runs anyway
+        tree = prepared_entry(key)["tree"].tree_dir
+        if stores_of(tree, split, stored, suffix.removeprefix("-") or "raw"):
             continue
+        where = f"{tree}/{split}-{stored}px{suffix}"
         if workflow.dryrun:
             logger.warning(
-                f"prepared data {store} is not in data_cache_dir: the run rebuilds it in a "
+                f"prepared data {where} is not in data_cache_dir: the run rebuilds it in a "
                 "prepare_data job first (this dry run does not list it); a rebuild that reads "
                 "the same pixels retrains no cell"
             )
-        else:
+        elif _executes_jobs():
             logger.info(
-                f"prepared data {store} is not in data_cache_dir: rebuilding it"
+                f"prepared data {where} is not in data_cache_dir: rebuilding it"
             )
             token.unlink(missing_ok=True)
+
+
+def _executes_jobs():
+    """Whether this Snakemake run executes jobs (not a dry run, --touch, --summary, --dag, ...,
+    nor one trusting a dry run's cached view of the files)."""
+    return (
+        workflow.executor_plugin is not None
+        and not workflow.dryrun
+        and not workflow.touch
+        and not workflow.dag_settings.trust_io_cache
+    )
 
 
 def prepared_token_files(wildcards):
