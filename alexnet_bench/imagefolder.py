@@ -293,28 +293,35 @@ def store_dir(tree: str | Path, split: str, stored_size: int, cache_format: str 
     return Path(tree) / name
 
 
-def find_store(tree: str | Path, split: str, stored_size: int, cache_format: str = "raw") -> Path:
-    """The store a reader of ``tree`` opens: this environment's (:func:`store_dir`) when it is
-    complete, else the one named as before store names carried the decoders (``train-36px``)
-    when that one is complete (a cache built by an older alexnet-bench, read as it was read
-    then; its digest still decides the cell's identity), else :func:`store_dir` (absent: the
-    reader's error names it)."""
-    path = store_dir(tree, split, stored_size, cache_format)
-    if (path / "manifest.json").is_file():
-        return path
-    untagged = path.with_name(DECODER_TAG.sub("", path.name))
-    return untagged if (untagged / "manifest.json").is_file() else path
-
-
-def stores_of(
+def store_candidates(
     tree: str | Path, split: str, stored_size: int, cache_format: str = "raw"
 ) -> list[Path]:
     """Every complete store of one split, stored size and format in ``tree`` of this format
-    version, whichever decoders made it, and one named as before names carried them: what a
-    planner can tell exists, whatever environment its jobs run in."""
-    base = DECODER_TAG.sub("", store_dir(tree, split, stored_size, cache_format).name)
-    found = [Path(tree) / base, *sorted(Path(tree).glob(f"{base}-v{STORE_VERSION}-*"))]
+    version, in the order a reader prefers them: this environment's (:func:`store_dir`), the
+    one named as before names carried the decoders, then other environments' (most recently
+    confirmed first). Whichever a job reads, its digest is the data identity it checks."""
+    own = store_dir(tree, split, stored_size, cache_format)
+    base = DECODER_TAG.sub("", own.name)
+    others = [p for p in Path(tree).glob(f"{base}-v{STORE_VERSION}-*") if p != own]
+    others.sort(key=_confirmed, reverse=True)
+    found = [own, Path(tree) / base, *others]
     return [p for p in found if DECODER_TAG.sub("", p.name) == base and read_store_digest(p)]
+
+
+def _confirmed(store: Path) -> float:
+    """When a build last found the store current (its ``.current`` mark), 0 if never."""
+    try:
+        return (store / ".current").stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def find_store(tree: str | Path, split: str, stored_size: int, cache_format: str = "raw") -> Path:
+    """The store a reader of ``tree`` opens: the first of :func:`store_candidates` (a store
+    made by an older alexnet-bench, or by another environment, is read as it is rather than
+    planned again), else :func:`store_dir` (absent: the reader's error names it)."""
+    found = store_candidates(tree, split, stored_size, cache_format)
+    return found[0] if found else store_dir(tree, split, stored_size, cache_format)
 
 
 def read_store_digest(store: Path) -> str | None:

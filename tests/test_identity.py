@@ -290,6 +290,23 @@ def test_a_store_missing_from_the_cache_is_rebuilt_by_its_prepare_job_when_a_cel
     scan = scan_tree(image_folder, 0.34)
     for split in ("train", "val"):
         assert read_store_digest(store_dir(tree_dir(workdir / "empty-cache", scan), split, 36))
+    # another environment's stores of the same digest (other decoders, its own names) serve a
+    # new cell: no prepare job, no build in the training job
+    others = []
+    for split in ("train", "val"):
+        store = store_dir(tree_dir(workdir / "empty-cache", scan), split, 36)
+        others.append(store.rename(store.with_name(store.name[:-8] + "00000000")))
+    ran = snakemake(workdir, *_study(image_folder, "empty-cache", seeds="[0,1,2]"))
+    assert _ran(ran) == {"all": 1, "report": 1, "train": 2}
+    logs = [p.read_text() for p in (workdir / "logs" / "train").rglob("seed2.log")]
+    assert len(logs) == 2 and not any("building it here" in log for log in logs)
+    # ... but stores of other data (another digest) do not: its prepare job builds this one's
+    for other in others:
+        manifest = json.loads((other / "manifest.json").read_text())
+        (other / "manifest.json").write_text(json.dumps({**manifest, "digest": "0" * 64}))
+    ran = snakemake(workdir, *_study(image_folder, "empty-cache", seeds="[0,1,2,3]"))
+    assert _ran(ran) == {"all": 1, "prepare_data": 2, "report": 1, "train": 2}
+    assert {k: v for k, v in _metrics(workdir).items() if k in before} == before
     # asked for by name, the stores are rebuilt even though every cell is complete
     again = snakemake(workdir, "prepare", *_study(image_folder, "other-cache", seeds="[0,1]"))
     assert _ran(again) == {"prepare_data": 2}

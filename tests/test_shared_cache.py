@@ -35,7 +35,13 @@ from alexnet_bench.data.store import (
     read_manifest,
 )
 from alexnet_bench.errors import DataError
-from alexnet_bench.imagefolder import scan_tree, store_dir, stores_of, tree_dir
+from alexnet_bench.imagefolder import (
+    find_store,
+    scan_tree,
+    store_candidates,
+    store_dir,
+    tree_dir,
+)
 from alexnet_bench.train import run_training
 
 from .helpers import (
@@ -325,7 +331,9 @@ def test_environments_with_other_decoders_keep_a_store_each(
         assert manifest["decoders"]["pillow"] == "0.0"
         listed = {g.path: g for g in find_garbage(cache)}  # listed, said whose, not removed
         assert ours in listed and listed[ours].in_use
-        assert "not this environment's: was decoded by other" in listed[ours].why
+        assert f"a copy of {theirs}, made by another environment (was decoded by other" in (
+            listed[ours].why
+        )
         assert not any(path.name.endswith(theirs.name[-12:]) for path in listed)
     assert reader.read(np.arange(reader.num_images)).shape[0] == reader.num_images
     reader.close()
@@ -334,10 +342,14 @@ def test_environments_with_other_decoders_keep_a_store_each(
     listed = {g.path: g.why for g in find_garbage(cache)}
     assert theirs in listed and "(pillow " in listed[theirs] and "-> 0.0" not in listed[theirs]
     assert ours not in listed
-    # a planner sees both, whichever environment its jobs run in
-    assert set(stores_of(tree, "train", STORED)) == {ours, theirs}
-    shutil.rmtree(ours)
-    assert stores_of(tree, "train", STORED) == [theirs] and stores_of(tree, "val", 40) == []
+    # a reader and a planner see both, this environment's first
+    assert store_candidates(tree, "train", STORED) == [ours, theirs]
+    shutil.rmtree(ours)  # the other environment's is then read, and is no copy to collect
+    assert (
+        store_candidates(tree, "train", STORED) == [theirs] == [find_store(tree, "train", STORED)]
+    )
+    assert theirs not in {g.path for g in find_garbage(cache)}
+    assert store_candidates(tree, "val", 40) == []
 
 
 def untagged(store: Path) -> Path:
@@ -353,6 +365,7 @@ def test_a_store_named_as_before_is_renamed_into_place_not_rebuilt(
     store = store_dir(tree, "train", STORED)
     stamp = (store / MANIFEST).stat().st_mtime_ns
     store.rename(untagged(store))  # as an upgrade finds its cache
+    store.mkdir()  # (an empty directory where the store belongs is no store)
     assert find_garbage(cache) == []  # the next build takes it over: nothing to delete
     with caplog.at_level(logging.INFO, logger="alexnet_bench.data.store.builder"):
         assert prepare(image_folder, cache) == tree
@@ -377,12 +390,14 @@ def test_a_store_named_as_before_with_other_decoders_is_listed_not_taken_over(
     old = untagged(store)
     theirs.rename(old)  # an older alexnet-bench's store, built by other decoders
     listed = {g.path: g.why for g in find_garbage(cache)}
-    assert "not this environment's: was decoded by other library versions" in listed[old]
+    assert f"a copy of {store}, made by another environment (was decoded by other" in listed[old]
     shutil.rmtree(store)
+    assert old not in {g.path for g in find_garbage(cache)}  # the only one: readers read it
     with caplog.at_level(logging.INFO, logger="alexnet_bench.data.store.builder"):
         assert prepare(image_folder, cache) == tree
     assert " images/s over " in caplog.text and "renamed from" not in caplog.text  # built
     assert old.exists() and read_manifest(store) is not None
+    assert old in {g.path for g in find_garbage(cache)}  # a copy again
 
 
 def test_a_store_named_as_before_of_an_older_format_is_rebuilt_not_taken_over(

@@ -6,6 +6,7 @@ The run config guarantees ``data.root`` for a non-synthetic source (config.py)."
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,7 +132,8 @@ def _open_store(
     except DataError as exc:
         moved = find_store(cache, split, stored, cache_format)
         if moved != path:  # renamed to its current name while this job opened it
-            return ImageStore.open(moved, root=root, stored_size=stored)
+            with contextlib.suppress(DataError):
+                return ImageStore.open(moved, root=root, stored_size=stored)
         if not rebuild_missing or not root.is_dir():
             raise
         reason = str(exc)

@@ -11,7 +11,8 @@ from alexnet_bench.config import RunConfig, effective_stored_size, split_identit
 from alexnet_bench.imagefolder import (
     STORE_VERSION,
     decoder_versions,
-    stores_of,
+    read_store_digest,
+    store_candidates,
 )
 from alexnet_bench.errors import BenchError
 from alexnet_bench.figure1.results import final_dir, init_dir, sweep_dir
@@ -234,8 +235,8 @@ _CHECKED_TOKENS = set()
 
 
 def renew_tokens_of_missing_stores(stores):
-    """A token says that its store, with its digest, lies in the study's cache. When no store of
-    it is there now (data_cache_dir re-pointed or emptied, the store deleted), the token is
+    """A token says that a store of its digest lies in the study's cache. When none is there
+    now (data_cache_dir re-pointed or emptied, the store deleted), the token is
     removed so that its prepare_data job runs again, on the cores given to it and before the
     cells, instead of every cell reading it rebuilding the store inside its training job while
     holding its GPU; a rebuild that finds the same pixels retrains nothing. Only a run that
@@ -251,8 +252,9 @@ def renew_tokens_of_missing_stores(stores):
         if recorded is None or recorded.get("state") != prepare_state_of(key):
             continue  # absent or stale: its prepare_data job runs anyway
         tree = prepared_entry(key)["tree"].tree_dir
-        if stores_of(tree, split, stored, suffix.removeprefix("-") or "raw"):
-            continue
+        found = store_candidates(tree, split, stored, suffix.removeprefix("-") or "raw")
+        if any(read_store_digest(store) == recorded.get("digest") for store in found):
+            continue  # a store of its digest, whichever environment made it: cells read it
         where = f"{tree}/{split}-{stored}px{suffix}"
         if workflow.dryrun:
             logger.warning(

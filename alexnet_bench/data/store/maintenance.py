@@ -7,8 +7,10 @@ last reader removes it when it closes it; ``alexnet-bench data-gc`` finds the re
 are the temporary directories of builds that did not finish, stores moved aside by a rebuild,
 lock files nobody holds and empty tree directories. ``data-gc`` also lists the stores another
 environment made (another format version or other decoders, e.g. before a Pillow upgrade: the
-store's name carries them, so a new environment builds its own beside it), with the date a
-build last confirmed each, and a copy left under an older alexnet-bench's name.
+store's name carries them, so a new environment builds its own beside it) or left under an
+older alexnet-bench's name once this environment has its own store of the same data, with the
+date a build last confirmed each; the only store of its data is never listed (readers here
+read it).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import DataError
-from ...imagefolder import store_name
+from ...imagefolder import store_dir
 from ...io import human_bytes
 from . import locks
 from .manifest import CURRENT, LEASE, SUPERSEDED, other_environment, read_manifest
@@ -48,14 +50,21 @@ def _group(manifest: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
-def _own_name(manifest: dict[str, Any]) -> str | None:
-    """The directory name the builder gives the store of ``manifest`` (None: incomplete)."""
+def _our_copy(store: Path, manifest: dict[str, Any]) -> Path | None:
+    """This environment's store of the same tree state, split, size and format as ``store``
+    when ``store`` is another one (another environment's, or named as before names carried
+    the decoders): ``store`` is then a copy. None when ``store`` is the only one, which
+    readers here still read (:func:`~alexnet_bench.imagefolder.find_store`)."""
     images = manifest.get("images") or {}
     fmt = "raw" if images.get("encoding") == "raw" else f"jpeg{images.get('quality')}"
     split, size = manifest.get("split"), manifest.get("stored_size")
     if not isinstance(split, str) or not isinstance(size, int):
         return None
-    return store_name(split, size, fmt, manifest.get("version"), manifest.get("decoders") or {})
+    ours = store_dir(store.parent, split, size, fmt)
+    found = read_manifest(ours)
+    if ours == store or found is None or found.get("fingerprint") != manifest.get("fingerprint"):
+        return None
+    return ours
 
 
 def remove_store(path: Path) -> bool:
@@ -231,13 +240,17 @@ def find_garbage(cache_dir: str | Path) -> list[Garbage]:
                 f"its tree {manifest.get('source_root')} is gone, and {moved_on[0]} holds a "
                 "later build of the same files"
             )
-        elif (other := other_environment(manifest)) is not None:
-            why = (
-                f"not this environment's: {other.removeprefix('it ')}; last confirmed "
-                f"current {_date(when)} (another environment sharing the cache may still use it)"
+        elif (ours := _our_copy(store, manifest)) is not None:
+            other = other_environment(manifest)
+            made = (
+                f"made by another environment ({other.removeprefix('it ')})"
+                if other
+                else "under an older alexnet-bench's name"
             )
-        elif store.name != (own := _own_name(manifest)) and (store.parent / str(own)).exists():
-            why = f"a copy, under an older alexnet-bench's name, of {store.parent / str(own)}"
+            why = (
+                f"a copy of {ours}, {made}; last confirmed current {_date(when)} (another "
+                "environment or alexnet-bench sharing the cache may still use it)"
+            )
         else:
             continue
         found.append(Garbage(store, why, _size(store), _held(store / LEASE)))
