@@ -316,11 +316,20 @@ def _confirmed(store: Path) -> float:
         return 0.0
 
 
-def find_store(tree: str | Path, split: str, stored_size: int, cache_format: str = "raw") -> Path:
+def find_store(
+    tree: str | Path,
+    split: str,
+    stored_size: int,
+    cache_format: str = "raw",
+    digest: str | None = None,
+) -> Path:
     """The store a reader of ``tree`` opens: the first of :func:`store_candidates` (a store
     made by an older alexnet-bench, or by another environment, is read as it is rather than
-    planned again), else :func:`store_dir` (absent: the reader's error names it)."""
+    planned again), or with ``digest`` (the one its job was planned for) the first of that
+    digest; else :func:`store_dir` (absent: the reader's error names it, or it is built)."""
     found = store_candidates(tree, split, stored_size, cache_format)
+    if digest is not None:
+        found = [p for p in found if read_store_digest(p) == digest]
     return found[0] if found else store_dir(tree, split, stored_size, cache_format)
 
 

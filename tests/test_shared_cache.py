@@ -352,6 +352,43 @@ def test_environments_with_other_decoders_keep_a_store_each(
     assert store_candidates(tree, "val", 40) == []
 
 
+def test_a_reader_opens_the_store_of_the_digest_its_job_was_planned_for(
+    image_folder: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """This environment's store gone; another environment's store of the planned digest and an
+    older release's store of other pixels remain: the job reads the former, whatever the order
+    a reader without a plan prefers. With only other pixels left, it rebuilds its own."""
+    from alexnet_bench.data import build_data
+    from alexnet_bench.identity import store_identity
+
+    tree = prepare(image_folder, tmp_path / "cache", val_fraction=0.34)
+    planned, theirs = {}, {}
+    for split in ("train", "val"):
+        ours = store_dir(tree, split, STORED)
+        planned[split] = json.loads((ours / MANIFEST).read_text())["digest"]
+        theirs[split] = ours.with_name(ours.name[:-8] + "00000000")
+        shutil.copytree(ours, theirs[split])
+        ours.rename(untagged(ours))
+        manifest = json.loads((untagged(ours) / MANIFEST).read_text())
+        manifest["decoders"]["pillow"] = "0.0"  # an older release's, with pixels of its own
+        (untagged(ours) / MANIFEST).write_text(json.dumps({**manifest, "digest": "0" * 64}))
+        assert find_store(tree, split, STORED) == untagged(ours)  # unplanned: the old name first
+    run = RunConfig(folder_run(image_folder, tree, in_memory="no"))
+    expect = store_identity(planned)
+    bundle = build_data(run, CPU, expect=expect, rebuild_missing=True)
+    bundle.close()
+    assert bundle.info["prepared_stores"] == {k: str(v) for k, v in theirs.items()}
+    for split in ("train", "val"):
+        shutil.rmtree(theirs[split])
+    with pytest.raises(DataError, match="no prepared data at .*; build it with"):
+        build_data(run, CPU, expect=expect)  # not rebuilding: other pixels are no store of it
+    with caplog.at_level(logging.WARNING, logger="alexnet_bench.data.opening"):
+        bundle = build_data(run, CPU, expect=expect, rebuild_missing=True)
+    bundle.close()
+    assert "building it here" in caplog.text
+    assert bundle.info["prepared_stores"]["train"] == str(store_dir(tree, "train", STORED))
+
+
 def untagged(store: Path) -> Path:
     """Where alexnet-bench put ``store`` before store names carried the decoders."""
     return store.with_name(store.name.split("px")[0] + "px")

@@ -101,7 +101,7 @@ def build_data(
         max_train=d.max_train,
         max_val=d.max_val,
     )
-    opened = open_data(cfg, stored, rebuild_missing)
+    opened = open_data(cfg, stored, rebuild_missing, expect)
     try:
         check_data(opened.identity, expect)
         return _bundle(cfg, plan, opened)

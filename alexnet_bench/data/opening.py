@@ -79,10 +79,13 @@ def fits_in_memory(d: Any, num_images: int, stored: int) -> bool:
     return d.in_memory == "yes"
 
 
-def open_data(cfg: Any, stored: int, rebuild_missing: bool = False) -> Opened:
+def open_data(
+    cfg: Any, stored: int, rebuild_missing: bool = False, expect: DataIdentity = None
+) -> Opened:
     """The configured source's images: decoded into memory (synthetic, CIFAR-10, an image
     folder that fits), read from a prepared-data cache (``data.cache``: into memory when it
-    fits, else memory-mapped) or decoded from disk batch by batch."""
+    fits, else memory-mapped) or decoded from disk batch by batch. ``expect``: the identity
+    the job was planned for; of a cache's stores, it reads those of the planned digests."""
     d = cfg.data
     if d.source == "synthetic":
         tx, ty, vx, vy = shapes10(d.num_train, d.num_val, stored, d.num_classes)
@@ -101,7 +104,8 @@ def open_data(cfg: Any, stored: int, rebuild_missing: bool = False) -> Opened:
     if cache:
         cache_format = getattr(d, "cache_format", None) or "raw"
         cache_dir = Path(cache).expanduser()
-        return _open_prepared(cache_dir, root, stored, cache_format, d, rebuild_missing)
+        digests = expect if expect and expect.get("kind") == "store" else {}
+        return _open_prepared(cache_dir, root, stored, cache_format, d, rebuild_missing, digests)
     scan = scan_tree(root, d.val_fraction, seed=0)
     n = len(scan.train.paths) + len(scan.val.paths)
     ignored, identity = len(scan.ignored), tree_identity(scan.fingerprint)
@@ -122,15 +126,16 @@ def _open_store(
     cache_format: str,
     d: Any,
     rebuild_missing: bool,
+    digest: str | None = None,
 ) -> ImageStore:
-    """One split's store in ``cache``; with ``rebuild_missing``, a store that cannot be read
-    there (the cache was emptied or moved without it, an older format) is built from ``root``
-    first."""
-    path = find_store(cache, split, stored, cache_format)
+    """One split's store in ``cache`` (of ``digest`` when one is planned); with
+    ``rebuild_missing``, a store that cannot be read there (the cache was emptied or moved
+    without it, an older format) is built from ``root`` first."""
+    path = find_store(cache, split, stored, cache_format, digest)
     try:
         return ImageStore.open(path, root=root, stored_size=stored)
     except DataError as exc:
-        moved = find_store(cache, split, stored, cache_format)
+        moved = find_store(cache, split, stored, cache_format, digest)
         if moved != path:  # renamed to its current name while this job opened it
             with contextlib.suppress(DataError):
                 return ImageStore.open(moved, root=root, stored_size=stored)
@@ -155,13 +160,23 @@ def _open_store(
 
 
 def _open_prepared(
-    cache: Path, root: Path, stored: int, cache_format: str, d: Any, rebuild_missing: bool
+    cache: Path,
+    root: Path,
+    stored: int,
+    cache_format: str,
+    d: Any,
+    rebuild_missing: bool,
+    digests: dict[str, Any],
 ) -> Opened:
     """The train and val stores of ``cache`` (a tree directory of the prepared-data cache):
     read into memory when they fit (their leases then dropped), else mapped (leases held)."""
-    train = _open_store(cache, root, "train", stored, cache_format, d, rebuild_missing)
+    train = _open_store(
+        cache, root, "train", stored, cache_format, d, rebuild_missing, digests.get("train")
+    )
     try:
-        val = _open_store(cache, root, "val", stored, cache_format, d, rebuild_missing)
+        val = _open_store(
+            cache, root, "val", stored, cache_format, d, rebuild_missing, digests.get("val")
+        )
     except BaseException:
         train.close()
         raise

@@ -51,9 +51,9 @@ def _group(manifest: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def _our_copy(store: Path, manifest: dict[str, Any]) -> Path | None:
-    """This environment's store of the same tree state, split, size and format as ``store``
-    when ``store`` is another one (another environment's, or named as before names carried
-    the decoders): ``store`` is then a copy. None when ``store`` is the only one, which
+    """This environment's store of the same tree state, split, size, format and digest as
+    ``store`` when ``store`` is another one (another environment's, or named as before names
+    carried the decoders): ``store`` is then a copy. None when ``store`` is the only one, which
     readers here still read (:func:`~alexnet_bench.imagefolder.find_store`)."""
     images = manifest.get("images") or {}
     fmt = "raw" if images.get("encoding") == "raw" else f"jpeg{images.get('quality')}"
@@ -62,9 +62,10 @@ def _our_copy(store: Path, manifest: dict[str, Any]) -> Path | None:
         return None
     ours = store_dir(store.parent, split, size, fmt)
     found = read_manifest(ours)
-    if ours == store or found is None or found.get("fingerprint") != manifest.get("fingerprint"):
+    if ours == store or found is None:
         return None
-    return ours
+    same = ("fingerprint", "digest")  # the same tree state, decoded to the same pixels
+    return ours if all(found.get(k) == manifest.get(k) for k in same) else None
 
 
 def remove_store(path: Path) -> bool:
