@@ -326,7 +326,8 @@ def find_store(
     """The store a reader of ``tree`` opens: the first of :func:`store_candidates` (a store
     made by an older alexnet-bench, or by another environment, is read as it is rather than
     planned again), or with ``digest`` (the one its job was planned for) the first of that
-    digest; else :func:`store_dir` (absent: the reader's error names it, or it is built)."""
+    digest; else :func:`store_dir` (absent: the reader's error names it, or it is built;
+    present with another digest: the job's data check refuses it)."""
     found = store_candidates(tree, split, stored_size, cache_format)
     if digest is not None:
         found = [p for p in found if read_store_digest(p) == digest]
