@@ -223,6 +223,8 @@ def scan_tree(root: str | Path, val_fraction: float, seed: int = 0) -> TreeScan:
 #: the store format version (alexnet_bench.data.store.manifest; 2: the content digest and the
 #: reader lease). Here so that planning reads it without importing torch.
 STORE_VERSION = 2
+#: the mark a build touches whenever it finds (or makes) a store current (manifest.CURRENT)
+CURRENT = ".current"
 
 
 def decoder_versions() -> dict[str, str | None]:
@@ -294,24 +296,31 @@ def store_dir(tree: str | Path, split: str, stored_size: int, cache_format: str 
 
 
 def store_candidates(
-    tree: str | Path, split: str, stored_size: int, cache_format: str = "raw"
+    tree: str | Path,
+    split: str,
+    stored_size: int,
+    cache_format: str = "raw",
+    digest: str | None = None,
 ) -> list[Path]:
     """Every complete store of one split, stored size and format in ``tree`` of this format
-    version, in the order a reader prefers them: this environment's (:func:`store_dir`), the
-    one named as before names carried the decoders, then other environments' (most recently
-    confirmed first). Whichever a job reads, its digest is the data identity it checks."""
+    version (with ``digest``: of that digest), in the order a reader prefers them: this
+    environment's (:func:`store_dir`), the one named as before names carried the decoders,
+    then other environments' (most recently confirmed first). Whichever a job reads, its
+    digest is the data identity it checks."""
     own = store_dir(tree, split, stored_size, cache_format)
     base = DECODER_TAG.sub("", own.name)
     others = [p for p in Path(tree).glob(f"{base}-v{STORE_VERSION}-*") if p != own]
-    others.sort(key=_confirmed, reverse=True)
-    found = [own, Path(tree) / base, *others]
-    return [p for p in found if DECODER_TAG.sub("", p.name) == base and read_store_digest(p)]
+    others.sort(key=confirmed_at, reverse=True)
+    found = [p for p in (own, Path(tree) / base, *others) if DECODER_TAG.sub("", p.name) == base]
+    digests = [(p, read_store_digest(p)) for p in found]
+    return [p for p, d in digests if d and (digest is None or d == digest)]
 
 
-def _confirmed(store: Path) -> float:
-    """When a build last found the store current (its ``.current`` mark), 0 if never."""
+def confirmed_at(store: Path) -> float:
+    """When a build last found the store current (its :data:`CURRENT` mark; epoch seconds), 0
+    if never."""
     try:
-        return (store / ".current").stat().st_mtime
+        return (store / CURRENT).stat().st_mtime
     except OSError:
         return 0.0
 
@@ -328,9 +337,7 @@ def find_store(
     planned again), or with ``digest`` (the one its job was planned for) the first of that
     digest; else :func:`store_dir` (absent: the reader's error names it, or it is built;
     present with another digest: the job's data check refuses it)."""
-    found = store_candidates(tree, split, stored_size, cache_format)
-    if digest is not None:
-        found = [p for p in found if read_store_digest(p) == digest]
+    found = store_candidates(tree, split, stored_size, cache_format, digest)
     return found[0] if found else store_dir(tree, split, stored_size, cache_format)
 
 

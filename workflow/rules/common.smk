@@ -11,7 +11,6 @@ from alexnet_bench.config import RunConfig, effective_stored_size, split_identit
 from alexnet_bench.imagefolder import (
     STORE_VERSION,
     decoder_versions,
-    read_store_digest,
     store_candidates,
 )
 from alexnet_bench.errors import BenchError
@@ -220,6 +219,11 @@ def cell_stores(cfg):
     return [(tree.key, split, stored, suffix) for split in ("train", "val")]
 
 
+def store_format(suffix):
+    """data.cache_format of a store's name suffix: "" -> raw, "-jpeg90" -> jpeg90."""
+    return suffix.removeprefix("-") or "raw"
+
+
 def token_path(key, split, stored, suffix):
     return f"{PREPARED_TOKENS}/{key}/{split}-{stored}px{suffix}.json"
 
@@ -252,8 +256,9 @@ def renew_tokens_of_missing_stores(stores):
         if recorded is None or recorded.get("state") != prepare_state_of(key):
             continue  # absent or stale: its prepare_data job runs anyway
         tree = prepared_entry(key)["tree"].tree_dir
-        found = store_candidates(tree, split, stored, suffix.removeprefix("-") or "raw")
-        if any(read_store_digest(store) == recorded.get("digest") for store in found):
+        if store_candidates(
+            tree, split, stored, store_format(suffix), recorded.get("digest")
+        ):
             continue  # a store of its digest, whichever environment made it: cells read it
         where = f"{tree}/{split}-{stored}px{suffix}"
         if workflow.dryrun:
@@ -301,15 +306,12 @@ def prepared_inputs(wildcards):
     the store in place) reruns no cell; only a changed digest does (run_data). The tokens of
     stores missing from the cache are renewed first."""
     stores = cell_stores(cell_config(wildcards))
-    if not cell_metrics(wildcards).exists():  # a completed study needs no store
+    w = wildcards
+    if not Path(
+        metrics_path(w.ablation, w.seed, w.preset)
+    ).exists():  # completed: no store
         renew_tokens_of_missing_stores(stores)
     return [ancient(token_path(*store)) for store in stores]
-
-
-def cell_metrics(wildcards):
-    """The metrics.json of a study cell (the train rule's output)."""
-    w = wildcards
-    return Path(f"results/{w.preset}/{w.ablation}/seed{w.seed}/metrics.json")
 
 
 def prepare_state_of(key):

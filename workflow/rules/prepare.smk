@@ -21,7 +21,7 @@ checkpoint prepare_data:
         fingerprint=lambda wc: prepared_entry(wc.key)["tree"].fingerprint,
         val_fraction=lambda wc: prepared_entry(wc.key)["tree"].val_fraction,
         on_bad_image=prepare_on_bad_image,
-        format=lambda wc: wc.fmt.removeprefix("-") or "raw",
+        format=lambda wc: store_format(wc.fmt),
         root=prepare_root,
         cache_dir=prepare_cache_dir,
     shell:

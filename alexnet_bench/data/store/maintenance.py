@@ -26,10 +26,17 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import DataError
-from ...imagefolder import store_dir
+from ...imagefolder import confirmed_at, store_dir
 from ...io import human_bytes
 from . import locks
-from .manifest import CURRENT, LEASE, SUPERSEDED, other_environment, read_manifest
+from .manifest import (
+    CURRENT,
+    LEASE,
+    SUPERSEDED,
+    cache_format_of,
+    other_environment,
+    read_manifest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +62,10 @@ def _our_copy(store: Path, manifest: dict[str, Any]) -> Path | None:
     ``store`` when ``store`` is another one (another environment's, or named as before names
     carried the decoders): ``store`` is then a copy. None when ``store`` is the only one, which
     readers here still read (:func:`~alexnet_bench.imagefolder.find_store`)."""
-    images = manifest.get("images") or {}
-    fmt = "raw" if images.get("encoding") == "raw" else f"jpeg{images.get('quality')}"
     split, size = manifest.get("split"), manifest.get("stored_size")
     if not isinstance(split, str) or not isinstance(size, int):
         return None
-    ours = store_dir(store.parent, split, size, fmt)
+    ours = store_dir(store.parent, split, size, cache_format_of(manifest))
     found = read_manifest(ours)
     if ours == store or found is None:
         return None
@@ -137,14 +142,6 @@ def mark_current(path: Path) -> None:
         (path / CURRENT).touch()
 
 
-def _confirmed(store: Path, manifest: dict[str, Any]) -> float:
-    """When a build last confirmed the store as its tree's current state (epoch seconds)."""
-    try:
-        return (store / CURRENT).stat().st_mtime
-    except OSError:
-        return 0.0
-
-
 def _remove_if_empty(tree: Path) -> None:
     with contextlib.suppress(OSError):
         tree.rmdir()  # only if no store, build or lock file is left in it
@@ -219,7 +216,7 @@ def find_garbage(cache_dir: str | Path) -> list[Garbage]:
     later: the tree moved and changed since."""
     cache = Path(cache_dir)
     found: list[Garbage] = []
-    stores = [(s, m, _confirmed(s, m)) for s, m in _stores(cache)]
+    stores = [(s, m, confirmed_at(s)) for s, m in _stores(cache)]
     newest: dict[tuple[Any, ...], tuple[float, Path, dict[str, Any]]] = {}
     for store, manifest, when in stores:
         key = _group(manifest)

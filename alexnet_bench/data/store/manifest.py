@@ -39,7 +39,7 @@ MANIFEST, IMAGES, ROWS, LABELS = "manifest.json", "images.npy", "rows.npy", "lab
 JPEG_BLOBS, JPEG_INDEX = "images.jpg.bin", "index.npy"
 LEASE = ".lease"  # readers hold a shared lock on it; removal needs the exclusive one
 SUPERSEDED = ".superseded"  # a newer build replaced this store while a reader held it
-CURRENT = ".current"  # touched whenever a build finds (or makes) this store current
+CURRENT = imagefolder.CURRENT  # touched whenever a build finds (or makes) this store current
 DIGEST_VERSION = "alexnet-bench-data-digest/1"
 JPEG_QUALITY = 90
 RESIZE_RULE = "RGB; shorter side to {s} (Pillow bilinear, antialiased); centre crop {s} x {s}"
@@ -54,6 +54,12 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         return None
     return manifest
+
+
+def cache_format_of(manifest: dict[str, Any]) -> str:
+    """A store's ``data.cache_format``: ``raw`` or ``jpeg<quality>``."""
+    images = manifest.get("images") or {}
+    return "raw" if images.get("encoding") == "raw" else f"jpeg{images.get('quality')}"
 
 
 def stale_reason(manifest: dict[str, Any], fingerprint: str) -> str | None:

@@ -20,7 +20,17 @@ from PIL import Image
 
 from ...errors import DataError
 from . import locks
-from .manifest import IMAGES, JPEG_BLOBS, JPEG_INDEX, LABELS, LEASE, ROWS, VERSION, read_manifest
+from .manifest import (
+    IMAGES,
+    JPEG_BLOBS,
+    JPEG_INDEX,
+    LABELS,
+    LEASE,
+    ROWS,
+    VERSION,
+    cache_format_of,
+    read_manifest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -252,8 +262,7 @@ class ImageStore:
     @property
     def cache_format(self) -> str:
         """``raw`` or ``jpeg<quality>`` (``data.cache_format``)."""
-        images = self.manifest["images"]
-        return "raw" if images["encoding"] == "raw" else f"jpeg{images['quality']}"
+        return cache_format_of(self.manifest)
 
     @property
     def skipped(self) -> list[dict[str, str]]:
