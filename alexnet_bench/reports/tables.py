@@ -96,6 +96,11 @@ class AblationStats:
         """The runs with a trained curve (completed, collapsed, diverged): time to target."""
         return [r for r in self.runs if r.status in TRAINED_STATUSES]
 
+    @property
+    def reached_target(self) -> int:
+        """How many trained runs reached the target (:attr:`Run.reached_target`)."""
+        return sum(r.reached_target for r in self.trained)
+
     def left_out_text(self, metric: str = "val_top1") -> str:
         """``2 of 5 tanh seeds left out: collapsed (seeds 1, 3)`` (every arm of the Δ), or
         ``none``; the top-5 Δ's own when it differs from the top-1 one."""
@@ -229,7 +234,7 @@ def ttt_text(a: AblationStats) -> str:
     done = len(a.trained)
     if not done:
         return MISSING
-    reached = sum(r.reached_target for r in a.trained)
+    reached = a.reached_target
     if reached == 0:
         ep = a.summaries["epochs_completed"]
         return f"not reached ({fint(ep.mean)} ep)" if ep.n else "not reached"
@@ -364,7 +369,7 @@ def ablation_records(stats: Sequence[AblationStats], baseline: str) -> list[dict
         rec["train_top1_err_pct_mean"] = _rounded(a.summaries["train_top1"].mean)
         rec["overfit_gap_pts_mean"] = _rounded(a.summaries["overfit_gap"].mean)
         rec["best_epoch_mean"] = _rounded(a.summaries["best_epoch"].mean)
-        rec["ttt_reached"] = sum(r.reached_target for r in a.trained)
+        rec["ttt_reached"] = a.reached_target
         rec["ttt_trained"] = len(a.trained)  # completed, collapsed and diverged runs
         rec["ttt_epoch_mean"] = _rounded(a.summaries["ttt_epoch"].mean)
         rec["ttt_seconds_mean"] = _rounded(a.summaries["ttt_seconds"].mean)
